@@ -1,0 +1,1 @@
+"""Settings classes per environment and reference data (YAML) for Amanat."""

@@ -1,0 +1,176 @@
+"""Settings per environment, read from ``REFERRAL_*`` environment variables.
+
+Secrets come only from the environment. ``ProductionConfig.validate`` refuses to
+start without them, so a misconfigured server fails at boot, not at first use.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever scheme the operator wrote."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class BaseConfig:
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI = "sqlite:///" + str(INSTANCE_DIR / "amanat.sqlite3")
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    KEYRING_PATH = str(INSTANCE_DIR / "keyring.json")
+    REDIS_URL: str | None = None
+    RATELIMIT_ENABLED = True
+    SMS_SECRET: str | None = None
+
+    # Authentication (SPEC §7).
+    LOCKOUT_THRESHOLD = 5
+    LOCKOUT_WINDOW_MINUTES = 15
+    LOCKOUT_MINUTES = 15
+    SESSION_IDLE_MINUTES = 15
+    SESSION_ABSOLUTE_HOURS = 12
+    TOKEN_TTL_HOURS = 12
+    TOTP_ISSUER = "Amanat"
+    CERTIFICATE_VALIDITY_MONTHS = 24
+
+    # Flask's own cookie carries only a pointer to the server-side session
+    # and the CSRF token; it never carries identity on its own.
+    SESSION_COOKIE_NAME = "amanat_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = None  # bound to the session; the session expires itself
+    JSON_SORT_KEYS = False
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+    @classmethod
+    def from_env(cls) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        env = os.environ
+        if env.get("REFERRAL_SECRET_KEY"):
+            settings["SECRET_KEY"] = env["REFERRAL_SECRET_KEY"]
+        if env.get("REFERRAL_DATABASE_URL"):
+            settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(env["REFERRAL_DATABASE_URL"])
+        if env.get("REFERRAL_KEYRING"):
+            settings["KEYRING_PATH"] = env["REFERRAL_KEYRING"]
+        if env.get("REFERRAL_REDIS_URL"):
+            settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
+        if env.get("REFERRAL_SMS_SECRET"):
+            settings["SMS_SECRET"] = env["REFERRAL_SMS_SECRET"]
+        settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
+        settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)
+        settings["CERTIFICATE_VALIDITY_MONTHS"] = env_int(
+            "REFERRAL_CERTIFICATE_VALIDITY_MONTHS", cls.CERTIFICATE_VALIDITY_MONTHS, minimum=1
+        )
+        return settings
+
+    @classmethod
+    def validate(cls, settings: dict[str, Any]) -> None:
+        """Hook for environments that must refuse to start without secrets."""
+
+
+class DevelopmentConfig(BaseConfig):
+    ENV_NAME = "development"
+    # A fixed development key keeps sessions across restarts of `make run`;
+    # production refuses to start without its own.
+    SECRET_KEY = "development-only-not-secret"
+
+
+class TestingConfig(BaseConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-only-not-secret"
+    RATELIMIT_ENABLED = False
+
+
+class ProductionConfig(BaseConfig):
+    ENV_NAME = "production"
+    SESSION_COOKIE_NAME = "__Host-amanat_session"
+    SESSION_COOKIE_SECURE = True
+    REQUIRED = {
+        "SECRET_KEY": "REFERRAL_SECRET_KEY",
+        "SQLALCHEMY_DATABASE_URI": "REFERRAL_DATABASE_URL",
+        "KEYRING_PATH": "REFERRAL_KEYRING",
+    }
+
+    @classmethod
+    def validate(cls, settings: dict[str, Any]) -> None:
+        env = os.environ
+        missing = [var for var in cls.REQUIRED.values() if not env.get(var)]
+        if missing:
+            raise ConfigError(
+                "REFERRAL_ENV=production refuses to start: set "
+                + ", ".join(missing)
+                + " (see the settings table in README.md)."
+            )
+        if len(env["REFERRAL_SECRET_KEY"]) < 32:
+            raise ConfigError("REFERRAL_SECRET_KEY must be at least 32 characters in production.")
+
+
+ENVIRONMENTS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolve the settings for ``REFERRAL_ENV`` with environment values and overrides."""
+    overrides = dict(overrides or {})
+    env_name = (overrides.pop("ENV_NAME", None) or os.environ.get("REFERRAL_ENV") or "development")
+    env_name = env_name.strip().lower()
+    try:
+        cls = ENVIRONMENTS[env_name]
+    except KeyError:
+        raise ConfigError(
+            f"REFERRAL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}"
+        ) from None
+    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    settings.update(cls.from_env())
+    cls.validate(settings)
+    settings.update(overrides)
+    settings["ENV_NAME"] = cls.ENV_NAME
+    return settings

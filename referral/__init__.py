@@ -1,0 +1,94 @@
+"""Amanat: GBV case referral. ``create_app`` builds the Flask application."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+from flask_login import current_user
+
+from config.settings import INSTANCE_DIR, PROJECT_ROOT, load_settings
+from referral import extensions as ext
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings → extensions → blueprints → guards → error handlers → CLI."""
+    settings = load_settings(config)
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.update(settings)
+    _ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    ext.db.init_app(app)
+    ext.migrate.init_app(app, ext.db, directory=str(PROJECT_ROOT / "migrations"))
+    ext.login_manager.init_app(app)
+    ext.login_manager.session_protection = None  # identity comes from server-side rows, not the cookie
+    ext.csrf.init_app(app)
+
+    from referral import models  # noqa: F401  (registers every table on the metadata)
+    from referral.accounts import identity  # noqa: F401  (registers the request loader)
+    from referral.accounts import views as _account_views  # noqa: F401
+    from referral.api import api
+    from referral.health import health
+    from referral.web.views import web
+
+    # API calls carry a bearer token; those that ride a browser session are
+    # CSRF-checked in _guard below, after we know how the caller signed in.
+    ext.csrf.exempt(api)
+    app.register_blueprint(health)
+    app.register_blueprint(api)
+    app.register_blueprint(web)
+
+    _install_request_hooks(app)
+
+    from referral.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+    from referral.cli import register_cli
+
+    register_cli(app)
+    logging.getLogger("referral").setLevel(logging.INFO)
+    return app
+
+
+def _ensure_sqlite_directory(uri: str) -> None:
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_request_hooks(app: Flask) -> None:
+    from referral.security.permissions import guard_request
+
+    @app.before_request
+    def _request_id() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.before_request
+    def _guard():  # type: ignore[no-untyped-def]
+        outcome = guard_request()
+        if outcome is not None:
+            return outcome
+        if (request.method in UNSAFE_METHODS and request.path.startswith("/api/")
+                and current_user.is_authenticated and g.get("auth_via") == "session"):
+            ext.csrf.protect()
+        return None
+
+    @app.after_request
+    def _headers(response):  # type: ignore[no-untyped-def]
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        )
+        if request.path.startswith("/api/") or g.get("auth_via") is not None:
+            response.headers["Cache-Control"] = "no-store"
+        return response

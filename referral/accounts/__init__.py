@@ -1,0 +1,1 @@
+"""Accounts: users, server-side sessions, API tokens, login."""

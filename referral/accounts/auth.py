@@ -1,0 +1,213 @@
+"""Login, lockout, server-side sessions and API tokens (SPEC §7).
+
+Every failure answers the same way (``AuthFailed``), whether the e-mail is
+unknown, the password or code wrong, the account locked or deactivated, so the
+answers never tell which accounts exist. The caller commits even on failure:
+the failure counter is the point.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from referral.accounts.models import ApiToken, User, UserSession
+from referral.db import utcnow
+from referral.errors import DomainError
+from referral.extensions import db
+from referral.security import passwords, totp
+from referral.security.keyring import keyring_for
+from referral.security.tokens import TOKEN_PREFIX, digest, new_secret
+
+
+class AuthFailed(DomainError):
+    status = 401
+    code = "invalid_credentials"
+    message = "Invalid e-mail, password or code."
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    lockout_threshold: int
+    lockout_window: dt.timedelta
+    lockout_duration: dt.timedelta
+    session_idle: dt.timedelta
+    session_absolute: dt.timedelta
+    token_ttl: dt.timedelta
+    argon2_profile: str
+
+    @classmethod
+    def current(cls) -> AuthPolicy:
+        c = current_app.config
+        return cls(
+            lockout_threshold=c["LOCKOUT_THRESHOLD"],
+            lockout_window=dt.timedelta(minutes=c["LOCKOUT_WINDOW_MINUTES"]),
+            lockout_duration=dt.timedelta(minutes=c["LOCKOUT_MINUTES"]),
+            session_idle=dt.timedelta(minutes=c["SESSION_IDLE_MINUTES"]),
+            session_absolute=dt.timedelta(hours=c["SESSION_ABSOLUTE_HOURS"]),
+            token_ttl=dt.timedelta(hours=c["TOKEN_TTL_HOURS"]),
+            argon2_profile=c.get("ARGON2_PROFILE", "default"),
+        )
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+# -- TOTP secrets -------------------------------------------------------------
+
+def _totp_aad(user: User) -> str:
+    return f"users.totp_secret_sealed:{user.id}"
+
+
+def set_totp_secret(user: User) -> str:
+    """Give ``user`` a new TOTP secret (sealed at rest); return it once, for enrolment."""
+    if user.id is None:
+        db.session.flush()
+    secret = totp.new_secret()
+    user.totp_secret_sealed = keyring_for(current_app).seal(
+        secret.encode(), purpose="totp", aad=_totp_aad(user)
+    )
+    user.totp_last_counter = None
+    return secret
+
+
+def totp_secret(user: User) -> str | None:
+    if user.totp_secret_sealed is None:
+        return None
+    return keyring_for(current_app).open_sealed(
+        user.totp_secret_sealed, purpose="totp", aad=_totp_aad(user)
+    ).decode()
+
+
+# -- authentication -------------------------------------------------------------
+
+def is_locked(user: User, now: dt.datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
+
+
+def _record_failure(user: User, now: dt.datetime, policy: AuthPolicy) -> None:
+    if user.failed_window_started_at is None or now - user.failed_window_started_at > policy.lockout_window:
+        user.failed_window_started_at = now
+        user.failed_logins = 0
+    user.failed_logins += 1
+    if user.failed_logins >= policy.lockout_threshold:
+        user.locked_until = now + policy.lockout_duration
+
+
+def _clear_failures(user: User) -> None:
+    user.failed_logins = 0
+    user.failed_window_started_at = None
+    user.locked_until = None
+
+
+def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime | None = None) -> User:
+    """Check e-mail, password and (for case-reading roles) a fresh TOTP code.
+
+    Five failures within the window lock the account for the lockout period;
+    while locked even the right password fails, with the same answer.
+    """
+    now = now or utcnow()
+    policy = AuthPolicy.current()
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        passwords.burn_verification(policy.argon2_profile)
+        raise AuthFailed()
+    password_ok = passwords.verify_password(user.password_hash, password or "")
+    if is_locked(user, now) or not user.active:
+        raise AuthFailed()
+    if not password_ok:
+        _record_failure(user, now, policy)
+        raise AuthFailed()
+    secret = totp_secret(user)
+    if user.requires_totp or secret is not None:
+        if secret is None:
+            # A case-reading account without a secret cannot sign in until an
+            # admin issues one (reset TOTP).
+            raise AuthFailed()
+        counter = totp.matching_counter(secret, otp or "", now, user.totp_last_counter)
+        if counter is None:
+            _record_failure(user, now, policy)
+            raise AuthFailed()
+        user.totp_last_counter = counter
+    _clear_failures(user)
+    if passwords.needs_rehash(user.password_hash, policy.argon2_profile):
+        user.password_hash = passwords.hash_password(password, policy.argon2_profile)
+    return user
+
+
+# -- web sessions -----------------------------------------------------------------
+
+def start_session(user: User, *, now: dt.datetime | None = None) -> str:
+    """Create a server-side session; return the raw pointer for the cookie."""
+    now = now or utcnow()
+    policy = AuthPolicy.current()
+    raw, hashed = new_secret()
+    db.session.add(UserSession(token_hash=hashed, user=user, created_at=now, last_seen_at=now,
+                               expires_at=now + policy.session_absolute))
+    return raw
+
+
+# Writing last_seen_at on every request would turn each read into a write;
+# a minute of slack on a 15-minute idle limit is harmless.
+TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
+def resolve_session(raw: str, *, now: dt.datetime | None = None) -> UserSession | None:
+    """The live session for a cookie pointer, or None if unknown, revoked, idle or expired."""
+    now = now or utcnow()
+    policy = AuthPolicy.current()
+    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == digest(raw)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if now - row.last_seen_at > policy.session_idle or not row.user.active:
+        row.revoked_at = now
+        return None
+    if now - row.last_seen_at > TOUCH_INTERVAL:
+        row.last_seen_at = now
+    return row
+
+
+def end_session(raw: str, *, now: dt.datetime | None = None) -> None:
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == digest(raw), UserSession.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+    )
+
+
+# -- API tokens -------------------------------------------------------------------
+
+def issue_token(user: User, *, now: dt.datetime | None = None) -> tuple[str, ApiToken]:
+    now = now or utcnow()
+    raw, hashed = new_secret(TOKEN_PREFIX)
+    token = ApiToken(token_hash=hashed, user=user, created_at=now, expires_at=now + AuthPolicy.current().token_ttl)
+    db.session.add(token)
+    return raw, token
+
+
+def resolve_token(raw: str, *, now: dt.datetime | None = None) -> ApiToken | None:
+    now = now or utcnow()
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(raw)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now or not row.user.active:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
+        row.last_used_at = now
+    return row
+
+
+def revoke_token(token: ApiToken, *, now: dt.datetime | None = None) -> None:
+    token.revoked_at = token.revoked_at or now or utcnow()
+
+
+def revoke_all_credentials(user: User, *, now: dt.datetime | None = None) -> None:
+    """End every session and token of ``user`` (deactivation, TOTP reset)."""
+    now = now or utcnow()
+    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+                       .values(revoked_at=now))
+    db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                       .values(revoked_at=now))

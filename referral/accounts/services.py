@@ -1,0 +1,174 @@
+"""Account management. ``actor`` is the admin acting, or None for the operator's CLI."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import phonenumbers
+from flask import current_app
+from sqlalchemy import func, select
+
+from referral.accounts.auth import normalise_email, revoke_all_credentials, set_totp_secret
+from referral.accounts.models import Gender, Role, User
+from referral.db import utcnow
+from referral.errors import Conflict, ValidationFailed
+from referral.extensions import db
+from referral.reference.models import Organisation, OrganisationKind, Unit
+from referral.security import passwords
+from referral.security.permissions import Permission, check_may_manage_user, require
+
+LANGUAGES = ("ky", "ru", "tg", "uz", "en", "kk", "tk")
+
+
+@dataclass
+class NewUser:
+    email: str
+    name: str
+    role: str
+    password: str
+    unit: str | None = None
+    org: str | None = None
+    gender: str = Gender.unspecified.value
+    languages: list[str] = field(default_factory=list)
+    phone: str | None = None
+
+
+def normalise_phone(raw: str) -> str:
+    """E.164 or a ValueError; numbers are stored only in this form."""
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError("Give the number in international form, e.g. +996555123456.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("This is not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _authorise(actor: User | None) -> None:
+    if actor is not None:
+        require(actor, Permission.ADMIN_USERS_MANAGE)
+
+
+def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
+    """Create an account and return it with its TOTP secret (shown once).
+
+    Officers and supervisors belong to a unit; focal points to a women's group;
+    service providers to a provider organisation; oversight and admin to neither.
+    """
+    _authorise(actor)
+    errors: dict[str, list[str]] = {}
+    email = normalise_email(data.email)
+    try:
+        role = Role(data.role)
+    except ValueError:
+        errors["role"] = [f"Must be one of: {', '.join(r.value for r in Role)}."]
+        role = None
+    try:
+        gender = Gender(data.gender or Gender.unspecified.value)
+    except ValueError:
+        errors["gender"] = [f"Must be one of: {', '.join(g.value for g in Gender)}."]
+        gender = Gender.unspecified
+    if not data.name or not data.name.strip():
+        errors["name"] = ["A name is required."]
+    problems = passwords.password_problems(data.password or "", email=email)
+    if problems:
+        errors["password"] = problems
+    bad_languages = [code for code in data.languages if code not in LANGUAGES]
+    if bad_languages:
+        errors["languages"] = [f"Unknown language codes: {', '.join(bad_languages)}; use {', '.join(LANGUAGES)}."]
+    phone = None
+    if data.phone:
+        try:
+            phone = normalise_phone(data.phone)
+        except ValueError as exc:
+            errors["phone"] = [str(exc)]
+
+    unit = org = None
+    if data.unit:
+        unit = db.session.scalar(select(Unit).where(Unit.code == data.unit))
+        if unit is None:
+            errors["unit"] = ["No unit has this code."]
+    if data.org:
+        org = db.session.scalar(select(Organisation).where(Organisation.code == data.org))
+        if org is None:
+            errors["org"] = ["No organisation has this code."]
+    if role in (Role.officer, Role.supervisor):
+        if not data.unit:
+            errors["unit"] = ["Officers and supervisors belong to a unit."]
+        if data.org:
+            errors["org"] = ["Police accounts do not belong to an organisation."]
+    elif role in (Role.focal_point, Role.service_provider):
+        wanted = OrganisationKind.womens_group if role is Role.focal_point else OrganisationKind.provider
+        if not data.org:
+            errors["org"] = [f"A {role.value} belongs to an organisation ({wanted.value})."]
+        elif org is not None and org.kind is not wanted:
+            errors["org"] = [f"A {role.value} belongs to a {wanted.value} organisation."]
+        if data.unit:
+            errors["unit"] = ["Only police accounts belong to a unit."]
+    elif role in (Role.oversight, Role.admin) and (data.unit or data.org):
+        errors.setdefault("unit", []).append("Oversight and admin accounts belong to no unit or organisation.")
+
+    if db.session.scalar(select(func.count()).select_from(User).where(User.email == email)):
+        raise Conflict("An account with this e-mail already exists.", fields={"email": ["Already in use."]})
+    if phone and db.session.scalar(select(func.count()).select_from(User).where(User.phone == phone)):
+        errors["phone"] = ["Another account already uses this number."]
+    if errors:
+        raise ValidationFailed(fields=errors)
+
+    assert role is not None
+    user = User(
+        email=email, name=data.name.strip(), role=role, unit=unit, organisation=org, gender=gender,
+        languages=",".join(dict.fromkeys(data.languages)), phone=phone,
+        password_hash=passwords.hash_password(data.password, current_app.config.get("ARGON2_PROFILE", "default")),
+    )
+    db.session.add(user)
+    db.session.flush()
+    # Focal points never read case content and often share a basic phone:
+    # password only. Every other role enrols TOTP from the start.
+    secret = set_totp_secret(user) if role.reads_case_content else None
+    return user, secret
+
+
+def get_user(actor: User, user_id: int) -> User:
+    return check_may_manage_user(actor, db.session.get(User, user_id))
+
+
+def list_users(actor: User, *, page: int, per_page: int, role: str | None = None) -> tuple[list[User], int]:
+    require(actor, Permission.ADMIN_USERS_MANAGE)
+    query = select(User)
+    if role:
+        query = query.where(User.role == Role(role))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = db.session.scalars(query.order_by(User.id).limit(per_page).offset((page - 1) * per_page)).all()
+    return list(items), total
+
+
+def deactivate_user(actor: User, user_id: int, *, now: dt.datetime | None = None) -> User:
+    """Deactivation ends every session and token at once. Admins cannot lock themselves out."""
+    user = get_user(actor, user_id)
+    if user.id == actor.id:
+        raise Conflict("You cannot deactivate your own account.")
+    now = now or utcnow()
+    if user.active:
+        user.active = False
+        user.deactivated_at = now
+        revoke_all_credentials(user, now=now)
+    return user
+
+
+def unlock_user(actor: User, user_id: int) -> User:
+    user = get_user(actor, user_id)
+    user.failed_logins = 0
+    user.failed_window_started_at = None
+    user.locked_until = None
+    return user
+
+
+def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, str]:
+    """Issue a new TOTP secret (a lost phone): old codes stop working and sessions end."""
+    user = get_user(actor, user_id)
+    if not user.requires_totp:
+        raise Conflict("Focal-point accounts sign in without TOTP.")
+    secret = set_totp_secret(user)
+    revoke_all_credentials(user, now=now)
+    return user, secret

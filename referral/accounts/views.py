@@ -1,0 +1,96 @@
+"""API: tokens, the caller's own account, and admin account management."""
+from __future__ import annotations
+
+from flask import g, jsonify
+from flask_login import current_user
+
+from referral.accounts import auth, services
+from referral.accounts.schemas import TokenRequest, UserCreate, UserListArgs, UserOut
+from referral.api import api, load_args, load_json, page_body
+from referral.errors import BadRequest
+from referral.extensions import db
+from referral.security.permissions import Permission, public, requires
+
+user_out = UserOut()
+
+
+def _actor():  # type: ignore[no-untyped-def]
+    return current_user._get_current_object()
+
+
+@api.post("/auth/tokens")
+@public
+def create_token():  # type: ignore[no-untyped-def]
+    data = load_json(TokenRequest())
+    try:
+        user = auth.authenticate(data["email"], data["password"], data.get("otp"))
+    except auth.AuthFailed:
+        db.session.commit()  # keep the failure count: it drives the lockout
+        raise
+    raw, token = auth.issue_token(user)
+    db.session.commit()
+    return jsonify(token=raw, expires_at=token.expires_at.isoformat()), 201
+
+
+@api.delete("/auth/tokens/current")
+@requires(Permission.ACCOUNT_TOKEN_REVOKE)
+def revoke_current_token():  # type: ignore[no-untyped-def]
+    if g.get("auth_via") != "token":
+        raise BadRequest("This request was not made with a token.", code="no_token")
+    auth.revoke_token(g.api_token)
+    db.session.commit()
+    return "", 204
+
+
+@api.get("/me")
+@requires(Permission.ACCOUNT_SELF_READ)
+def me():  # type: ignore[no-untyped-def]
+    return jsonify(user_out.dump(_actor()))
+
+
+@api.post("/admin/users")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_create_user():  # type: ignore[no-untyped-def]
+    data = load_json(UserCreate())
+    user, secret = services.create_user(_actor(), services.NewUser(**data))
+    db.session.commit()
+    return jsonify({**user_out.dump(user), "totp_secret": secret}), 201
+
+
+@api.get("/admin/users")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_list_users():  # type: ignore[no-untyped-def]
+    args = load_args(UserListArgs())
+    items, total = services.list_users(_actor(), page=args["page"], per_page=args["per_page"], role=args["role"])
+    return jsonify(page_body(user_out.dump(items, many=True), page=args["page"], per_page=args["per_page"],
+                             total=total))
+
+
+@api.get("/admin/users/<int:user_id>")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_get_user(user_id: int):  # type: ignore[no-untyped-def]
+    return jsonify(user_out.dump(services.get_user(_actor(), user_id)))
+
+
+@api.post("/admin/users/<int:user_id>/deactivate")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_deactivate_user(user_id: int):  # type: ignore[no-untyped-def]
+    user = services.deactivate_user(_actor(), user_id)
+    db.session.commit()
+    return jsonify(user_out.dump(user))
+
+
+@api.post("/admin/users/<int:user_id>/unlock")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_unlock_user(user_id: int):  # type: ignore[no-untyped-def]
+    user = services.unlock_user(_actor(), user_id)
+    db.session.commit()
+    return jsonify(user_out.dump(user))
+
+
+@api.post("/admin/users/<int:user_id>/reset-totp")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
+    user, secret = services.reset_totp(_actor(), user_id)
+    db.session.commit()
+    return jsonify({**user_out.dump(user), "totp_secret": secret})

@@ -1,0 +1,4 @@
+"""Imports every model so the metadata (and Alembic autogenerate) knows all tables."""
+from referral.accounts.models import ApiToken, User, UserSession  # noqa: F401
+from referral.reference.models import Area, Organisation, OrganisationService, Unit  # noqa: F401
+from referral.standards.models import Certification, Course  # noqa: F401

@@ -1,0 +1,1 @@
+"""Reference data: the area tree, police units and organisations."""

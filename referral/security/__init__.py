@@ -1,0 +1,1 @@
+"""Security: passwords, TOTP, tokens, secret sealing and permissions."""

@@ -1,0 +1,121 @@
+"""Who may do what: the role → permission map and object-level checks, deny by default.
+
+Views only *declare* what they need (``@requires`` or ``@public``). A view that
+declares nothing is refused for everyone by ``guard_request``, so a forgotten
+declaration fails closed, never open. Object-level rules (owner, assignee,
+unit, consent scope) live here too, beside the map.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, redirect, request, url_for
+from flask_login import current_user
+
+from referral.accounts.models import Role, User
+from referral.errors import Forbidden, NotFound, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Permission(enum.StrEnum):
+    """Named ``scope:resource:action``."""
+
+    ACCOUNT_SELF_READ = "account:self:read"
+    ACCOUNT_TOKEN_REVOKE = "account:token:revoke"
+    ADMIN_USERS_MANAGE = "admin:users:manage"
+    ADMIN_REFERENCE_MANAGE = "admin:reference:manage"
+    TRAINING_CERTIFICATION_RECORD = "training:certification:record"
+
+
+_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.focal_point: frozenset(_EVERYONE),
+    Role.officer: frozenset(_EVERYONE),
+    Role.supervisor: frozenset(_EVERYONE),
+    Role.service_provider: frozenset(_EVERYONE),
+    Role.oversight: frozenset(_EVERYONE),
+    Role.admin: frozenset(
+        _EVERYONE
+        | {
+            Permission.ADMIN_USERS_MANAGE,
+            Permission.ADMIN_REFERENCE_MANAGE,
+            Permission.TRAINING_CERTIFICATION_RECORD,
+        }
+    ),
+}
+
+
+def has_permission(user: User | None, permission: Permission) -> bool:
+    if user is None or not user.active:
+        return False
+    return permission in ROLE_PERMISSIONS.get(user.role, frozenset())
+
+
+def require(user: User | None, permission: Permission) -> None:
+    """Raise unless ``user`` holds ``permission``; services call this first."""
+    if user is None:
+        raise Unauthenticated()
+    if not has_permission(user, permission):
+        raise Forbidden("Your role may not do this.")
+
+
+# -- object-level checks ----------------------------------------------------
+
+def check_may_manage_user(actor: User, target: User | None) -> User:
+    """Admins manage every account; nobody else sees accounts. Unknown → 404."""
+    require(actor, Permission.ADMIN_USERS_MANAGE)
+    if target is None:
+        raise NotFound("No such user.")
+    return target
+
+
+# -- view declarations ------------------------------------------------------
+
+ACCESS_ATTR = "_amanat_access"
+PUBLIC = "public"
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        setattr(view, ACCESS_ATTR, permission)
+        return view
+
+    return decorate
+
+
+def public(view: F) -> F:
+    setattr(view, ACCESS_ATTR, PUBLIC)
+    return view
+
+
+def declared_access(view: Callable[..., Any] | None) -> Permission | str | None:
+    return getattr(view, ACCESS_ATTR, None)
+
+
+def guard_request():  # type: ignore[no-untyped-def]
+    """``before_request``: enforce each view's declaration; none declared → refused."""
+    if request.endpoint is None:
+        return None  # 404/405 from routing itself
+    view = current_app.view_functions.get(request.endpoint)
+    access = declared_access(view)
+    if request.endpoint == "static":
+        access = PUBLIC
+    if access == PUBLIC:
+        return None
+    if access is None:
+        log.error("endpoint %s declares no access rule; refused", request.endpoint)
+        raise NotFound()
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    if user is None:
+        if request.path.startswith("/api/"):
+            raise Unauthenticated()
+        return redirect(url_for("web.login", next=request.full_path if request.method == "GET" else None))
+    require(user, access)
+    return None

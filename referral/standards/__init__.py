@@ -1,0 +1,1 @@
+"""Training standards: courses, certifications, handling standards and compliance."""

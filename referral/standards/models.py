@@ -1,0 +1,47 @@
+"""Courses and certifications (SPEC §2, §5)."""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Date, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from referral.db import Base, code, created_at, intpk, name
+from referral.reference.models import enum_column
+
+
+class CourseRequirement(enum.StrEnum):
+    all = "all"        # needed to accept any case (core GBV response)
+    child = "child"    # needed to accept a case with a child survivor
+    none = "none"      # recorded but not a gate
+
+
+class Course(Base):
+    __tablename__ = "courses"
+
+    id: Mapped[intpk]
+    code: Mapped[code]
+    name: Mapped[name]
+    validity_months: Mapped[int] = mapped_column(Integer)
+    required_for: Mapped[CourseRequirement] = mapped_column(
+        enum_column(CourseRequirement, "course_requirement"), default=CourseRequirement.none
+    )
+
+
+class Certification(Base):
+    __tablename__ = "certifications"
+    __table_args__ = (UniqueConstraint("user_id", "course_id", "completed_on", name="certification"),)
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    completed_on: Mapped[dt.date] = mapped_column(Date)
+    expires_on: Mapped[dt.date] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+
+    course: Mapped[Course] = relationship()
+
+    def is_current(self, today: dt.date) -> bool:
+        return self.completed_on <= today < self.expires_on

@@ -1,0 +1,65 @@
+"""Login, logout and the landing page of each role. Thin: the rules live in services."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from referral.accounts import auth
+from referral.accounts.identity import SESSION_KEY
+from referral.extensions import db
+from referral.security.permissions import Permission, public, requires
+from referral.web.forms import LoginForm, LogoutForm
+
+web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                static_url_path="/static/web")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths, so the login page cannot be used to send people elsewhere."""
+    if not target:
+        return url_for("web.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("web.home")
+    return target
+
+
+@web.route("/login", methods=["GET", "POST"])
+@public
+def login():  # type: ignore[no-untyped-def]
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user = auth.authenticate(form.email.data or "", form.password.data or "", form.otp.data)
+        except auth.AuthFailed as exc:
+            db.session.commit()  # keep the failure count: it drives the lockout
+            form.password.errors = [exc.message]
+            return render_template("login.html", form=form), 401
+        raw = auth.start_session(user)
+        db.session.commit()
+        session.clear()  # a new session id after login: no fixation
+        session[SESSION_KEY] = raw
+        return redirect(_safe_next(request.args.get("next")))
+    status = 400 if request.method == "POST" else 200
+    return render_template("login.html", form=form), status
+
+
+@web.post("/logout")
+@public
+def logout():  # type: ignore[no-untyped-def]
+    form = LogoutForm()
+    pointer = session.get(SESSION_KEY)
+    if form.validate_on_submit() and isinstance(pointer, str):
+        auth.end_session(pointer)
+        db.session.commit()
+    session.clear()
+    flash("You have signed out.")
+    return redirect(url_for("web.login"))
+
+
+@web.get("/")
+@requires(Permission.ACCOUNT_SELF_READ)
+def home():  # type: ignore[no-untyped-def]
+    return render_template(f"home/{current_user.role.value}.html", logout_form=LogoutForm())

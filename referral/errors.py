@@ -117,5 +117,5 @@ def register_error_handlers(app: Flask) -> None:
         request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
         # Log the type and the request id only: exception text may quote case data.
         log.error("unhandled %s in %s request_id=%s", type(err).__name__, request.endpoint, request_id,
-                  exc_info=app.debug)
+                  exc_info=app.debug or app.testing)
         return _respond(500, "internal_error", f"Something went wrong (request {request_id}).")

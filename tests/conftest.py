@@ -1,0 +1,167 @@
+"""Fixtures: one database per run built by the migrations, one transaction per test.
+
+The suite runs on SQLite by default. With ``REFERRAL_TEST_DATABASE_URL`` set to
+a PostgreSQL server URL it creates a database of its own for the run, migrates
+it, and drops it at the end; the server's existing databases are never touched.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from flask_sqlalchemy.session import _app_ctx_id
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from referral import create_app
+from referral.extensions import db as _db
+from tests import factories
+
+PG_URL = os.environ.get("REFERRAL_TEST_DATABASE_URL", "").strip()
+
+
+def _pg_admin_url(url: str):  # type: ignore[no-untyped-def]
+    return make_url(url).set(drivername="postgresql+psycopg")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not PG_URL:
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        return
+    admin_url = _pg_admin_url(PG_URL)
+    name = f"amanat_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _db.engine.dispose() if _has_app_context() else None
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _has_app_context() -> bool:
+    from flask import has_app_context
+
+    return has_app_context()
+
+
+def app_settings(database_url: str, tmp: Path) -> dict[str, object]:
+    return {
+        "ENV_NAME": "testing",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "KEYRING_PATH": str(tmp / "keyring.json"),
+        "ARGON2_PROFILE": "fast-tests",
+    }
+
+
+class IsolatedClient(FlaskClient):
+    """Each request gets its own app context, as in production.
+
+    Without this a request would reuse the test's app context, and with it
+    ``g`` (where Flask-Login caches the user) and the scoped session, so one
+    request's identity could leak into the next.
+    """
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    application = create_app(app_settings(database_url, tmp_path_factory.mktemp("instance")))
+    application.test_client_class = IsolatedClient
+    with application.app_context():
+        upgrade()
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture()
+def db_session(app: Flask) -> Iterator[object]:
+    """A session inside an outer transaction that is rolled back after the test.
+
+    Commits in views become savepoint releases (SQLAlchemy 2's
+    ``join_transaction_mode="create_savepoint"``), so code under test commits
+    as it does in production while nothing outlives the test.
+    """
+    connection = _db.engine.connect()
+    outer = connection.begin()
+    original = _db.session
+    # A plain SQLAlchemy session: Flask-SQLAlchemy's own would route every
+    # query to the engine (a second connection) and ignore this bind.
+    _db.session = scoped_session(
+        sessionmaker(bind=connection, join_transaction_mode="create_savepoint"), scopefunc=_app_ctx_id
+    )
+    try:
+        yield _db.session
+    finally:
+        _db.session.remove()
+        _db.session = original
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture()
+def client(app: Flask, db_session: object):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app: Flask, db_session: object):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()
+
+
+@pytest.fixture()
+def make_user(db_session: object):  # type: ignore[no-untyped-def]
+    return factories.make_user
+
+
+@pytest.fixture()
+def api_as(client, db_session):  # type: ignore[no-untyped-def]
+    """``api_as(user)`` → headers carrying a fresh bearer token for ``user``."""
+    from referral.accounts.auth import issue_token
+
+    def headers_for(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        raw, _token = issue_token(user)
+        _db.session.commit()
+        return {"Authorization": f"Bearer {raw}"}
+
+    return headers_for
+
+
+@pytest.fixture()
+def login_as(make_user, api_as):  # type: ignore[no-untyped-def]
+    """``login_as(role)`` → (user, headers) for a new account of that role."""
+
+    def login(role: str, **kwargs):  # type: ignore[no-untyped-def]
+        user = make_user(role=role, **kwargs)
+        return user, api_as(user)
+
+    return login
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if PG_URL:
+        return f"database: PostgreSQL ({make_url(PG_URL).host}), a fresh database for this run"
+    return "database: SQLite (set REFERRAL_TEST_DATABASE_URL for PostgreSQL)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set REFERRAL_TEST_DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

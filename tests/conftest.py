@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,29 +31,29 @@ def _pg_admin_url(url: str):  # type: ignore[no-untyped-def]
     return make_url(url).set(drivername="postgresql+psycopg")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def fresh_database(kind: str, tmp: Path) -> Iterator[str]:
+    """A new, empty database for this run: a SQLite file, or a PostgreSQL database dropped afterwards."""
     if not PG_URL:
-        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        yield "sqlite:///" + str(tmp / f"{kind}.sqlite3")
         return
     admin_url = _pg_admin_url(PG_URL)
-    name = f"amanat_test_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"amanat_{kind}_{os.getpid()}_{secrets.token_hex(4)}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        _db.engine.dispose() if _has_app_context() else None
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
-def _has_app_context() -> bool:
-    from flask import has_app_context
-
-    return has_app_context()
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database("test", tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 def app_settings(database_url: str, tmp: Path) -> dict[str, object]:

@@ -1,0 +1,64 @@
+# Amanat: `make run` sets up and serves the demo; `make test` runs the suite on
+# SQLite, then on PostgreSQL when one answers (required in CI).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask --app wsgi
+STAMP  := $(VENV)/.installed-stamp
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: install migrate seed run test test-sqlite test-postgres otp clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) demo seed
+
+run: seed
+	@echo ""
+	@echo "Amanat is starting at http://$(HOST):$(PORT)  (health: http://$(HOST):$(PORT)/healthz)"
+	@echo "Sign in with a demo e-mail above and the demo password; for the TOTP code run:"
+	@echo "    make otp EMAIL=aigul.officer@demo.amanat.example"
+	@echo ""
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+otp: install
+	@test -n "$(EMAIL)" || { echo "usage: make otp EMAIL=<demo e-mail>"; exit 2; }
+	@$(FLASK) demo otp "$(EMAIL)"
+
+test: install
+	@$(MAKE) --no-print-directory test-sqlite
+	@$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	@echo "== test suite on SQLite =="
+	REFERRAL_TEST_DATABASE_URL= $(BIN)/pytest
+
+test-postgres: install
+	@if $(BIN)/python tests/pg_available.py "$(PG_TEST_URL)"; then \
+		echo "== test suite on PostgreSQL ($(PG_TEST_URL)) =="; \
+		REFERRAL_TEST_DATABASE_URL="$(PG_TEST_URL)" $(BIN)/pytest; \
+	elif [ "$$REFERRAL_REQUIRE_POSTGRES" = "1" ]; then \
+		echo "ERROR: PostgreSQL is required (REFERRAL_REQUIRE_POSTGRES=1) but does not answer at $(PG_TEST_URL)"; \
+		exit 1; \
+	else \
+		echo ""; \
+		echo "********************************************************************"; \
+		echo "* PostgreSQL run SKIPPED: no server answers at $(PG_TEST_URL)"; \
+		echo "* Only the SQLite run above was done. Set PG_TEST_URL to run it."; \
+		echo "********************************************************************"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -62,6 +62,7 @@ class BaseConfig:
     SQLALCHEMY_DATABASE_URI = "sqlite:///" + str(INSTANCE_DIR / "amanat.sqlite3")
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
     KEYRING_PATH = str(INSTANCE_DIR / "keyring.json")
+    AUDIT_SIGNING_KEY_PATH = str(INSTANCE_DIR / "audit-signing-key.pem")
     REDIS_URL: str | None = None
     RATELIMIT_ENABLED = True
     SMS_SECRET: str | None = None
@@ -96,6 +97,8 @@ class BaseConfig:
             settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(env["REFERRAL_DATABASE_URL"])
         if env.get("REFERRAL_KEYRING"):
             settings["KEYRING_PATH"] = env["REFERRAL_KEYRING"]
+        if env.get("REFERRAL_AUDIT_SIGNING_KEY"):
+            settings["AUDIT_SIGNING_KEY_PATH"] = env["REFERRAL_AUDIT_SIGNING_KEY"]
         if env.get("REFERRAL_REDIS_URL"):
             settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
         if env.get("REFERRAL_SMS_SECRET"):

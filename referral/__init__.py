@@ -33,6 +33,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral import models  # noqa: F401  (registers every table on the metadata)
     from referral.accounts import identity  # noqa: F401  (registers the request loader)
     from referral.accounts import views as _account_views  # noqa: F401
+    from referral.audit import views as _audit_views  # noqa: F401
+    from referral.referrals import views as _referral_views  # noqa: F401
     from referral.api import api
     from referral.health import health
     from referral.web.views import web

@@ -152,6 +152,121 @@ def demo_otp(email: str) -> None:
     click.echo(code_at(secret, dt.datetime.now(dt.UTC)))
 
 
+keys_cli = AppGroup("keys", help="The keyring: key-encryption keys and rotation.")
+
+
+@keys_cli.command("status")
+def keys_status() -> None:
+    """Show the KEK versions and how many case keys each one wraps."""
+    from sqlalchemy import func
+
+    from referral.referrals.models import Referral
+    from referral.security.keyring import KeyringError, keyring_for
+
+    try:
+        ring = keyring_for(current_app)
+    except KeyringError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    counts = dict(db.session.execute(select(Referral.kek_version, func.count()).group_by(Referral.kek_version)).all())
+    erased = counts.pop(None, 0)
+    click.echo(json.dumps({
+        "provider": ring.name, "path": str(ring.path), "active_version": ring.active.version,
+        "keks": [{"version": k.version, "state": k.state, "created_at": k.created_at,
+                  "case_keys": counts.get(k.version, 0)} for k in ring.versions],
+        "erased_cases": erased,
+    }, indent=2))
+
+
+@keys_cli.command("rotate")
+@click.option("--batch", default=500, show_default=True, help="Case keys rewrapped per transaction.")
+def keys_rotate(batch: int) -> None:
+    """Add a new KEK and rewrap every case data key under it; the old KEK stays decrypt-only."""
+    import time
+
+    from referral.referrals.crypto import rotate
+    from referral.security.keyring import keyring_for
+
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"rewrapped {done}/{total} case keys", err=True)
+
+    result = rotate(db.session, keyring_for(current_app), batch=batch, progress=progress)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    click.echo(json.dumps(result))
+
+
+@keys_cli.command("retire")
+@click.argument("version", type=int)
+def keys_retire(version: int) -> None:
+    """Forget a decrypt-only KEK once no case key is wrapped under it."""
+    from sqlalchemy import func
+
+    from referral.audit.service import record
+    from referral.referrals.models import Referral
+    from referral.security.keyring import KeyringError, keyring_for
+
+    still = db.session.scalar(select(func.count()).select_from(Referral).where(Referral.kek_version == version))
+    if still:
+        click.echo(f"error: {still} case keys are still wrapped under version {version}; run `keys rotate` first.",
+                   err=True)
+        sys.exit(1)
+    try:
+        keyring_for(current_app).retire(version)
+    except KeyringError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    record(db.session, None, "keys.retire", object_type="keyring", object_id=str(version))
+    db.session.commit()
+    click.echo(json.dumps({"retired": version}))
+
+
+audit_cli = AppGroup("audit", help="The tamper-evident audit log.")
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain and check the signed checkpoints; exit 1 naming the first bad sequence."""
+    import time
+
+    from referral.audit.checkpoints import load_signing_key
+    from referral.audit.service import verify
+    from referral.security.keyring import KeyringError
+
+    try:
+        public_key = load_signing_key(current_app.config["AUDIT_SIGNING_KEY_PATH"], create=False).public_key()
+    except KeyringError:
+        public_key = None
+        click.echo("warning: no audit signing key found; checkpoint signatures are not checked", err=True)
+    started = time.perf_counter()
+    result = verify(db.session, public_key=public_key, progress=lambda n: click.echo(f"verified {n} events", err=True))
+    seconds = time.perf_counter() - started
+    rate = int(result.count / seconds) if seconds > 0 else result.count
+    if result.ok:
+        click.echo(f"ok: {result.count} events, {result.checkpoints} checkpoints ({rate} events/s)")
+        return
+    click.echo(f"FAILED at sequence {result.first_bad_seq}: {result.problem} ({result.count} events good before it)")
+    sys.exit(1)
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the current head (sequence, hash, time) with the key kept outside the database."""
+    from referral.audit.checkpoints import load_signing_key, sign_head
+    from referral.security.keyring import KeyringError
+
+    try:
+        key = load_signing_key(current_app.config["AUDIT_SIGNING_KEY_PATH"],
+                               create=current_app.config["ENV_NAME"] != "production")
+        cp = sign_head(db.session, key)
+    except KeyringError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    db.session.commit()
+    click.echo(json.dumps({"seq": cp.seq, "hash": bytes(cp.hash).hex(), "ts": cp.ts.isoformat(), "key_id": cp.key_id}))
+
+
 def register_cli(app: Flask) -> None:
-    for group in (reference_cli, users_cli, training_cli, demo_cli):
+    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli):
         app.cli.add_command(group)

@@ -98,9 +98,39 @@ _HTTP_CODES = {
 }
 
 
+def _settle_transaction() -> None:
+    """Undo the failed action but keep its denied/error audit events: refusals must leave a trace."""
+    from referral.audit.service import keep_only_refusals_after_failure
+    from referral.extensions import db
+
+    try:
+        if keep_only_refusals_after_failure(db.session):
+            db.session.commit()
+    except Exception as exc:  # the answer is already an error; say so in the log, by type only
+        log.error("could not record the audit events of a failed request (%s)", type(exc).__name__)
+        db.session.rollback()
+
+
+def _record_integrity_error() -> None:
+    """A ciphertext that fails authentication was tampered with or moved: audit it, loudly."""
+    from flask_login import current_user
+
+    from referral.audit.service import ERROR, record
+    from referral.extensions import db
+
+    db.session.rollback()
+    actor = current_user._get_current_object() if current_user and current_user.is_authenticated else None
+    object_id = (request.view_args or {}).get("referral_id")
+    record(db.session, actor, "integrity.failure", object_type="referral" if object_id else None,
+           object_id=object_id, outcome=ERROR, reason="a sealed value failed authentication")
+    db.session.commit()
+    log.critical("integrity failure on %s request_id=%s", request.endpoint, g.get("request_id"))
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):  # type: ignore[no-untyped-def]
+        _settle_transaction()
         return _respond(err.status, err.code, err.message, err.fields)
 
     @app.errorhandler(HTTPException)
@@ -114,7 +144,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
+        from referral.security.keyring import SealIntegrityError
+
         request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        if isinstance(err, SealIntegrityError):
+            _record_integrity_error()
+            return _respond(500, "integrity_error",
+                            f"A stored record failed its integrity check; this has been reported (request {request_id}).")
+        _settle_transaction()
         # Log the type and the request id only: exception text may quote case data.
         log.error("unhandled %s in %s request_id=%s", type(err).__name__, request.endpoint, request_id,
                   exc_info=app.debug or app.testing)

@@ -28,12 +28,23 @@ def _sqlite_connect(dbapi_connection, connection_record):  # type: ignore[no-unt
 
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.isolation_level = None
+        # The audit chain's link function; PostgreSQL gets the same one from a migration.
+        dbapi_connection.create_function("amanat_chain", 3, _chain_link, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
 
+def _chain_link(prev: bytes, seq: int, body: bytes) -> bytes:
+    from referral.audit.chain import link_hash
+
+    return link_hash(bytes(prev), int(seq), bytes(body))
+
+
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+    # IMMEDIATE takes the write lock up front. Nearly every request appends to
+    # the audit chain; a deferred transaction that reads the head and upgrades
+    # to a writer later could fork the chain or deadlock under concurrency.
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

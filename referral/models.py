@@ -2,3 +2,5 @@
 from referral.accounts.models import ApiToken, User, UserSession  # noqa: F401
 from referral.reference.models import Area, Organisation, OrganisationService, Unit  # noqa: F401
 from referral.standards.models import Certification, Course  # noqa: F401
+from referral.audit.models import AuditCheckpoint, AuditEvent, AuditHead  # noqa: F401
+from referral.referrals.models import CaseNote, Referral  # noqa: F401

@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from referral.accounts.models import ApiToken, User, UserSession
+from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import DomainError
 from referral.extensions import db
@@ -74,6 +75,13 @@ def set_totp_secret(user: User) -> str:
     return secret
 
 
+def reseal_totp_secret(user: User) -> None:
+    """Re-encrypt the TOTP secret under the active KEK (key rotation); the secret is unchanged."""
+    secret = totp_secret(user)
+    if secret is not None:
+        user.totp_secret_sealed = keyring_for(current_app).seal(secret.encode(), purpose="totp", aad=_totp_aad(user))
+
+
 def totp_secret(user: User) -> str | None:
     if user.totp_secret_sealed is None:
         return None
@@ -114,27 +122,38 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
         passwords.burn_verification(policy.argon2_profile)
+        # The typed e-mail is not recorded: it may be a mistyped password.
+        record(db.session, None, "auth.login", outcome=DENIED, reason="unknown account", now=now)
         raise AuthFailed()
+
+    def refuse(reason: str, *, count: bool) -> AuthFailed:
+        if count:
+            _record_failure(user, now, policy)
+        record(db.session, user, "auth.login", object_type="user", object_id=user.id, outcome=DENIED,
+               reason=reason + ("; account now locked" if count and is_locked(user, now) else ""), now=now)
+        return AuthFailed()
+
     password_ok = passwords.verify_password(user.password_hash, password or "")
-    if is_locked(user, now) or not user.active:
-        raise AuthFailed()
+    if is_locked(user, now):
+        raise refuse("account locked", count=False)
+    if not user.active:
+        raise refuse("account deactivated", count=False)
     if not password_ok:
-        _record_failure(user, now, policy)
-        raise AuthFailed()
+        raise refuse("wrong password", count=True)
     secret = totp_secret(user)
     if user.requires_totp or secret is not None:
         if secret is None:
             # A case-reading account without a secret cannot sign in until an
             # admin issues one (reset TOTP).
-            raise AuthFailed()
+            raise refuse("no TOTP enrolled", count=False)
         counter = totp.matching_counter(secret, otp or "", now, user.totp_last_counter)
         if counter is None:
-            _record_failure(user, now, policy)
-            raise AuthFailed()
+            raise refuse("wrong, missing or replayed code", count=True)
         user.totp_last_counter = counter
     _clear_failures(user)
     if passwords.needs_rehash(user.password_hash, policy.argon2_profile):
         user.password_hash = passwords.hash_password(password, policy.argon2_profile)
+    record(db.session, user, "auth.login", object_type="user", object_id=user.id, now=now)
     return user
 
 
@@ -147,6 +166,7 @@ def start_session(user: User, *, now: dt.datetime | None = None) -> str:
     raw, hashed = new_secret()
     db.session.add(UserSession(token_hash=hashed, user=user, created_at=now, last_seen_at=now,
                                expires_at=now + policy.session_absolute))
+    record(db.session, user, "auth.session.start", object_type="user", object_id=user.id, now=now)
     return raw
 
 
@@ -171,6 +191,9 @@ def resolve_session(raw: str, *, now: dt.datetime | None = None) -> UserSession 
 
 
 def end_session(raw: str, *, now: dt.datetime | None = None) -> None:
+    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == digest(raw)))
+    if row is not None:
+        record(db.session, row.user, "auth.logout", object_type="user", object_id=row.user_id, now=now)
     db.session.execute(
         update(UserSession)
         .where(UserSession.token_hash == digest(raw), UserSession.revoked_at.is_(None))
@@ -185,6 +208,7 @@ def issue_token(user: User, *, now: dt.datetime | None = None) -> tuple[str, Api
     raw, hashed = new_secret(TOKEN_PREFIX)
     token = ApiToken(token_hash=hashed, user=user, created_at=now, expires_at=now + AuthPolicy.current().token_ttl)
     db.session.add(token)
+    record(db.session, user, "auth.token.create", object_type="user", object_id=user.id, now=now)
     return raw, token
 
 
@@ -202,6 +226,7 @@ def resolve_token(raw: str, *, now: dt.datetime | None = None) -> ApiToken | Non
 
 def revoke_token(token: ApiToken, *, now: dt.datetime | None = None) -> None:
     token.revoked_at = token.revoked_at or now or utcnow()
+    record(db.session, token.user, "auth.token.revoke", object_type="user", object_id=token.user_id, now=now)
 
 
 def revoke_all_credentials(user: User, *, now: dt.datetime | None = None) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from referral.accounts.auth import normalise_email, revoke_all_credentials, set_totp_secret
 from referral.accounts.models import Gender, Role, User
+from referral.audit.service import record
 from referral.db import utcnow
 from referral.errors import Conflict, ValidationFailed
 from referral.extensions import db
@@ -126,15 +127,27 @@ def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
     # Focal points never read case content and often share a basic phone:
     # password only. Every other role enrols TOTP from the start.
     secret = set_totp_secret(user) if role.reads_case_content else None
+    record(db.session, actor, "user.create", object_type="user", object_id=user.id,
+           fields=["email", "name", "role", "unit", "org", "gender", "languages", "phone"])
     return user, secret
 
 
-def get_user(actor: User, user_id: int) -> User:
-    return check_may_manage_user(actor, db.session.get(User, user_id))
+def get_user(actor: User, user_id: int, *, action: str = "user.read") -> User:
+    from referral.audit.service import DENIED
+    from referral.errors import DomainError
+
+    try:
+        user = check_may_manage_user(actor, db.session.get(User, user_id))
+    except DomainError:
+        record(db.session, actor, action, object_type="user", object_id=user_id, outcome=DENIED)
+        raise
+    record(db.session, actor, action, object_type="user", object_id=user.id)
+    return user
 
 
 def list_users(actor: User, *, page: int, per_page: int, role: str | None = None) -> tuple[list[User], int]:
     require(actor, Permission.ADMIN_USERS_MANAGE)
+    record(db.session, actor, "user.list", object_type="user", reason=f"role={role or 'any'}")
     query = select(User)
     if role:
         query = query.where(User.role == Role(role))
@@ -145,7 +158,7 @@ def list_users(actor: User, *, page: int, per_page: int, role: str | None = None
 
 def deactivate_user(actor: User, user_id: int, *, now: dt.datetime | None = None) -> User:
     """Deactivation ends every session and token at once. Admins cannot lock themselves out."""
-    user = get_user(actor, user_id)
+    user = get_user(actor, user_id, action="user.deactivate")
     if user.id == actor.id:
         raise Conflict("You cannot deactivate your own account.")
     now = now or utcnow()
@@ -157,7 +170,7 @@ def deactivate_user(actor: User, user_id: int, *, now: dt.datetime | None = None
 
 
 def unlock_user(actor: User, user_id: int) -> User:
-    user = get_user(actor, user_id)
+    user = get_user(actor, user_id, action="user.unlock")
     user.failed_logins = 0
     user.failed_window_started_at = None
     user.locked_until = None
@@ -166,7 +179,7 @@ def unlock_user(actor: User, user_id: int) -> User:
 
 def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, str]:
     """Issue a new TOTP secret (a lost phone): old codes stop working and sessions end."""
-    user = get_user(actor, user_id)
+    user = get_user(actor, user_id, action="user.totp_reset")
     if not user.requires_totp:
         raise Conflict("Focal-point accounts sign in without TOTP.")
     secret = set_totp_secret(user)

@@ -185,4 +185,8 @@ def load_reference(data: dict[str, Any], *, default_validity_months: int) -> Cou
         else:
             _set(row, values, stats, "courses")
     db.session.flush()
+    from referral.audit.service import record
+
+    record(db.session, None, "reference.load", object_type="reference",
+           reason=", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "no changes")
     return stats

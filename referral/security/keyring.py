@@ -1,24 +1,28 @@
-"""The local keyring file and sealing of small application secrets.
+"""Key providers: where key-encryption keys (KEKs) live, and the local keyring file.
 
-The keyring is a JSON file at ``REFERRAL_KEYRING``, created on first run with
-mode 0600, holding versioned 256-bit key-encryption keys (KEKs). Only one
-version is active for new seals; older ones stay for decryption until retired.
+Callers only see ``KeyProvider``: generate a data key, unwrap it, rewrap it
+under the active KEK — each bound to a *context* (e.g. the case id) so a
+wrapped key moved to another case fails to unwrap. A HashiCorp Vault transit
+or cloud KMS provider implements the same four methods; nothing else changes.
 
-``seal``/``open_sealed`` protect small secrets that belong to no case (a user's
-TOTP secret) with AES-256-GCM under a subkey derived from a KEK by HKDF, with
-associated data naming where the secret lives, so a sealed value copied to
-another row fails to open. Case data uses per-case data keys (the trust core).
+The local provider is a JSON file at ``REFERRAL_KEYRING``, created on first run
+with mode 0600, holding versioned 256-bit KEKs (one ``active``, older ones
+``decrypt_only`` until retired), a separate HMAC key for blind indexes, and a
+subkey source for sealing small application secrets (a user's TOTP secret).
 """
 from __future__ import annotations
 
+import abc
 import base64
 import datetime as dt
 import json
 import os
 import struct
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -27,8 +31,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 FORMAT = 1
 SEAL_VERSION = 1
-_HEADER = struct.Struct(">BI")  # seal format version, KEK version
+WRAP_VERSION = 1
+_HEADER = struct.Struct(">BI")  # format version, KEK version
 NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
 class KeyringError(RuntimeError):
@@ -36,7 +42,37 @@ class KeyringError(RuntimeError):
 
 
 class SealIntegrityError(RuntimeError):
-    """A sealed value failed authentication: tampered, truncated or moved."""
+    """A sealed value or wrapped key failed authentication: tampered, truncated or moved."""
+
+
+def canonical_context(context: dict[str, str]) -> bytes:
+    return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class KeyProvider(abc.ABC):
+    """What the rest of Amanat may ask of a key service."""
+
+    name: str
+
+    @abc.abstractmethod
+    def generate_data_key(self, context: dict[str, str]) -> tuple[bytes, bytes]:
+        """A fresh random 256-bit data key and its wrapped form: (plaintext, wrapped)."""
+
+    @abc.abstractmethod
+    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
+        """The data key inside ``wrapped``; ``SealIntegrityError`` if it was altered or moved."""
+
+    @abc.abstractmethod
+    def rewrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
+        """``wrapped`` re-encrypted under the active KEK (rotation); the data key is unchanged."""
+
+    @abc.abstractmethod
+    def wrapped_version(self, wrapped: bytes) -> int:
+        """The KEK version a wrapped key is under."""
+
+    @abc.abstractmethod
+    def blind_index_key(self) -> bytes:
+        """The HMAC key for blind indexes (separate from every KEK)."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +83,21 @@ class Kek:
     state: str  # "active" | "decrypt_only"
 
 
-class LocalKeyring:
+class LocalKeyring(KeyProvider):
+    name = "local"
+
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keks: dict[int, Kek] = {}
+        self._index_key = b""
         self._load(create=create)
 
     # -- file ---------------------------------------------------------------
     def _load(self, *, create: bool) -> None:
         if not self.path.exists():
             if not create:
-                raise KeyringError(f"keyring file not found at {self.path}")
+                raise KeyringError(f"keyring file not found at {self.path} (REFERRAL_KEYRING)")
             self._create()
         try:
             data = json.loads(self.path.read_text("utf-8"))
@@ -70,30 +109,55 @@ class LocalKeyring:
                 if len(key) != 32:
                     raise KeyringError(f"keyring {self.path}: KEK {item['version']} is not 256 bits")
                 keks[int(item["version"])] = Kek(int(item["version"]), key, item["created_at"], item["state"])
+            index_key = base64.b64decode(data["blind_index_key"])
+        except KeyringError:
+            raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KeyringError(f"keyring {self.path} is unreadable ({type(exc).__name__})") from None
         if not any(k.state == "active" for k in keks.values()):
             raise KeyringError(f"keyring {self.path} has no active key")
-        self._keks = keks
+        if len(index_key) != 32:
+            raise KeyringError(f"keyring {self.path}: the blind-index key is not 256 bits")
+        self._keks, self._index_key = keks, index_key
+
+    @staticmethod
+    def _new_kek(version: int) -> dict[str, Any]:
+        return {"version": version, "key": base64.b64encode(os.urandom(32)).decode(),
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "state": "active"}
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kek = {
-            "version": 1,
-            "key": base64.b64encode(os.urandom(32)).decode(),
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "state": "active",
-        }
-        payload = json.dumps({"format": FORMAT, "keks": [kek]}, indent=2).encode()
+        payload = {"format": FORMAT, "keks": [self._new_kek(1)],
+                   "blind_index_key": base64.b64encode(os.urandom(32)).decode()}
         # O_EXCL: two processes starting at once must not both write a keyring.
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            fh.write(json.dumps(payload, indent=2).encode())
 
-    # -- keys ---------------------------------------------------------------
+    def _save(self) -> None:
+        payload = {
+            "format": FORMAT,
+            "keks": [{"version": k.version, "key": base64.b64encode(k.key).decode(), "created_at": k.created_at,
+                      "state": k.state} for k in self.versions],
+            "blind_index_key": base64.b64encode(self._index_key).decode(),
+        }
+        # Write a sibling file and rename it over: a crash never leaves half a keyring.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(json.dumps(payload, indent=2).encode())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- KEK management ------------------------------------------------------
     @property
     def active(self) -> Kek:
         return max((k for k in self._keks.values() if k.state == "active"), key=lambda k: k.version)
@@ -108,6 +172,62 @@ class LocalKeyring:
     def versions(self) -> list[Kek]:
         return [self._keks[v] for v in sorted(self._keks)]
 
+    def add_kek(self) -> Kek:
+        """A new active KEK; the previous ones become decrypt-only."""
+        with self._lock:
+            version = max(self._keks) + 1
+            fresh = self._new_kek(version)
+            keks = {v: Kek(k.version, k.key, k.created_at, "decrypt_only") for v, k in self._keks.items()}
+            keks[version] = Kek(version, base64.b64decode(fresh["key"]), fresh["created_at"], "active")
+            self._keks = keks
+            self._save()
+            return keks[version]
+
+    def retire(self, version: int) -> None:
+        """Forget a decrypt-only KEK (call only when nothing is wrapped under it)."""
+        with self._lock:
+            if self.kek(version).state == "active":
+                raise KeyringError("the active key cannot be retired")
+            self._keks = {v: k for v, k in self._keks.items() if v != version}
+            self._save()
+
+    # -- data keys --------------------------------------------------------------
+    def _wrap(self, kek: Kek, data_key: bytes, context: dict[str, str]) -> bytes:
+        header = _HEADER.pack(WRAP_VERSION, kek.version)
+        nonce = os.urandom(NONCE_BYTES)
+        return header + nonce + AESGCM(kek.key).encrypt(nonce, data_key, header + canonical_context(context))
+
+    def generate_data_key(self, context: dict[str, str]) -> tuple[bytes, bytes]:
+        data_key = AESGCM.generate_key(bit_length=256)
+        return data_key, self._wrap(self.active, data_key, context)
+
+    def wrapped_version(self, wrapped: bytes) -> int:
+        if len(wrapped) < _HEADER.size:
+            raise SealIntegrityError("wrapped key is truncated")
+        return _HEADER.unpack_from(wrapped)[1]
+
+    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
+        if len(wrapped) < _HEADER.size + NONCE_BYTES + TAG_BYTES:
+            raise SealIntegrityError("wrapped key is truncated")
+        version, kek_version = _HEADER.unpack_from(wrapped)
+        if version != WRAP_VERSION:
+            raise SealIntegrityError(f"unknown wrapped-key format {version}")
+        kek = self.kek(kek_version)
+        header, nonce = wrapped[: _HEADER.size], wrapped[_HEADER.size : _HEADER.size + NONCE_BYTES]
+        try:
+            return AESGCM(kek.key).decrypt(nonce, wrapped[_HEADER.size + NONCE_BYTES :],
+                                           header + canonical_context(context))
+        except InvalidTag:
+            raise SealIntegrityError("wrapped key failed authentication") from None
+
+    def rewrap(self, wrapped: bytes, context: dict[str, str]) -> bytes:
+        if self.wrapped_version(wrapped) == self.active.version:
+            return wrapped
+        return self._wrap(self.active, self.unwrap(wrapped, context), context)
+
+    def blind_index_key(self) -> bytes:
+        return self._index_key
+
     # -- sealing of application secrets ------------------------------------
     @staticmethod
     def _subkey(kek: Kek, purpose: bytes) -> bytes:
@@ -121,7 +241,7 @@ class LocalKeyring:
         return header + nonce + ct
 
     def open_sealed(self, sealed: bytes, *, purpose: str, aad: str) -> bytes:
-        if len(sealed) < _HEADER.size + NONCE_BYTES + 16:
+        if len(sealed) < _HEADER.size + NONCE_BYTES + TAG_BYTES:
             raise SealIntegrityError("sealed value is truncated")
         version, kek_version = _HEADER.unpack_from(sealed)
         if version != SEAL_VERSION:
@@ -138,7 +258,7 @@ class LocalKeyring:
 
 
 def keyring_for(app) -> LocalKeyring:  # type: ignore[no-untyped-def]
-    """The app's keyring, loaded (or created) once per process."""
+    """The app's key provider, loaded (or, outside production, created) once per process."""
     ring = app.extensions.get("amanat_keyring")
     if ring is None:
         ring = LocalKeyring(app.config["KEYRING_PATH"], create=app.config.get("ENV_NAME") != "production")

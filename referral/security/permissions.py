@@ -31,16 +31,21 @@ class Permission(enum.StrEnum):
     ADMIN_USERS_MANAGE = "admin:users:manage"
     ADMIN_REFERENCE_MANAGE = "admin:reference:manage"
     TRAINING_CERTIFICATION_RECORD = "training:certification:record"
+    REFERRAL_SUBMIT = "referral:case:submit"
+    REFERRAL_READ = "referral:case:read"          # object-level checks decide how much
+    REFERRAL_ADD_INFORMATION = "referral:case:add_information"
+    AUDIT_VERIFY = "audit:chain:verify"
 
 
 _EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.focal_point: frozenset(_EVERYONE),
-    Role.officer: frozenset(_EVERYONE),
-    Role.supervisor: frozenset(_EVERYONE),
+    Role.focal_point: frozenset(_EVERYONE | {Permission.REFERRAL_SUBMIT, Permission.REFERRAL_READ,
+                                             Permission.REFERRAL_ADD_INFORMATION}),
+    Role.officer: frozenset(_EVERYONE | {Permission.REFERRAL_READ}),
+    Role.supervisor: frozenset(_EVERYONE | {Permission.REFERRAL_READ}),
     Role.service_provider: frozenset(_EVERYONE),
-    Role.oversight: frozenset(_EVERYONE),
+    Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY}),
     Role.admin: frozenset(
         _EVERYONE
         | {
@@ -74,6 +79,30 @@ def check_may_manage_user(actor: User, target: User | None) -> User:
     if target is None:
         raise NotFound("No such user.")
     return target
+
+
+class CaseView(enum.Enum):
+    """How much of a case a user may see."""
+
+    STATUS = "status"     # reference and stage only (the focal point who submitted it)
+    CONTENT = "content"   # the decrypted case
+
+
+def case_view(actor: User, referral: Any) -> CaseView | None:
+    """Object-level rule for cases; None means the case does not exist for this user (404).
+
+    Focal points see the stage of what they submitted; supervisors the content of
+    their unit's cases. Officers see cases offered or assigned to them (the
+    workflow adds that); service providers only what a service referral shares;
+    oversight only through break-glass; admins never.
+    """
+    if not has_permission(actor, Permission.REFERRAL_READ):
+        return None
+    if actor.role is Role.focal_point and referral.submitter_id == actor.id:
+        return CaseView.STATUS
+    if actor.role is Role.supervisor and referral.unit_id is not None and referral.unit_id == actor.unit_id:
+        return CaseView.CONTENT
+    return None
 
 
 # -- view declarations ------------------------------------------------------
@@ -117,5 +146,11 @@ def guard_request():  # type: ignore[no-untyped-def]
         if request.path.startswith("/api/"):
             raise Unauthenticated()
         return redirect(url_for("web.login", next=request.full_path if request.method == "GET" else None))
+    if not has_permission(user, access):
+        from referral.audit.service import DENIED, record
+        from referral.extensions import db
+
+        record(db.session, user, "access.denied", object_type="endpoint", object_id=request.endpoint,
+               outcome=DENIED, reason=f"role lacks {access.value}")
     require(user, access)
     return None

@@ -51,4 +51,8 @@ def record_certification(actor: User | None, email: str, course_code: str, compl
                          recorded_by_id=actor.id if actor else None)
     db.session.add(cert)
     db.session.flush()
+    from referral.audit.service import record
+
+    record(db.session, actor, "training.certification.record", object_type="user", object_id=user.id,
+           reason=f"course {course.code} completed {completed_on.isoformat()}")
     return cert

@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: every access, a hash chain, signed checkpoints."""

@@ -1,0 +1,1 @@
+"""Referrals (cases): submission, sealed storage, reading, workflow."""

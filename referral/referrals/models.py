@@ -1,0 +1,109 @@
+"""The referral (case) and its notes. Sensitive fields exist only sealed (SPEC §2, §7)."""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from referral.accounts.models import User
+from referral.db import Base, created_at
+from referral.reference.models import Area, Unit, enum_column
+
+
+class Status(enum.StrEnum):
+    submitted = "submitted"
+    offered = "offered"
+    accepted = "accepted"
+    in_progress = "in_progress"
+    closed = "closed"
+    declined = "declined"
+    escalated = "escalated"
+    withdrawn = "withdrawn"
+    services_only = "services_only"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# Sealed columns of the referral row: submission path → column.
+SEALED_FIELDS: dict[str, str] = {
+    "survivor.name": "survivor_name_sealed",
+    "survivor.phone": "survivor_phone_sealed",
+    "survivor.address": "survivor_address_sealed",
+    "survivor.safe_contact.notes": "safe_contact_sealed",
+    "incident.narrative": "narrative_sealed",
+    "perpetrator.name": "perpetrator_name_sealed",
+    "perpetrator.details": "perpetrator_details_sealed",
+}
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+
+    # Random ids: nothing about a case (count, order) can be read from its URL.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[Status] = mapped_column(enum_column(Status, "referral_status"), default=Status.submitted)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="RESTRICT"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    submitter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[created_at]
+
+    # De-identified fields, in clear for routing, standards and statistics.
+    age_group: Mapped[str] = mapped_column(String(8))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    disability: Mapped[bool | None] = mapped_column(Boolean)
+    survivor_language: Mapped[str | None] = mapped_column(String(3))
+    safe_contact_method: Mapped[str] = mapped_column(String(16))
+    answers: Mapped[str] = mapped_column(Text)  # canonical JSON of the classification answers
+    incident_date: Mapped[dt.date | None]
+    location_type: Mapped[str | None] = mapped_column(String(32))
+    immediate_danger: Mapped[bool] = mapped_column(Boolean, default=False)
+    perpetrator_relationship: Mapped[str | None] = mapped_column(String(32))
+    consent: Mapped[str] = mapped_column(Text)  # canonical JSON of the consent answers at submission
+    officer_gender: Mapped[str] = mapped_column(String(8), default="any")
+
+    # Envelope encryption: the case's data key, only ever stored wrapped by a KEK.
+    data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
+    kek_version: Mapped[int | None] = mapped_column(Integer, index=True)
+    erased_at: Mapped[dt.datetime | None]
+
+    survivor_name_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    survivor_phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    survivor_address_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    safe_contact_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    narrative_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    perpetrator_name_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    perpetrator_details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    # Blind indexes (truncated HMACs) to spot possible duplicates without decrypting.
+    survivor_phone_bidx: Mapped[str | None] = mapped_column(String(16), index=True)
+    perpetrator_bidx: Mapped[str | None] = mapped_column(String(16), index=True)
+
+    area: Mapped[Area] = relationship()
+    unit: Mapped[Unit | None] = relationship()
+    submitter: Mapped[User] = relationship()
+    notes: Mapped[list[CaseNote]] = relationship(back_populates="referral", order_by="CaseNote.created_at")
+
+    @property
+    def crypto_context(self) -> dict[str, str]:
+        return {"purpose": "case-data-key", "case": self.id}
+
+
+class CaseNote(Base):
+    """Free text added to a case (by the focal point or later an officer); sealed under the case key."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[created_at]
+    body_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    referral: Mapped[Referral] = relationship(back_populates="notes")
+    author: Mapped[User] = relationship()

@@ -1,0 +1,98 @@
+"""The submission body of SPEC §12, shape only; unknown fields are refused at every level."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+AGE_GROUPS = ("0-5", "6-11", "12-14", "15-17", "18-25", "26-40", "41-60", "61+")
+SERVICE_TYPES = ("shelter", "health", "legal", "psychosocial", "economic", "child_protection")
+ANSWERS = ("penetration", "sexual_contact", "physical_assault", "forced_marriage", "denial_of_resources",
+           "psychological_abuse")
+RELATIONSHIPS = ("intimate_partner", "former_partner", "family", "caregiver", "acquaintance", "stranger",
+                 "authority", "other", "unknown")
+LOCATION_TYPES = ("home", "workplace", "school", "public", "online", "institution", "other")
+
+text = validate.Length(min=1, max=200)
+
+
+class SafeContact(Schema):
+    method = fields.String(required=True, validate=validate.OneOf(["phone", "sms", "in_person", "via_focal_point"]))
+    notes = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class Survivor(Schema):
+    name = fields.String(load_default=None, allow_none=True, validate=text)
+    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=3, max=32))
+    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=500))
+    age_group = fields.String(required=True, validate=validate.OneOf(AGE_GROUPS))
+    sex = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["female", "male", "other"]))
+    disability = fields.Boolean(load_default=None, allow_none=True)
+    language = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["ky", "ru", "tg", "uz", "en"]))
+    safe_contact = fields.Nested(SafeContact, load_default=None, allow_none=True)
+
+
+class Answers(Schema):
+    penetration = fields.Boolean(required=True)
+    sexual_contact = fields.Boolean(required=True)
+    physical_assault = fields.Boolean(required=True)
+    forced_marriage = fields.Boolean(required=True)
+    denial_of_resources = fields.Boolean(required=True)
+    psychological_abuse = fields.Boolean(required=True)
+
+
+class Incident(Schema):
+    date = fields.Date(load_default=None, allow_none=True)
+    answers = fields.Nested(Answers, required=True)
+    narrative = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=20000))
+    location_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LOCATION_TYPES))
+    immediate_danger = fields.Boolean(load_default=False)
+
+
+class Perpetrator(Schema):
+    name = fields.String(load_default=None, allow_none=True, validate=text)
+    relationship = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(RELATIONSHIPS))
+    details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=5000))
+
+
+class ServicesConsent(fields.Field):
+    """``true`` (any service type), ``false``, or a list of service types."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            unknown = [v for v in value if v not in SERVICE_TYPES]
+            if unknown:
+                raise ValidationError(f"Unknown service types: {', '.join(unknown)}.")
+            return sorted(set(value))
+        raise ValidationError("Give true, false or a list of service types.")
+
+
+class Consent(Schema):
+    police = fields.Boolean(required=True)
+    services = ServicesConsent(required=True)
+    sms_contact = fields.Boolean(required=True)
+    statistics = fields.Boolean(required=True)
+    given_by = fields.String(load_default="survivor", validate=validate.OneOf(["survivor", "caregiver"]))
+
+
+class Preferences(Schema):
+    officer_gender = fields.String(load_default="any", validate=validate.OneOf(["female", "any"]))
+
+
+class Submission(Schema):
+    area = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    survivor = fields.Nested(Survivor, required=True)
+    incident = fields.Nested(Incident, required=True)
+    perpetrator = fields.Nested(Perpetrator, load_default=None, allow_none=True)
+    consent = fields.Nested(Consent, required=True)
+    preferences = fields.Nested(Preferences, load_default=None, allow_none=True)
+
+    @validates_schema
+    def _safe_contact_needs_means(self, data, **kwargs):  # type: ignore[no-untyped-def]
+        contact = (data.get("survivor") or {}).get("safe_contact")
+        if contact and contact["method"] in ("phone", "sms") and not data["survivor"].get("phone"):
+            raise ValidationError({"survivor": {"phone": ["Needed when the safe contact is by phone or SMS."]}})
+
+
+class NoteIn(Schema):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=5000))

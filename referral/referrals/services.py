@@ -1,0 +1,179 @@
+"""Creating and reading cases. Services take the actor, audit, flush — never commit."""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import User
+from referral.accounts.services import normalise_phone
+from referral.audit.service import DENIED, record
+from referral.errors import NotFound, ValidationFailed
+from referral.reference.models import Area, Unit, unit_areas
+from referral.referrals import crypto
+from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, new_id
+from referral.security.keyring import keyring_for
+from referral.security.permissions import CaseView, Permission, case_view, require
+from referral.security.sealed import blind_index, normalise_identifier
+
+# No 0/O, 1/I/L: a reference is read aloud over a bad phone line.
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def new_reference() -> str:
+    chars = [secrets.choice(REFERENCE_ALPHABET) for _ in range(8)]
+    return f"R-{''.join(chars[:4])}-{''.join(chars[4:])}"
+
+
+def covering_unit(session: Session, area: Area) -> Unit | None:
+    """The unit covering ``area`` or its nearest ancestor."""
+    for place in area.lineage():
+        unit = session.scalar(select(Unit).join(unit_areas).where(unit_areas.c.area_id == place.id,
+                                                                   Unit.active.is_(True)).order_by(Unit.id))
+        if unit is not None:
+            return unit
+    return None
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def create_referral(session: Session, actor: User, data: dict[str, Any]) -> Referral:
+    """Store a submission: de-identified fields in clear, every sensitive field sealed under a new case key."""
+    require(actor, Permission.REFERRAL_SUBMIT)
+    area = Area.by_code(session, data["area"])
+    if area is None:
+        raise ValidationFailed(fields={"area": ["No area has this code."]})
+    survivor, incident = data["survivor"], data["incident"]
+    perpetrator = data.get("perpetrator") or {}
+    contact = survivor.get("safe_contact") or {}
+    phone = None
+    if survivor.get("phone"):
+        try:
+            phone = normalise_phone(survivor["phone"])
+        except ValueError as exc:
+            raise ValidationFailed(fields={"survivor": {"phone": [str(exc)]}}) from None
+
+    reference = new_reference()
+    while session.scalar(select(func.count()).select_from(Referral).where(Referral.reference == reference)):
+        reference = new_reference()
+    referral = Referral(
+        id=new_id(), reference=reference, area=area, unit=covering_unit(session, area), submitter=actor,
+        age_group=survivor["age_group"], sex=survivor.get("sex"), disability=survivor.get("disability"),
+        survivor_language=survivor.get("language"),
+        # Without a phone or a safe-contact method, contact goes through the focal point.
+        safe_contact_method=contact.get("method") or ("phone" if phone else "via_focal_point"),
+        answers=_canonical(incident["answers"]), incident_date=incident.get("date"),
+        location_type=incident.get("location_type"), immediate_danger=incident.get("immediate_danger", False),
+        perpetrator_relationship=perpetrator.get("relationship"), consent=_canonical(data["consent"]),
+        officer_gender=(data.get("preferences") or {}).get("officer_gender", "any"),
+    )
+    data_key = crypto.new_case_key(referral)
+    values = {
+        "survivor.name": survivor.get("name"), "survivor.phone": phone, "survivor.address": survivor.get("address"),
+        "survivor.safe_contact.notes": contact.get("notes"), "incident.narrative": incident.get("narrative"),
+        "perpetrator.name": perpetrator.get("name"), "perpetrator.details": perpetrator.get("details"),
+    }
+    for path, value in values.items():
+        crypto.seal_referral_field(referral, data_key, path, value)
+    index_key = keyring_for(current_app).blind_index_key()
+    referral.survivor_phone_bidx = blind_index(index_key, "phone", phone) if phone else None
+    if perpetrator.get("name"):
+        referral.perpetrator_bidx = blind_index(index_key, "perpetrator", normalise_identifier(perpetrator["name"]))
+    session.add(referral)
+    session.flush()
+    record(session, actor, "referral.create", object_type="referral", object_id=referral.id,
+           fields=[p for p, v in values.items() if v is not None])
+    return referral
+
+
+def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
+    """The case and how much ``actor`` may see of it; a case they may not see is 404 and a denied event."""
+    referral = session.get(Referral, referral_id) if len(referral_id) <= 36 else None
+    level = case_view(actor, referral) if referral is not None else None
+    if referral is None or level is None:
+        record(session, actor, action, object_type="referral", object_id=referral_id[:64], outcome=DENIED,
+               reason="not visible to this user" if referral is not None else "no such case")
+        raise NotFound("No such referral.")
+    return referral, level
+
+
+def status_view(referral: Referral) -> dict[str, Any]:
+    return {"id": referral.id, "reference": referral.reference, "status": referral.status.value,
+            "created_at": referral.created_at.isoformat()}
+
+
+def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, Any]:
+    """What the actor may see of one case, decrypting only for those entitled to content; audited with the fields shown."""
+    referral, level = load_visible(session, actor, referral_id, "referral.read")
+    body = status_view(referral)
+    if level is CaseView.STATUS:
+        record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
+               fields=["reference", "status"])
+        return body
+    data_key = crypto.case_key(referral)
+    erased = data_key is None
+    sealed = {path: (None if erased else crypto.open_referral_field(referral, data_key, path))
+              for path in SEALED_FIELDS}
+    notes = [{"id": n.id, "created_at": n.created_at.isoformat(), "author_id": n.author_id,
+              "text": None if erased else crypto.open_note(n, data_key)} for n in referral.notes]
+    body.update({
+        "area": referral.area.code, "unit": referral.unit.code if referral.unit else None, "erased": erased,
+        "survivor": {"name": sealed["survivor.name"], "phone": sealed["survivor.phone"],
+                     "address": sealed["survivor.address"], "age_group": referral.age_group, "sex": referral.sex,
+                     "disability": referral.disability, "language": referral.survivor_language,
+                     "safe_contact": {"method": referral.safe_contact_method,
+                                      "notes": sealed["survivor.safe_contact.notes"]}},
+        "incident": {"date": referral.incident_date.isoformat() if referral.incident_date else None,
+                     "answers": json.loads(referral.answers), "narrative": sealed["incident.narrative"],
+                     "location_type": referral.location_type, "immediate_danger": referral.immediate_danger},
+        "perpetrator": {"name": sealed["perpetrator.name"], "relationship": referral.perpetrator_relationship,
+                        "details": sealed["perpetrator.details"]},
+        "consent": json.loads(referral.consent),
+        "notes": notes,
+    })
+    disclosed = [p for p, v in sealed.items() if v is not None] + (["notes"] if any(n["text"] for n in notes) else [])
+    record(session, actor, "referral.read", object_type="referral", object_id=referral.id, fields=disclosed)
+    return body
+
+
+def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    """Cases the actor may see, stage only (no decryption in lists)."""
+    require(actor, Permission.REFERRAL_READ)
+    query = select(Referral)
+    if actor.role.value == "focal_point":
+        query = query.where(Referral.submitter_id == actor.id)
+    elif actor.role.value == "supervisor" and actor.unit_id is not None:
+        query = query.where(Referral.unit_id == actor.unit_id)
+    else:
+        query = query.where(False)  # officers: offers and assignments arrive with the workflow
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Referral.created_at.desc(), Referral.id)
+                           .limit(per_page).offset((page - 1) * per_page)).all()
+    record(session, actor, "referral.list", object_type="referral", reason=f"{len(rows)} of {total} shown")
+    return [status_view(r) for r in rows], total
+
+
+def add_information(session: Session, actor: User, referral_id: str, text: str) -> CaseNote:
+    """The submitting focal point appends information; it is sealed like the rest of the case."""
+    require(actor, Permission.REFERRAL_ADD_INFORMATION)
+    referral, _level = load_visible(session, actor, referral_id, "referral.add_information")
+    if referral.submitter_id != actor.id:
+        record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
+               outcome=DENIED, reason="only the submitter adds information")
+        raise NotFound("No such referral.")
+    data_key = crypto.case_key(referral)
+    if data_key is None:
+        raise ValidationFailed("This case has been erased.", fields={"text": ["The case no longer accepts information."]})
+    note = CaseNote(id=new_id(), referral_id=referral.id, author_id=actor.id)
+    crypto.seal_note(note, data_key, text)
+    session.add(note)
+    session.flush()
+    record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
+           fields=["notes"])
+    return note

@@ -110,10 +110,10 @@ def _append_pending(session: Session) -> None:
         _append(session, item)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_on_rollback(session: Session) -> None:
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_on_rollback(session: Session, previous_transaction: Any) -> None:
     # A transaction that did not commit did not happen; neither did its events.
-    if session.info.get(PENDING) and not session.in_transaction():
+    if session.info.get(PENDING) and not previous_transaction.nested:
         session.info[PENDING] = []
 
 
@@ -139,7 +139,8 @@ def verify(session: Session, *, public_key: Any = None,
 
     expected_seq, prev, count = 1, GENESIS, 0
     hashes_at: dict[int, bytes] = {}
-    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()
+    cp_table = AuditCheckpoint.__table__
+    checkpoints = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
     wanted = {c.seq for c in checkpoints}
     last_seq = 0
     while True:
@@ -163,7 +164,7 @@ def verify(session: Session, *, public_key: Any = None,
             count += 1
         if progress:
             progress(count)
-    head = session.get(AuditHead, 1)
+    head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
     if head is not None and (head.seq != last_seq or (last_seq and bytes(head.hash) != prev)):
         return VerifyResult(False, count, last_seq + 1, f"the chain ends at {last_seq} but its head says {head.seq}")
     for cp in checkpoints:

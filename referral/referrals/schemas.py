@@ -14,6 +14,13 @@ LOCATION_TYPES = ("home", "workplace", "school", "public", "online", "institutio
 text = validate.Length(min=1, max=200)
 
 
+class Bool(fields.Boolean):
+    """JSON booleans only: "yes", 1 or "true" are type errors, not a guess at what was meant."""
+
+    truthy = {True}
+    falsy = {False}
+
+
 class SafeContact(Schema):
     method = fields.String(required=True, validate=validate.OneOf(["phone", "sms", "in_person", "via_focal_point"]))
     notes = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
@@ -25,18 +32,18 @@ class Survivor(Schema):
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=500))
     age_group = fields.String(required=True, validate=validate.OneOf(AGE_GROUPS))
     sex = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["female", "male", "other"]))
-    disability = fields.Boolean(load_default=None, allow_none=True)
+    disability = Bool(load_default=None, allow_none=True)
     language = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["ky", "ru", "tg", "uz", "en"]))
     safe_contact = fields.Nested(SafeContact, load_default=None, allow_none=True)
 
 
 class Answers(Schema):
-    penetration = fields.Boolean(required=True)
-    sexual_contact = fields.Boolean(required=True)
-    physical_assault = fields.Boolean(required=True)
-    forced_marriage = fields.Boolean(required=True)
-    denial_of_resources = fields.Boolean(required=True)
-    psychological_abuse = fields.Boolean(required=True)
+    penetration = Bool(required=True)
+    sexual_contact = Bool(required=True)
+    physical_assault = Bool(required=True)
+    forced_marriage = Bool(required=True)
+    denial_of_resources = Bool(required=True)
+    psychological_abuse = Bool(required=True)
 
 
 class Incident(Schema):
@@ -44,7 +51,7 @@ class Incident(Schema):
     answers = fields.Nested(Answers, required=True)
     narrative = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=20000))
     location_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LOCATION_TYPES))
-    immediate_danger = fields.Boolean(load_default=False)
+    immediate_danger = Bool(load_default=False)
 
 
 class Perpetrator(Schema):
@@ -68,10 +75,10 @@ class ServicesConsent(fields.Field):
 
 
 class Consent(Schema):
-    police = fields.Boolean(required=True)
+    police = Bool(required=True)
     services = ServicesConsent(required=True)
-    sms_contact = fields.Boolean(required=True)
-    statistics = fields.Boolean(required=True)
+    sms_contact = Bool(required=True)
+    statistics = Bool(required=True)
     given_by = fields.String(load_default="survivor", validate=validate.OneOf(["survivor", "caregiver"]))
 
 

@@ -1,0 +1,50 @@
+"""Synthetic submissions. Canary strings let tests look for sensitive text anywhere it must not be."""
+from __future__ import annotations
+
+import secrets
+
+SENSITIVE_PATHS = ("survivor.name", "survivor.phone", "survivor.address", "survivor.safe_contact.notes",
+                   "incident.narrative", "perpetrator.name", "perpetrator.details")
+
+
+def canaries() -> dict[str, str]:
+    tag = secrets.token_hex(4).upper()
+    return {
+        "survivor.name": f"CanarySurvivor{tag}",
+        "survivor.phone": "+996700" + str(secrets.randbelow(900000) + 100000),
+        "survivor.address": f"CanaryAddress{tag} street 7",
+        "survivor.safe_contact.notes": f"CanaryContact{tag} call after six",
+        "incident.narrative": f"CanaryNarrative{tag} — Канарейка{tag} happened at night",
+        "perpetrator.name": f"CanaryPerpetrator{tag}",
+        "perpetrator.details": f"CanaryDetails{tag} drives a blue car",
+    }
+
+
+def submission(area: str, values: dict[str, str] | None = None, **overrides) -> dict:
+    v = values or canaries()
+    body = {
+        "area": area,
+        "survivor": {"name": v["survivor.name"], "phone": v["survivor.phone"], "address": v["survivor.address"],
+                     "age_group": "26-40", "sex": "female", "disability": False, "language": "ky",
+                     "safe_contact": {"method": "sms", "notes": v["survivor.safe_contact.notes"]}},
+        "incident": {"date": "2026-11-20", "narrative": v["incident.narrative"], "location_type": "home",
+                     "immediate_danger": False,
+                     "answers": {"penetration": False, "sexual_contact": False, "physical_assault": True,
+                                 "forced_marriage": False, "denial_of_resources": False,
+                                 "psychological_abuse": True}},
+        "perpetrator": {"name": v["perpetrator.name"], "relationship": "intimate_partner",
+                        "details": v["perpetrator.details"]},
+        "consent": {"police": True, "services": ["health"], "sms_contact": True, "statistics": True,
+                    "given_by": "survivor"},
+        "preferences": {"officer_gender": "female"},
+    }
+    body.update(overrides)
+    return body
+
+
+def minimal(area: str) -> dict:
+    return {"area": area, "survivor": {"age_group": "15-17"},
+            "incident": {"answers": {k: False for k in ("penetration", "sexual_contact", "physical_assault",
+                                                        "forced_marriage", "denial_of_resources",
+                                                        "psychological_abuse")}},
+            "consent": {"police": True, "services": False, "sms_contact": False, "statistics": False}}

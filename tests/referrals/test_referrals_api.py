@@ -1,0 +1,192 @@
+"""Submitting and reading cases with sealed fields (issue 3; the workflow builds on it)."""
+import pytest
+from sqlalchemy import select
+
+from referral.audit.models import AuditEvent
+from referral.extensions import db
+from referral.referrals.models import SEALED_FIELDS, Referral, Status
+from tests.referrals.helpers import SENSITIVE_PATHS, canaries, minimal, submission
+
+
+def events(action, object_id=None):
+    query = select(AuditEvent).where(AuditEvent.action == action)
+    if object_id is not None:
+        query = query.where(AuditEvent.object_id == str(object_id))
+    return db.session.scalars(query.order_by(AuditEvent.seq)).all()
+
+
+def submit(client, headers, body):
+    return client.post("/api/v1/referrals", json=body, headers=headers)
+
+
+def test_submission_is_stored_sealed_and_answered_without_content(client, place, people):
+    _focal, headers = people["focal"]
+    values = canaries()
+    resp = submit(client, headers, submission(place["village"].code, values))
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == {"id", "reference", "status", "gbv_type", "flags"}
+    assert body["status"] == "submitted"
+    assert body["reference"].startswith("R-") and len(body["reference"]) == 11
+    assert not any(v in resp.get_data(as_text=True) for v in values.values())
+    row = db.session.get(Referral, body["id"])
+    assert row.unit_id == place["unit"].id  # found by walking up from the village
+    assert row.data_key_wrapped and row.kek_version == 1
+    for column in SEALED_FIELDS.values():
+        blob = bytes(getattr(row, column))
+        assert blob[0] == 1
+        assert not any(v.encode() in blob for v in values.values())
+    assert row.survivor_phone_bidx and row.perpetrator_bidx
+    created = events("referral.create", body["id"])
+    assert len(created) == 1 and created[0].outcome == "allowed"
+    assert sorted(eval(created[0].fields.replace("null", "None"))) == sorted(SENSITIVE_PATHS)
+
+
+def test_references_are_random_and_distinct(client, place, people):
+    _focal, headers = people["focal"]
+    refs = {submit(client, headers, minimal(place["district"].code)).get_json()["reference"] for _ in range(5)}
+    assert len(refs) == 5
+    assert not any(ch in "".join(refs).replace("R-", "") for ch in "01ILO")
+
+
+def test_minimal_submission_routes_contact_through_the_focal_point(client, place, people):
+    _focal, headers = people["focal"]
+    resp = submit(client, headers, minimal(place["district"].code))
+    assert resp.status_code == 201
+    row = db.session.get(Referral, resp.get_json()["id"])
+    assert row.safe_contact_method == "via_focal_point"
+    assert row.survivor_name_sealed is None
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda b: b.update(area="NO-SUCH-AREA"), "area"),
+    (lambda b: b.pop("consent"), "consent"),
+    (lambda b: b["survivor"].update(age_group="40s"), "survivor"),
+    (lambda b: b["survivor"].update(favourite_colour="red"), "survivor"),
+    (lambda b: b.update(extra=1), "extra"),
+    (lambda b: b["incident"]["answers"].update(penetration="yes"), "incident"),
+    (lambda b: b["consent"].update(services=["spa"]), "consent"),
+    (lambda b: b["survivor"].update(phone="not a phone"), "survivor"),
+    (lambda b: b["survivor"].update(phone=None), "survivor"),  # SMS contact without a number
+])
+def test_bad_submissions_get_field_errors_and_store_nothing(client, place, people, mutate, field):
+    _focal, headers = people["focal"]
+    values = canaries()
+    body = submission(place["district"].code, values)
+    mutate(body)
+    resp = submit(client, headers, body)
+    assert resp.status_code == 422, resp.get_json()
+    assert field in resp.get_json()["error"]["fields"]
+    assert not any(v in resp.get_data(as_text=True) for v in values.values())
+    assert db.session.scalar(select(Referral).limit(1)) is None
+
+
+@pytest.mark.parametrize("role", ["officer", "supervisor", "service_provider", "oversight", "admin"])
+def test_only_focal_points_submit(client, place, login_as, role):
+    _user, headers = login_as(role)
+    assert submit(client, headers, minimal(place["district"].code)).status_code == 403
+    assert events("access.denied")[-1].outcome == "denied"
+
+
+def test_focal_point_sees_status_only_and_supervisor_sees_content(client, place, people):
+    _focal, focal_h = people["focal"]
+    supervisor, sup_h = people["supervisor"]
+    values = canaries()
+    case_id = submit(client, focal_h, submission(place["district"].code, values)).get_json()["id"]
+
+    mine = client.get(f"/api/v1/referrals/{case_id}", headers=focal_h)
+    assert mine.status_code == 200
+    assert set(mine.get_json()) == {"id", "reference", "status", "created_at"}
+    assert mine.headers["Cache-Control"] == "no-store"
+
+    full = client.get(f"/api/v1/referrals/{case_id}", headers=sup_h)
+    assert full.status_code == 200
+    body = full.get_json()
+    assert body["survivor"]["name"] == values["survivor.name"]
+    assert body["survivor"]["phone"] == values["survivor.phone"]
+    assert body["incident"]["narrative"] == values["incident.narrative"]
+    assert body["perpetrator"]["details"] == values["perpetrator.details"]
+    assert body["survivor"]["safe_contact"] == {"method": "sms", "notes": values["survivor.safe_contact.notes"]}
+    read = events("referral.read", case_id)
+    assert [e.actor_id for e in read] == [_focal.id, supervisor.id]
+    assert read[0].fields == '["reference","status"]'
+    assert set(eval(read[1].fields)) == set(SENSITIVE_PATHS)
+    assert all(e.request_id and e.source_ip and e.actor_role for e in read)
+
+
+@pytest.mark.parametrize("role", ["officer", "supervisor", "service_provider", "oversight", "admin", "focal_point"])
+def test_anyone_else_gets_404_and_a_denied_event(client, place, people, login_as, role):
+    _focal, focal_h = people["focal"]
+    case_id = submit(client, focal_h, minimal(place["district"].code)).get_json()["id"]
+    stranger, headers = login_as(role)  # another unit / another group / no case rights
+    resp = client.get(f"/api/v1/referrals/{case_id}", headers=headers)
+    assert resp.status_code == (404 if role in ("officer", "supervisor", "focal_point") else 403)
+    denied = [e for e in db.session.scalars(select(AuditEvent).where(AuditEvent.actor_id == stranger.id))
+              if e.outcome == "denied"]
+    assert denied, "a refused look must leave a trace"
+    missing = client.get("/api/v1/referrals/00000000-0000-0000-0000-000000000000", headers=headers)
+    assert missing.status_code == resp.status_code
+    if resp.status_code == 404:
+        assert missing.get_json() == resp.get_json()
+
+
+def test_lists_show_stage_only(client, place, people):
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    values = canaries()
+    submit(client, focal_h, submission(place["district"].code, values))
+    for headers in (focal_h, sup_h):
+        resp = client.get("/api/v1/referrals", headers=headers)
+        assert resp.status_code == 200 and resp.get_json()["total"] == 1
+        assert not any(v in resp.get_data(as_text=True) for v in values.values())
+
+
+def test_focal_point_adds_information_sealed(client, place, people):
+    focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    case_id = submit(client, focal_h, minimal(place["district"].code)).get_json()["id"]
+    resp = client.post(f"/api/v1/referrals/{case_id}/information", json={"text": "CanaryNote she moved"},
+                       headers=focal_h)
+    assert resp.status_code == 201
+    assert "Canary" not in resp.get_data(as_text=True)
+    body = client.get(f"/api/v1/referrals/{case_id}", headers=sup_h).get_json()
+    assert [n["text"] for n in body["notes"]] == ["CanaryNote she moved"]
+    other, other_h = people["supervisor"]
+    assert client.post(f"/api/v1/referrals/{case_id}/information", json={"text": "x"}, headers=other_h).status_code == 403
+    assert client.post(f"/api/v1/referrals/{case_id}/information", json={"text": ""}, headers=focal_h).status_code == 422
+
+
+def test_crypto_erase_makes_the_case_unreadable_for_good(client, place, people):
+    from referral.referrals.crypto import crypto_erase
+
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    case_id = submit(client, focal_h, submission(place["district"].code)).get_json()["id"]
+    row = db.session.get(Referral, case_id)
+    crypto_erase(db.session, None, row, reason="retention period over")
+    db.session.commit()
+    db.session.refresh(row)
+    assert row.data_key_wrapped is None and row.erased_at is not None
+    assert all(getattr(row, c) is None for c in SEALED_FIELDS.values())
+    body = client.get(f"/api/v1/referrals/{case_id}", headers=sup_h).get_json()
+    assert body["erased"] is True and body["survivor"]["name"] is None
+    assert body["status"] == Status.submitted.value
+    assert events("referral.crypto_erase", case_id)
+
+
+def test_a_ciphertext_moved_to_another_case_is_an_audited_integrity_error(client, app, place, people, monkeypatch):
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    values = canaries()
+    first = submit(client, focal_h, submission(place["district"].code, values)).get_json()["id"]
+    second = submit(client, focal_h, submission(place["district"].code)).get_json()["id"]
+    a, b = db.session.get(Referral, first), db.session.get(Referral, second)
+    b.narrative_sealed = a.narrative_sealed  # an insider copies a ciphertext across
+    db.session.commit()
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+    resp = client.get(f"/api/v1/referrals/{second}", headers=sup_h)
+    assert resp.status_code == 500
+    assert resp.get_json()["error"]["code"] == "integrity_error"
+    assert values["incident.narrative"] not in resp.get_data(as_text=True)
+    failure = events("integrity.failure", second)
+    assert len(failure) == 1 and failure[0].outcome == "error"

@@ -1,0 +1,82 @@
+"""The key provider interface and the local keyring file."""
+import json
+import stat
+
+import pytest
+
+from referral.security.keyring import KeyringError, KeyProvider, LocalKeyring, SealIntegrityError
+
+CTX = {"purpose": "case-data-key", "case": "case-1"}
+
+
+def test_keyring_file_is_created_private_with_a_256_bit_kek(tmp_path):
+    path = tmp_path / "ring" / "keyring.json"
+    ring = LocalKeyring(path)
+    assert isinstance(ring, KeyProvider)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert [k["version"] for k in data["keks"]] == [1] and data["keks"][0]["state"] == "active"
+    assert len(ring.active.key) == 32 and len(ring.blind_index_key()) == 32
+    assert ring.blind_index_key() != ring.active.key
+    assert LocalKeyring(path).active.key == ring.active.key  # reloads, does not regenerate
+
+
+def test_data_key_unwraps_only_in_its_own_context(tmp_path):
+    ring = LocalKeyring(tmp_path / "k.json")
+    data_key, wrapped = ring.generate_data_key(CTX)
+    assert len(data_key) == 32 and data_key not in wrapped
+    assert ring.unwrap(wrapped, CTX) == data_key
+    with pytest.raises(SealIntegrityError):
+        ring.unwrap(wrapped, {**CTX, "case": "case-2"})
+    tampered = bytearray(wrapped)
+    tampered[-1] ^= 1
+    with pytest.raises(SealIntegrityError):
+        ring.unwrap(bytes(tampered), CTX)
+    with pytest.raises(SealIntegrityError):
+        ring.unwrap(wrapped[:10], CTX)
+
+
+def test_rotation_adds_a_kek_and_keeps_the_old_one_for_decryption(tmp_path):
+    path = tmp_path / "k.json"
+    ring = LocalKeyring(path)
+    data_key, old_wrapped = ring.generate_data_key(CTX)
+    new = ring.add_kek()
+    assert new.version == 2 and ring.active.version == 2
+    assert ring.kek(1).state == "decrypt_only"
+    assert ring.unwrap(old_wrapped, CTX) == data_key
+    rewrapped = ring.rewrap(old_wrapped, CTX)
+    assert ring.wrapped_version(rewrapped) == 2 and ring.unwrap(rewrapped, CTX) == data_key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    reloaded = LocalKeyring(path)
+    assert [(k.version, k.state) for k in reloaded.versions] == [(1, "decrypt_only"), (2, "active")]
+    reloaded.retire(1)
+    with pytest.raises(KeyringError, match="no key version 1"):
+        LocalKeyring(path).unwrap(old_wrapped, CTX)
+    with pytest.raises(KeyringError, match="active key cannot be retired"):
+        reloaded.retire(2)
+
+
+def test_missing_or_broken_keyring_is_a_clear_error(tmp_path):
+    with pytest.raises(KeyringError, match="not found"):
+        LocalKeyring(tmp_path / "absent.json", create=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(KeyringError, match="unreadable"):
+        LocalKeyring(bad)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"format": 1, "blind_index_key": "AAAA",
+                                 "keks": [{"version": 1, "key": "AAAA", "created_at": "x", "state": "active"}]}))
+    with pytest.raises(KeyringError, match="not 256 bits"):
+        LocalKeyring(short)
+
+
+def test_production_never_creates_a_keyring_implicitly(app, tmp_path, monkeypatch):
+    from referral.security.keyring import keyring_for
+
+    class FakeApp:
+        extensions: dict = {}
+        config = {"KEYRING_PATH": str(tmp_path / "prod.json"), "ENV_NAME": "production"}
+
+    with pytest.raises(KeyringError):
+        keyring_for(FakeApp())
+    assert not (tmp_path / "prod.json").exists()

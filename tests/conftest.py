@@ -22,7 +22,9 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 
 from referral import create_app
 from referral.extensions import db as _db
+from referral.accounts.models import Role
 from tests import factories
+from tests.factories import AreaFactory, OrganisationFactory, UnitFactory
 
 PG_URL = os.environ.get("REFERRAL_TEST_DATABASE_URL", "").strip()
 
@@ -166,3 +168,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture()
+def place(db_session):
+    """A district covered by a unit, a village inside it, a women's group there."""
+    district = AreaFactory()
+    village = AreaFactory(parent=district, kind="community")
+    unit = UnitFactory(areas=[district])
+    group = OrganisationFactory(areas=[district])
+    return {"district": district, "village": village, "unit": unit, "group": group}
+
+
+@pytest.fixture()
+def people(place, login_as):
+    focal, focal_h = login_as(Role.focal_point, organisation=place["group"])
+    supervisor, sup_h = login_as(Role.supervisor, unit=place["unit"])
+    return {"focal": (focal, focal_h), "supervisor": (supervisor, sup_h)}

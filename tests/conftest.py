@@ -185,3 +185,17 @@ def people(place, login_as):
     focal, focal_h = login_as(Role.focal_point, organisation=place["group"])
     supervisor, sup_h = login_as(Role.supervisor, unit=place["unit"])
     return {"focal": (focal, focal_h), "supervisor": (supervisor, sup_h)}
+
+
+@pytest.fixture(scope="module")
+def committed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """An app on a database of its own where commits are real (concurrency, leak and dump tests)."""
+    tmp = tmp_path_factory.mktemp("committed")
+    with fresh_database("committed", tmp) as url:
+        application = create_app(app_settings(url, tmp))
+        application.test_client_class = IsolatedClient
+        with application.app_context():
+            upgrade()
+        yield application
+        with application.app_context():
+            _db.engine.dispose()

@@ -1,6 +1,7 @@
 """The JSON API blueprint and the helpers every API view uses."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, request
@@ -19,9 +20,30 @@ class UnsupportedMediaType(DomainError):
     message = "Send the body as application/json."
 
 
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+def _safe_keys(messages: dict[Any, Any]) -> dict[str, Any]:
+    """Field errors keyed by names the client sent: echo only names that look like field names.
+
+    An unknown "field" may really be text pasted into the wrong place (a name, a
+    story); such keys are counted under ``_unknown`` instead of being echoed.
+    """
+    safe: dict[str, Any] = {}
+    hidden = 0
+    for key, value in messages.items():
+        if isinstance(key, int) or (isinstance(key, str) and _FIELD_NAME.match(key)):
+            safe[str(key)] = _safe_keys(value) if isinstance(value, dict) else value
+        else:
+            hidden += 1
+    if hidden:
+        safe["_unknown"] = [f"{hidden} unknown field(s) whose names are not repeated here."]
+    return safe
+
+
 def _field_errors(messages: Any) -> dict[str, Any]:
     if isinstance(messages, dict):
-        return messages
+        return _safe_keys(messages)
     return {"_schema": messages if isinstance(messages, list) else [str(messages)]}
 
 

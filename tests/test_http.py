@@ -62,3 +62,12 @@ def test_security_headers_on_every_answer(client):
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     csp = resp.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+
+
+def test_unknown_field_names_that_are_not_identifiers_are_not_echoed(client):
+    resp = client.post("/api/v1/auth/tokens", json={"email": "a@b.example", "password": "x",
+                                                    "Aigerim Sultanova lives at 5 Oak St": 1, "extra_field": 2})
+    assert resp.status_code == 422
+    fields = resp.get_json()["error"]["fields"]
+    assert "extra_field" in fields and "_unknown" in fields
+    assert "Aigerim" not in resp.get_data(as_text=True)

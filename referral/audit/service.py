@@ -16,17 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import event, func, select, text
+from sqlalchemy import LargeBinary, bindparam, event, func, select, text
 from sqlalchemy.orm import Session
 
 from referral.audit.chain import canonical_fields, link_hash, payload, row_payload
 from referral.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
-from referral.db import utcnow
+from referral.db import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
 PENDING = "amanat_audit_pending"
 ALLOWED, DENIED, ERROR = "allowed", "denied", "error"
+
+
+class AuditWriteError(RuntimeError):
+    """The event could not be appended; the transaction it belongs to must not commit."""
 
 
 @dataclass
@@ -81,16 +85,38 @@ def keep_only_refusals_after_failure(session: Session) -> bool:
     return bool(keep)
 
 
+_ADVANCE_HEAD = text(
+    "UPDATE audit_head SET seq = seq + 1, prev_hash = hash, hash = amanat_chain(hash, seq + 1, :body) "
+    "WHERE id = 1 RETURNING seq, prev_hash, hash")
+
+_PG_APPEND = text(
+    "WITH head AS (UPDATE audit_head SET seq = seq + 1, prev_hash = hash, "
+    "hash = amanat_chain(hash, seq + 1, :body) WHERE id = 1 RETURNING seq, prev_hash, hash) "
+    "INSERT INTO audit_events (seq, ts, actor_id, actor_role, action, object_type, object_id, outcome, reason, "
+    "source_ip, request_id, fields, prev_hash, hash) "
+    "SELECT head.seq, :ts, :actor_id, :actor_role, :action, :object_type, :object_id, :outcome, :reason, "
+    ":source_ip, :request_id, :fields, head.prev_hash, head.hash FROM head"
+).bindparams(bindparam("ts", type_=UTCDateTime()), bindparam("body", type_=LargeBinary()))
+
+
 def _append(session: Session, staged: Staged) -> None:
     body = payload(ts=staged.ts, actor_id=staged.actor_id, actor_role=staged.actor_role, action=staged.action,
                    object_type=staged.object_type, object_id=staged.object_id, outcome=staged.outcome,
                    reason=staged.reason, source_ip=staged.source_ip, request_id=staged.request_id,
                    fields=staged.fields)
-    head = session.execute(
-        text("UPDATE audit_head SET seq = seq + 1, prev_hash = hash, hash = amanat_chain(hash, seq + 1, :body) "
-             "WHERE id = 1 RETURNING seq, prev_hash, hash"),
-        {"body": body},
-    ).one()
+    params = {"body": body, "ts": staged.ts, "actor_id": staged.actor_id, "actor_role": staged.actor_role,
+              "action": staged.action, "object_type": staged.object_type, "object_id": staged.object_id,
+              "outcome": staged.outcome, "reason": staged.reason, "source_ip": staged.source_ip,
+              "request_id": staged.request_id, "fields": staged.fields}
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement: the head row's lock orders appenders, and the row
+        # lock is held only until this transaction commits a moment later.
+        if session.execute(_PG_APPEND, params).rowcount != 1:
+            raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
+        return
+    head = session.execute(_ADVANCE_HEAD, {"body": body}).first()
+    if head is None:
+        raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
     session.execute(AuditEvent.__table__.insert().values(
         seq=head.seq, ts=staged.ts, actor_id=staged.actor_id, actor_role=staged.actor_role, action=staged.action,
         object_type=staged.object_type, object_id=staged.object_id, outcome=staged.outcome, reason=staged.reason,

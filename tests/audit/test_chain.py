@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from referral.audit.chain import link_hash, row_payload
 from referral.audit.checkpoints import sign_head
 from referral.audit.models import GENESIS, AuditEvent, AuditHead
-from referral.audit.service import record, verify
+from referral.audit.service import AuditWriteError, record, verify
 from referral.extensions import db
 
 
@@ -67,7 +67,7 @@ def test_when_the_audit_write_fails_the_action_fails(db_session, make_user):
     db.session.execute(text("UPDATE audit_head SET id = 2 WHERE id = 1"))  # the head disappears
     db.session.add(Area(code="T-AUDIT-FAIL", name="x", kind="district"))
     record(db.session, user, "test.event")
-    with pytest.raises(Exception):
+    with pytest.raises(AuditWriteError):
         db.session.commit()
     db.session.rollback()
     assert db.session.scalar(select(Area).where(Area.code == "T-AUDIT-FAIL")) is None

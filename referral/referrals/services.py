@@ -137,6 +137,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "consent": json.loads(referral.consent),
         "notes": notes,
     })
+    body["matches"] = related_cases(session, actor, referral)
     disclosed = [p for p, v in sealed.items() if v is not None] + (["notes"] if any(n["text"] for n in notes) else [])
     record(session, actor, "referral.read", object_type="referral", object_id=referral.id, fields=disclosed)
     return body
@@ -177,3 +178,21 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
     record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
            fields=["notes"])
     return note
+
+
+def related_cases(session: Session, actor: User, referral: Referral) -> dict[str, list[str]]:
+    """Other cases with the same survivor phone or perpetrator, found by blind index without decrypting.
+
+    Only cases the actor may already see in full are named (SPEC §7). A shared
+    truncated index is a *possible* match, to be checked by a person.
+    """
+    found: dict[str, list[str]] = {"same_phone": [], "same_perpetrator": []}
+    for key, column in (("same_phone", Referral.survivor_phone_bidx), ("same_perpetrator", Referral.perpetrator_bidx)):
+        value = getattr(referral, column.key)
+        if value is None:
+            continue
+        for other in session.scalars(select(Referral).where(column == value, Referral.id != referral.id)
+                                     .order_by(Referral.created_at)):
+            if case_view(actor, other) is CaseView.CONTENT:
+                found[key].append(other.reference)
+    return found

@@ -190,3 +190,27 @@ def test_a_ciphertext_moved_to_another_case_is_an_audited_integrity_error(client
     assert values["incident.narrative"] not in resp.get_data(as_text=True)
     failure = events("integrity.failure", second)
     assert len(failure) == 1 and failure[0].outcome == "error"
+
+
+def test_blind_indexes_link_repeat_perpetrators_and_phones_for_entitled_readers(client, place, people, login_as):
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    first_values = canaries()
+    first = submit(client, focal_h, submission(place["district"].code, first_values)).get_json()
+    second_values = canaries()
+    second_values["perpetrator.name"] = "  " + first_values["perpetrator.name"].upper() + " "
+    second = submit(client, focal_h, submission(place["district"].code, second_values)).get_json()
+    third_values = canaries()
+    third_values["survivor.phone"] = first_values["survivor.phone"]
+    third = submit(client, focal_h, submission(place["district"].code, third_values)).get_json()
+    matches = client.get(f"/api/v1/referrals/{first['id']}", headers=sup_h).get_json()["matches"]
+    assert matches == {"same_phone": [third["reference"]], "same_perpetrator": [second["reference"]]}
+    # A case in another unit is never named, even when its index matches.
+    from tests.factories import AreaFactory, OrganisationFactory, UnitFactory
+
+    far = AreaFactory()
+    UnitFactory(areas=[far])
+    _far_focal, far_h = login_as("focal_point", organisation=OrganisationFactory(areas=[far]))
+    submit(client, far_h, submission(far.code, first_values))
+    again = client.get(f"/api/v1/referrals/{first['id']}", headers=sup_h).get_json()["matches"]
+    assert again == matches

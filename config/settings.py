@@ -76,6 +76,10 @@ class BaseConfig:
     TOKEN_TTL_HOURS = 12
     TOTP_ISSUER = "Amanat"
     CERTIFICATE_VALIDITY_MONTHS = 24
+    # Acceptance deadlines until handling standards are loaded as data.
+    ACCEPT_URGENT_MINUTES = 60
+    ACCEPT_HOURS = 24
+    DUPLICATE_WINDOW_DAYS = 90
 
     # Flask's own cookie carries only a pointer to the server-side session
     # and the CSRF token; it never carries identity on its own.

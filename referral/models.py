@@ -4,3 +4,4 @@ from referral.reference.models import Area, Organisation, OrganisationService, U
 from referral.standards.models import Certification, Course  # noqa: F401
 from referral.audit.models import AuditCheckpoint, AuditEvent, AuditHead  # noqa: F401
 from referral.referrals.models import CaseNote, Referral  # noqa: F401
+from referral.referrals.workflow_models import Alert, CaseAction, Offer, ProtectionOrder  # noqa: F401

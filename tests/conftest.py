@@ -199,3 +199,46 @@ def committed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         yield application
         with application.app_context():
             _db.engine.dispose()
+
+
+@pytest.fixture()
+def courses(db_session):
+    """The core and child courses, as the demo reference data has them."""
+    from referral.standards.models import Course, CourseRequirement
+
+    core = Course(code="T-CORE", name="Core", validity_months=24, required_for=CourseRequirement.all)
+    child = Course(code="T-CHILD", name="Child", validity_months=24, required_for=CourseRequirement.child)
+    _db.session.add_all([core, child])
+    _db.session.flush()
+    return {"core": core, "child": child}
+
+
+@pytest.fixture()
+def certify(courses):
+    """``certify(user, "core", "child", completed=date)``: record current (or given) certifications."""
+    import datetime as dt
+
+    from referral.standards.models import Certification
+    from referral.standards.services import add_months
+
+    def give(user, *which, completed=None):
+        completed = completed or dt.date.today() - dt.timedelta(days=30)
+        for name in which or ("core",):
+            course = courses[name]
+            _db.session.add(Certification(user_id=user.id, course_id=course.id, completed_on=completed,
+                                          expires_on=add_months(completed, course.validity_months)))
+        _db.session.flush()
+        return user
+
+    return give
+
+
+@pytest.fixture()
+def officers(place, login_as, certify):
+    """Two certified officers in the place's unit, female, speaking ky and ru."""
+    made = []
+    for _ in range(2):
+        user, headers = login_as(Role.officer, unit=place["unit"], languages="ky,ru")
+        certify(user, "core", "child")
+        made.append((user, headers))
+    return made

@@ -66,6 +66,16 @@ class Referral(Base):
     perpetrator_relationship: Mapped[str | None] = mapped_column(String(32))
     consent: Mapped[str] = mapped_column(Text)  # canonical JSON of the consent answers at submission
     officer_gender: Mapped[str] = mapped_column(String(8), default="any")
+    suspect_is_police: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Classification and workflow (SPEC §3).
+    gbv_type: Mapped[str] = mapped_column(String(32), default="non_gbv")
+    flags: Mapped[str] = mapped_column(String(128), default="")  # comma-separated, fixed order
+    assigned_officer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    accepted_at: Mapped[dt.datetime | None]
+    escalated_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(48))
 
     # Envelope encryption: the case's data key, only ever stored wrapped by a KEK.
     data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -86,8 +96,17 @@ class Referral(Base):
 
     area: Mapped[Area] = relationship()
     unit: Mapped[Unit | None] = relationship()
-    submitter: Mapped[User] = relationship()
+    submitter: Mapped[User] = relationship(foreign_keys=[submitter_id])
+    assigned_officer: Mapped[User | None] = relationship(foreign_keys=[assigned_officer_id])
     notes: Mapped[list[CaseNote]] = relationship(back_populates="referral", order_by="CaseNote.created_at")
+
+    @property
+    def flag_list(self) -> list[str]:
+        return [f for f in self.flags.split(",") if f]
+
+    @property
+    def is_urgent(self) -> bool:
+        return bool({"clinical_urgent", "immediate_danger", "child"} & set(self.flag_list))
 
     @property
     def crypto_context(self) -> dict[str, str]:

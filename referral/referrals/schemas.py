@@ -58,6 +58,7 @@ class Perpetrator(Schema):
     name = fields.String(load_default=None, allow_none=True, validate=text)
     relationship = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(RELATIONSHIPS))
     details = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=5000))
+    is_police_officer = Bool(load_default=False)
 
 
 class ServicesConsent(fields.Field):
@@ -103,3 +104,35 @@ class Submission(Schema):
 
 class NoteIn(Schema):
     text = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+
+
+class DeclineIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
+class ProtectionOrderIn(Schema):
+    issued_on = fields.Date(load_default=None)
+    expires_on = fields.Date(required=True)
+
+
+ACTION_TYPES = ("contact_attempt", "contact_made", "risk_assessment", "safety_plan", "statement_taken",
+                "protection_order_issued", "protection_order_extended", "forensic_exam_referral",
+                "service_referral", "rights_informed", "follow_up", "note")
+
+
+class ActionIn(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(ACTION_TYPES))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=5000))
+    protection_order = fields.Nested(ProtectionOrderIn, load_default=None, allow_none=True)
+
+
+class CloseIn(Schema):
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=48))
+
+
+class ReassignIn(Schema):
+    officer_id = fields.Integer(required=True, strict=True)
+
+
+class EmptyIn(Schema):
+    pass

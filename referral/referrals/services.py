@@ -1,6 +1,7 @@
 """Creating and reading cases. Services take the actor, audit, flush — never commit."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from typing import Any
@@ -12,9 +13,12 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
+from referral.db import utcnow
 from referral.errors import NotFound, ValidationFailed
-from referral.reference.models import Area, Unit, unit_areas
-from referral.referrals import crypto
+from referral.reference.models import Area
+from referral.referrals import crypto, routing
+from referral.referrals.classification import classify, derive_flags
+from referral.referrals.workflow_models import Alert, AlertKind
 from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, new_id
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, require
@@ -29,26 +33,25 @@ def new_reference() -> str:
     return f"R-{''.join(chars[:4])}-{''.join(chars[4:])}"
 
 
-def covering_unit(session: Session, area: Area) -> Unit | None:
-    """The unit covering ``area`` or its nearest ancestor."""
-    for place in area.lineage():
-        unit = session.scalar(select(Unit).join(unit_areas).where(unit_areas.c.area_id == place.id,
-                                                                   Unit.active.is_(True)).order_by(Unit.id))
-        if unit is not None:
-            return unit
-    return None
-
-
 def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def create_referral(session: Session, actor: User, data: dict[str, Any]) -> Referral:
-    """Store a submission: de-identified fields in clear, every sensitive field sealed under a new case key."""
+def create_referral(session: Session, actor: User, data: dict[str, Any], *,
+                    now: dt.datetime | None = None) -> Referral:
+    """Store a submission, classify it and route it.
+
+    De-identified fields are kept in clear, every sensitive field sealed under a
+    new case key. A case whose suspect is a police officer goes to another
+    unit's supervisor and alerts oversight.
+    """
+    now = now or utcnow()
     require(actor, Permission.REFERRAL_SUBMIT)
     area = Area.by_code(session, data["area"])
     if area is None:
         raise ValidationFailed(fields={"area": ["No area has this code."]})
+    if data["incident"].get("date") and data["incident"]["date"] > now.date():
+        raise ValidationFailed(fields={"incident": {"date": ["The incident date cannot be in the future."]}})
     survivor, incident = data["survivor"], data["incident"]
     perpetrator = data.get("perpetrator") or {}
     contact = survivor.get("safe_contact") or {}
@@ -62,8 +65,16 @@ def create_referral(session: Session, actor: User, data: dict[str, Any]) -> Refe
     reference = new_reference()
     while session.scalar(select(func.count()).select_from(Referral).where(Referral.reference == reference)):
         reference = new_reference()
+    gbv_type = classify(incident["answers"])
+    flags = derive_flags(gbv_type=gbv_type, age_group=survivor["age_group"], relationship=perpetrator.get("relationship"),
+                         immediate_danger=incident.get("immediate_danger", False), incident_date=incident.get("date"),
+                         now=now)
+    police_suspect = bool(perpetrator.get("is_police_officer"))
+    local_unit = routing.covering_unit(session, area)
+    unit = routing.covering_unit(session, area, exclude=local_unit.id) if police_suspect and local_unit else local_unit
     referral = Referral(
-        id=new_id(), reference=reference, area=area, unit=covering_unit(session, area), submitter=actor,
+        id=new_id(), reference=reference, area=area, unit=unit, submitter=actor, created_at=now,
+        gbv_type=gbv_type.value, flags=",".join(flags), suspect_is_police=police_suspect,
         age_group=survivor["age_group"], sex=survivor.get("sex"), disability=survivor.get("disability"),
         survivor_language=survivor.get("language"),
         # Without a phone or a safe-contact method, contact goes through the focal point.
@@ -89,6 +100,13 @@ def create_referral(session: Session, actor: User, data: dict[str, Any]) -> Refe
     session.flush()
     record(session, actor, "referral.create", object_type="referral", object_id=referral.id,
            fields=[p for p, v in values.items() if v is not None])
+    if police_suspect:
+        session.add(Alert(kind=AlertKind.police_suspect, referral_id=referral.id, unit_id=referral.unit_id,
+                          created_at=now))
+        routing.escalate(session, referral, now=now, reason="suspect is a police officer: sent to another unit",
+                         coverage_gap=unit is None, actor=actor)
+    else:
+        routing.route(session, referral, now=now, actor=actor)
     return referral
 
 
@@ -101,6 +119,17 @@ def load_visible(session: Session, actor: User, referral_id: str, action: str) -
                reason="not visible to this user" if referral is not None else "no such case")
         raise NotFound("No such referral.")
     return referral, level
+
+
+def summary_view(session: Session, referral: Referral) -> dict[str, Any]:
+    """What an officer needs to decide on an offer: no names, no story."""
+    from referral.referrals.workflow_models import Offer, OfferStatus
+
+    deadline = session.scalar(select(func.min(Offer.deadline)).where(Offer.referral_id == referral.id,
+                                                                      Offer.status == OfferStatus.open))
+    return {"gbv_type": referral.gbv_type, "flags": referral.flag_list, "area": referral.area.code,
+            "age_group": referral.age_group, "accept_by": deadline.isoformat() if deadline else None,
+            "assigned_officer_id": referral.assigned_officer_id}
 
 
 def status_view(referral: Referral) -> dict[str, Any]:
@@ -116,6 +145,11 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
                fields=["reference", "status"])
         return body
+    body.update(summary_view(session, referral))
+    if level is CaseView.OFFER:
+        record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
+               fields=["summary"])
+        return body
     data_key = crypto.case_key(referral)
     erased = data_key is None
     sealed = {path: (None if erased else crypto.open_referral_field(referral, data_key, path))
@@ -123,7 +157,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
     notes = [{"id": n.id, "created_at": n.created_at.isoformat(), "author_id": n.author_id,
               "text": None if erased else crypto.open_note(n, data_key)} for n in referral.notes]
     body.update({
-        "area": referral.area.code, "unit": referral.unit.code if referral.unit else None, "erased": erased,
+        "unit": referral.unit.code if referral.unit else None, "erased": erased, "outcome": referral.outcome,
         "survivor": {"name": sealed["survivor.name"], "phone": sealed["survivor.phone"],
                      "address": sealed["survivor.address"], "age_group": referral.age_group, "sex": referral.sex,
                      "disability": referral.disability, "language": referral.survivor_language,

@@ -6,8 +6,8 @@ from flask_login import current_user
 
 from referral.api import PageArgs, api, load_args, load_json, page_body
 from referral.extensions import db
-from referral.referrals import services
-from referral.referrals.schemas import NoteIn, Submission
+from referral.referrals import services, workflow
+from referral.referrals.schemas import ActionIn, CloseIn, DeclineIn, EmptyIn, NoteIn, ReassignIn, Submission
 from referral.security.permissions import Permission, requires
 
 
@@ -22,7 +22,7 @@ def submit_referral():  # type: ignore[no-untyped-def]
     referral = services.create_referral(db.session, _actor(), data)
     db.session.commit()
     return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
-                   gbv_type=None, flags=[]), 201
+                   gbv_type=referral.gbv_type, flags=referral.flag_list), 201
 
 
 @api.get("/referrals")
@@ -49,3 +49,79 @@ def add_information(referral_id: str):  # type: ignore[no-untyped-def]
     note = services.add_information(db.session, _actor(), referral_id, data["text"])
     db.session.commit()
     return jsonify(id=note.id, created_at=note.created_at.isoformat()), 201
+
+
+def _state(referral):  # type: ignore[no-untyped-def]
+    return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
+                   assigned_officer_id=referral.assigned_officer_id)
+
+
+def _optional_body() -> None:
+    """State-change calls take no body; an empty or ``{}`` body is fine, anything else is refused."""
+    from flask import request
+
+    if request.get_data():
+        load_json(EmptyIn())
+
+
+@api.post("/referrals/<referral_id>/accept")
+@requires(Permission.REFERRAL_ACCEPT)
+def accept(referral_id: str):  # type: ignore[no-untyped-def]
+    _optional_body()
+    referral = workflow.accept(db.session, _actor(), referral_id)
+    db.session.commit()
+    return _state(referral)
+
+
+@api.post("/referrals/<referral_id>/decline")
+@requires(Permission.REFERRAL_ACCEPT)
+def decline(referral_id: str):  # type: ignore[no-untyped-def]
+    data = load_json(DeclineIn())
+    referral = workflow.decline(db.session, _actor(), referral_id, data["reason"])
+    db.session.commit()
+    return jsonify(id=referral.id, reference=referral.reference, status="declined")
+
+
+@api.post("/referrals/<referral_id>/recuse")
+@requires(Permission.REFERRAL_ACCEPT)
+def recuse(referral_id: str):  # type: ignore[no-untyped-def]
+    data = load_json(DeclineIn())
+    workflow.recuse(db.session, _actor(), referral_id, data["reason"])
+    db.session.commit()
+    return "", 204
+
+
+@api.post("/referrals/<referral_id>/actions")
+@requires(Permission.REFERRAL_WORK)
+def add_action(referral_id: str):  # type: ignore[no-untyped-def]
+    data = load_json(ActionIn())
+    action = workflow.add_action(db.session, _actor(), referral_id, data)
+    db.session.commit()
+    return jsonify(id=action.id, type=action.type.value, created_at=action.created_at.isoformat()), 201
+
+
+@api.post("/referrals/<referral_id>/close")
+@requires(Permission.REFERRAL_WORK)
+def close(referral_id: str):  # type: ignore[no-untyped-def]
+    data = load_json(CloseIn())
+    referral = workflow.close(db.session, _actor(), referral_id, data["outcome"])
+    db.session.commit()
+    return _state(referral)
+
+
+@api.post("/referrals/<referral_id>/reassign")
+@requires(Permission.REFERRAL_REASSIGN)
+def reassign(referral_id: str):  # type: ignore[no-untyped-def]
+    data = load_json(ReassignIn())
+    referral = workflow.reassign(db.session, _actor(), referral_id, data["officer_id"])
+    db.session.commit()
+    return _state(referral)
+
+
+@api.post("/referrals/<referral_id>/withdraw")
+@requires(Permission.REFERRAL_WITHDRAW)
+def withdraw(referral_id: str):  # type: ignore[no-untyped-def]
+    _optional_body()
+    referral = workflow.withdraw(db.session, _actor(), referral_id)
+    db.session.commit()
+    return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value)

@@ -35,15 +35,21 @@ class Permission(enum.StrEnum):
     REFERRAL_READ = "referral:case:read"          # object-level checks decide how much
     REFERRAL_ADD_INFORMATION = "referral:case:add_information"
     AUDIT_VERIFY = "audit:chain:verify"
+    REFERRAL_ACCEPT = "referral:offer:respond"     # accept, decline, recuse
+    REFERRAL_WORK = "referral:case:work"           # actions, close
+    REFERRAL_REASSIGN = "referral:case:reassign"
+    REFERRAL_WITHDRAW = "referral:case:withdraw"
 
 
 _EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.focal_point: frozenset(_EVERYONE | {Permission.REFERRAL_SUBMIT, Permission.REFERRAL_READ,
-                                             Permission.REFERRAL_ADD_INFORMATION}),
-    Role.officer: frozenset(_EVERYONE | {Permission.REFERRAL_READ}),
-    Role.supervisor: frozenset(_EVERYONE | {Permission.REFERRAL_READ}),
+                                             Permission.REFERRAL_ADD_INFORMATION, Permission.REFERRAL_WITHDRAW}),
+    Role.officer: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_ACCEPT,
+                                         Permission.REFERRAL_WORK}),
+    Role.supervisor: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_WORK,
+                                            Permission.REFERRAL_REASSIGN}),
     Role.service_provider: frozenset(_EVERYONE),
     Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY}),
     Role.admin: frozenset(
@@ -85,6 +91,7 @@ class CaseView(enum.Enum):
     """How much of a case a user may see."""
 
     STATUS = "status"     # reference and stage only (the focal point who submitted it)
+    OFFER = "offer"       # de-identified summary, to decide on an offer
     CONTENT = "content"   # the decrypted case
 
 
@@ -102,7 +109,24 @@ def case_view(actor: User, referral: Any) -> CaseView | None:
         return CaseView.STATUS
     if actor.role is Role.supervisor and referral.unit_id is not None and referral.unit_id == actor.unit_id:
         return CaseView.CONTENT
+    if actor.role is Role.officer:
+        if referral.assigned_officer_id == actor.id and referral.status.value in ("accepted", "in_progress", "closed"):
+            return CaseView.CONTENT
+        if _has_offer(actor, referral):
+            return CaseView.OFFER
     return None
+
+
+def _has_offer(actor: User, referral: Any) -> bool:
+    """An officer keeps seeing the summary of a case offered to them, open or since taken by another."""
+    from sqlalchemy import select
+
+    from referral.extensions import db
+    from referral.referrals.workflow_models import Offer, OfferStatus
+
+    return db.session.scalar(select(Offer.id).where(
+        Offer.referral_id == referral.id, Offer.officer_id == actor.id,
+        Offer.status.in_((OfferStatus.open, OfferStatus.cancelled))).limit(1)) is not None
 
 
 # -- view declarations ------------------------------------------------------

@@ -6,11 +6,21 @@ from referral.audit.models import AuditEvent
 from referral.extensions import db
 from tests.referrals.helpers import submission
 
-# How to call each case route: (method, body, which user is entitled).
+# How to call each case route: body, who is entitled, and what state the case must be in first.
 CASE_ROUTES = {
-    ("GET", "/api/v1/referrals/<referral_id>"): (None, "supervisor"),
-    ("POST", "/api/v1/referrals/<referral_id>/information"): ({"text": "more"}, "focal"),
+    ("GET", "/api/v1/referrals/<referral_id>"): (None, "supervisor", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/information"): ({"text": "more"}, "focal", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/accept"): (None, "officer", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/decline"): ({"reason": "workload"}, "officer", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/recuse"): ({"reason": "conflict_of_interest"}, "officer", "accepted"),
+    ("POST", "/api/v1/referrals/<referral_id>/actions"): ({"type": "contact_made", "note": "called"}, "officer",
+                                                         "accepted"),
+    ("POST", "/api/v1/referrals/<referral_id>/close"): ({"outcome": "no_further_action"}, "officer", "in_progress"),
+    ("POST", "/api/v1/referrals/<referral_id>/reassign"): ("other_officer", "supervisor", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/withdraw"): (None, "focal", "offered"),
 }
+DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/information",
+              "/api/v1/referrals/<referral_id>/actions"}
 COLLECTION_ROUTES = {
     ("POST", "/api/v1/referrals"): "focal",
     ("GET", "/api/v1/referrals"): "supervisor",
@@ -39,36 +49,66 @@ def last_seq():
 
 
 @pytest.fixture()
-def case(client, place, people):
-    _focal, headers = people["focal"]
-    return client.post("/api/v1/referrals", json=submission(place["district"].code), headers=headers).get_json()["id"]
+def actors(people, officers):
+    """Direct routing offers the case to the first (least-loaded, lowest id) officer."""
+    return {**people, "officer": officers[0], "other_officer": officers[1]}
+
+
+@pytest.fixture()
+def case(client, place, actors):
+    _focal, headers = actors["focal"]
+    body = client.post("/api/v1/referrals", json=submission(place["district"].code), headers=headers).get_json()
+    assert body["status"] == "offered"
+    return body["id"]
+
+
+def bring_to(client, actors, case, state):
+    _officer, headers = actors["officer"]
+    if state in ("accepted", "in_progress"):
+        assert client.post(f"/api/v1/referrals/{case}/accept", headers=headers).status_code == 200
+    if state == "in_progress":
+        assert client.post(f"/api/v1/referrals/{case}/actions", json={"type": "contact_attempt"},
+                           headers=headers).status_code == 201
+
+
+def body_for(body, actors):
+    if body == "other_officer":
+        return {"officer_id": actors["other_officer"][0].id}
+    return body
 
 
 @pytest.mark.parametrize("route", sorted(CASE_ROUTES))
-def test_each_case_route_writes_a_complete_event(client, people, case, route):
+def test_each_case_route_writes_a_complete_event(client, actors, case, route):
     method, rule = route
-    body, who = CASE_ROUTES[route]
-    user, headers = people[who]
+    body, who, state = CASE_ROUTES[route]
+    bring_to(client, actors, case, state)
+    user, headers = actors[who]
     before = last_seq()
-    resp = client.open(rule.replace("<referral_id>", case), method=method, json=body, headers=headers)
+    resp = client.open(rule.replace("<referral_id>", case), method=method, json=body_for(body, actors),
+                       headers=headers)
     assert resp.status_code < 400, resp.get_json()
     events = [e for e in new_events(before) if e.object_id == case]
     assert events, f"{method} {rule} wrote no audit event"
-    for e in events:
-        assert e.actor_id == user.id and e.actor_role == user.role.value
+    for e in [e for e in events if e.actor_id == user.id]:
+        assert e.actor_role == user.role.value
         assert e.action.startswith("referral.") and e.object_type == "referral" and e.outcome == "allowed"
         assert e.request_id == resp.headers["X-Request-ID"] and e.source_ip
-        assert e.fields != "[]", "the fields disclosed or written are named"
+    mine = [e for e in events if e.actor_id == user.id]
+    assert mine
+    if rule in DISCLOSING:
+        assert mine[0].fields != "[]", "the fields disclosed or written are named"
 
 
 @pytest.mark.parametrize("route", sorted(CASE_ROUTES))
-def test_each_case_route_refuses_strangers_with_404_and_a_denied_event(client, login_as, case, route):
+def test_each_case_route_refuses_strangers_with_404_and_a_denied_event(client, login_as, actors, case, route):
     method, rule = route
-    body, who = CASE_ROUTES[route]
-    role = "supervisor" if who == "supervisor" else "focal_point"
-    stranger, headers = login_as(role)
+    body, who, state = CASE_ROUTES[route]
+    bring_to(client, actors, case, state)
+    role = {"supervisor": "supervisor", "focal": "focal_point", "officer": "officer"}[who]
+    stranger, headers = login_as(role)  # same role, another unit or group
     before = last_seq()
-    resp = client.open(rule.replace("<referral_id>", case), method=method, json=body, headers=headers)
+    resp = client.open(rule.replace("<referral_id>", case), method=method, json=body_for(body, actors),
+                       headers=headers)
     assert resp.status_code == 404
     denied = [e for e in new_events(before) if e.outcome == "denied"]
     assert len(denied) == 1

@@ -1,0 +1,124 @@
+"""Routing (SPEC §3.3): the covering unit, eligible officers, offers, escalation."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Gender, Role, User
+from referral.audit.service import record
+from referral.reference.models import Area, Unit, unit_areas
+from referral.referrals.models import Referral, Status
+from referral.referrals.workflow_models import Alert, AlertKind, Offer, OfferStatus
+from referral.standards.models import Certification, Course, CourseRequirement
+
+OPEN_CASE_STATES = (Status.accepted, Status.in_progress)
+
+
+def covering_unit(session: Session, area: Area, *, exclude: int | None = None) -> Unit | None:
+    """The unit covering ``area`` or its nearest ancestor (optionally not ``exclude``)."""
+    for place in area.lineage():
+        query = select(Unit).join(unit_areas).where(unit_areas.c.area_id == place.id, Unit.active.is_(True))
+        if exclude is not None:
+            query = query.where(Unit.id != exclude)
+        unit = session.scalar(query.order_by(Unit.id))
+        if unit is not None:
+            return unit
+    return None
+
+
+def required_courses(session: Session, referral: Referral) -> list[Course]:
+    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if "child" in referral.flag_list else [])
+    return list(session.scalars(select(Course).where(Course.required_for.in_(wanted))))
+
+
+def missing_certifications(session: Session, officer: User, referral: Referral, today: dt.date) -> list[str]:
+    """Codes of the required courses ``officer`` holds no current certification for."""
+    missing = []
+    for course in required_courses(session, referral):
+        current = session.scalar(select(func.count()).select_from(Certification).where(
+            Certification.user_id == officer.id, Certification.course_id == course.id,
+            Certification.completed_on <= today, Certification.expires_on > today))
+        if not current:
+            missing.append(course.code)
+    return missing
+
+
+def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
+                      exclude: Iterable[int] = ()) -> list[User]:
+    """Active officers of ``unit``, currently certified for this case, of the asked gender and language."""
+    excluded = set(exclude)
+    officers = session.scalars(select(User).where(User.unit_id == unit.id, User.role == Role.officer,
+                                                  User.active.is_(True)).order_by(User.id)).all()
+    chosen = []
+    for officer in officers:
+        if officer.id in excluded:
+            continue
+        if referral.officer_gender == "female" and officer.gender is not Gender.female:
+            continue
+        if referral.survivor_language and referral.survivor_language not in officer.language_list:
+            continue
+        if missing_certifications(session, officer, referral, today):
+            continue
+        chosen.append(officer)
+    return chosen
+
+
+def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:
+    if not officer_ids:
+        return {}
+    rows = session.execute(select(Referral.assigned_officer_id, func.count()).where(
+        Referral.assigned_officer_id.in_(officer_ids), Referral.status.in_(OPEN_CASE_STATES))
+        .group_by(Referral.assigned_officer_id)).all()
+    loads = dict.fromkeys(officer_ids, 0)
+    loads.update({officer_id: count for officer_id, count in rows})
+    return loads
+
+
+def accept_deadline(referral: Referral, now: dt.datetime) -> dt.datetime:
+    """Accept within 1 h when urgent, 24 h otherwise (settings until the standards issue lands)."""
+    config = current_app.config
+    if referral.is_urgent:
+        return now + dt.timedelta(minutes=config["ACCEPT_URGENT_MINUTES"])
+    return now + dt.timedelta(hours=config["ACCEPT_HOURS"])
+
+
+def already_tried(session: Session, referral: Referral) -> set[int]:
+    """Officers who declined, recused or let an offer lapse: never offered this case again."""
+    return set(session.scalars(select(Offer.officer_id).where(
+        Offer.referral_id == referral.id, Offer.status.in_((OfferStatus.declined, OfferStatus.expired)))))
+
+
+def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User | None = None) -> list[Offer]:
+    """Offer the case (direct: to the least-loaded eligible officer; pool: to all), or escalate."""
+    unit = referral.unit
+    officers = [] if unit is None else eligible_officers(session, referral, unit, today=now.date(),
+                                                         exclude=already_tried(session, referral))
+    if not officers:
+        escalate(session, referral, now=now, reason="no eligible officer", coverage_gap=True, actor=actor)
+        return []
+    if unit.routing_mode.value == "direct":
+        loads = case_loads(session, [o.id for o in officers])
+        officers = [min(officers, key=lambda o: (loads[o.id], o.id))]
+    deadline = accept_deadline(referral, now)
+    offers = [Offer(referral_id=referral.id, officer_id=o.id, offered_at=now, deadline=deadline) for o in officers]
+    session.add_all(offers)
+    referral.status = Status.offered
+    session.flush()
+    record(session, actor, "referral.offer", object_type="referral", object_id=referral.id,
+           reason=f"offered to {len(offers)} officer(s) in {unit.code}, deadline {deadline.isoformat()}")
+    return offers
+
+
+def escalate(session: Session, referral: Referral, *, now: dt.datetime, reason: str, coverage_gap: bool,
+             actor: User | None = None) -> None:
+    referral.status = Status.escalated
+    referral.escalated_at = now
+    if coverage_gap:
+        session.add(Alert(kind=AlertKind.coverage_gap, referral_id=referral.id,
+                          unit_id=referral.unit_id, created_at=now))
+    session.flush()
+    record(session, actor, "referral.escalate", object_type="referral", object_id=referral.id, reason=reason)

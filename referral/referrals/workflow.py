@@ -1,0 +1,290 @@
+"""The case workflow (SPEC §3): accept, decline, recuse, act, close, reassign, withdraw, deadlines.
+
+Every function takes the acting user, checks visibility and permission, locks
+the case row (``FOR UPDATE`` on PostgreSQL; SQLite transactions begin
+IMMEDIATE), re-checks the state under the lock, changes it, audits, flushes.
+An illegal transition is ``InvalidTransition`` (409).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Role, User
+from referral.audit.service import DENIED, record
+from referral.db import utcnow
+from referral.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from referral.referrals import crypto, routing
+from referral.referrals.models import Referral, Status
+from referral.referrals.workflow_models import (
+    ActionType, Alert, AlertKind, CaseAction, Offer, OfferStatus, ProtectionOrder,
+)
+from referral.security.permissions import CaseView, Permission, case_view, require
+from referral.security.sealed import seal_field
+
+DECLINE_REASONS = ("conflict_of_interest", "workload", "unavailable", "outside_competence", "other")
+CLOSE_OUTCOMES = ("services_provided", "protection_order_in_place", "referred_elsewhere", "survivor_declined",
+                  "perpetrator_charged", "no_further_action", "other")
+WORKING = (Status.accepted, Status.in_progress)
+
+
+def _locked(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
+    """Lock the case row, then decide visibility on what is now committed (404 + denied event if none)."""
+    referral = None
+    if len(referral_id) <= 36:
+        referral = session.scalar(select(Referral).where(Referral.id == referral_id)
+                                  .with_for_update().execution_options(populate_existing=True))
+    level = case_view(actor, referral) if referral is not None else None
+    if referral is None or level is None:
+        record(session, actor, action, object_type="referral", object_id=referral_id[:64], outcome=DENIED,
+               reason="not visible to this user" if referral is not None else "no such case")
+        raise NotFound("No such referral.")
+    return referral, level
+
+
+def _open_offer(session: Session, referral: Referral, officer: User) -> Offer | None:
+    return session.scalar(select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == officer.id,
+                                              Offer.status == OfferStatus.open))
+
+
+def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime) -> None:
+    session.execute(update(Offer).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open)
+                    .values(status=OfferStatus.cancelled, responded_at=now))
+
+
+def _transition_error(referral: Referral, doing: str) -> InvalidTransition:
+    return InvalidTransition(f"A case that is {referral.status.value} cannot be {doing}.")
+
+
+def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:
+    """One winner: the first officer holding an open offer who accepts while the case is still offered.
+
+    An officer without a current certification for this case is refused (403) even with an offer.
+    """
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_ACCEPT)
+    referral, _level = _locked(session, actor, referral_id, "referral.accept")
+    if referral.status is not Status.offered:
+        raise _transition_error(referral, "accepted")
+    offer = _open_offer(session, referral, actor)
+    if offer is None:
+        raise InvalidTransition("This case is no longer offered to you.")
+    missing = routing.missing_certifications(session, actor, referral, now.date())
+    if missing:
+        record(session, actor, "referral.accept", object_type="referral", object_id=referral.id, outcome=DENIED,
+               reason=f"no current certification: {', '.join(missing)}")
+        raise Forbidden(f"You need a current certification ({', '.join(missing)}) to accept this case.",
+                        code="certification_required")
+    offer.status, offer.responded_at = OfferStatus.accepted, now
+    _cancel_open_offers(session, referral, now)
+    referral.status, referral.assigned_officer_id, referral.accepted_at = Status.accepted, actor.id, now
+    session.flush()
+    record(session, actor, "referral.accept", object_type="referral", object_id=referral.id)
+    return referral
+
+
+def decline(session: Session, actor: User, referral_id: str, reason: str, *,
+            now: dt.datetime | None = None) -> Referral:
+    """Decline with a reason; the case goes to the next eligible officer, never back to this one."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_ACCEPT)
+    if reason not in DECLINE_REASONS:
+        raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
+    referral, _level = _locked(session, actor, referral_id, "referral.decline")
+    offer = _open_offer(session, referral, actor)
+    if referral.status is not Status.offered or offer is None:
+        raise InvalidTransition("This case is not offered to you.")
+    offer.status, offer.responded_at, offer.reason = OfferStatus.declined, now, reason
+    session.flush()
+    record(session, actor, "referral.decline", object_type="referral", object_id=referral.id, reason=reason)
+    if session.scalar(select(Offer.id).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open)
+                      .limit(1)) is None:
+        routing.route(session, referral, now=now, actor=actor)
+    return referral
+
+
+def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
+           now: dt.datetime | None = None) -> Referral:
+    """The assigned officer steps aside (e.g. conflict of interest); the case is routed again without them."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_ACCEPT)
+    if reason not in DECLINE_REASONS:
+        raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
+    referral, _level = _locked(session, actor, referral_id, "referral.recuse")
+    if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
+        raise _transition_error(referral, "handed back by you")
+    offer = session.scalar(select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == actor.id,
+                                               Offer.status == OfferStatus.accepted))
+    if offer is not None:
+        offer.status, offer.reason = OfferStatus.declined, reason
+    else:  # assigned by a supervisor without an offer row: remember the recusal all the same
+        session.add(Offer(referral_id=referral.id, officer_id=actor.id, offered_at=now, deadline=now,
+                          responded_at=now, status=OfferStatus.declined, reason=reason))
+    referral.assigned_officer_id, referral.accepted_at = None, None
+    session.flush()
+    record(session, actor, "referral.recuse", object_type="referral", object_id=referral.id, reason=reason)
+    routing.route(session, referral, now=now, actor=actor)
+    return referral
+
+
+def _may_work(actor: User, referral: Referral, level: CaseView) -> bool:
+    if level is not CaseView.CONTENT:
+        return False
+    return referral.assigned_officer_id == actor.id or (
+        actor.role is Role.supervisor and actor.unit_id == referral.unit_id)
+
+
+def add_action(session: Session, actor: User, referral_id: str, data: dict[str, Any], *,
+               now: dt.datetime | None = None) -> CaseAction:
+    """Record work on a case; the first action moves it from accepted to in progress."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_WORK)
+    referral, level = _locked(session, actor, referral_id, "referral.action")
+    if not _may_work(actor, referral, level):
+        record(session, actor, "referral.action", object_type="referral", object_id=referral.id, outcome=DENIED,
+               reason="not assigned to this user")
+        raise NotFound("No such referral.")
+    if referral.status not in WORKING:
+        raise _transition_error(referral, "worked on")
+    kind = ActionType(data["type"])
+    if kind is ActionType.closure:
+        raise ValidationFailed(fields={"type": ["Close the case with /close."]})
+    action = CaseAction(referral_id=referral.id, actor_id=actor.id, type=kind, created_at=now)
+    fields = []
+    if data.get("note"):
+        data_key = crypto.case_key(referral)
+        if data_key is None:
+            raise InvalidTransition("This case has been erased.")
+        action.note_sealed = seal_field(data_key, data["note"], case_id=referral.id, table="case_actions",
+                                        column="note_sealed", row_id=action.id)
+        fields.append("note")
+    order = data.get("protection_order")
+    if kind is ActionType.protection_order_issued:
+        if not order:
+            raise ValidationFailed(fields={"protection_order": ["Give issued_on and expires_on."]})
+        issued_on = order.get("issued_on") or now.date()
+        if order["expires_on"] <= issued_on:
+            raise ValidationFailed(fields={"protection_order": {"expires_on": ["Must be after issued_on."]}})
+        session.add(ProtectionOrder(referral_id=referral.id, issued_on=issued_on,
+                                    expires_on=order["expires_on"], recorded_by_id=actor.id, created_at=now))
+    elif kind is ActionType.protection_order_extended:
+        current = session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == referral.id)
+                                 .order_by(ProtectionOrder.id.desc()).limit(1))
+        if current is None:
+            raise InvalidTransition("There is no protection order to extend.")
+        if not order or not order.get("expires_on") or order["expires_on"] <= current.expires_on:
+            raise ValidationFailed(fields={"protection_order": {"expires_on": ["Must be later than the current expiry."]}})
+        current.expires_on, current.extensions = order["expires_on"], current.extensions + 1
+    elif order:
+        raise ValidationFailed(fields={"protection_order": ["Only for protection-order actions."]})
+    session.add(action)
+    if referral.status is Status.accepted:
+        referral.status = Status.in_progress
+    session.flush()
+    record(session, actor, "referral.action", object_type="referral", object_id=referral.id,
+           reason=kind.value, fields=fields)
+    return action
+
+
+def close(session: Session, actor: User, referral_id: str, outcome: str, *,
+          now: dt.datetime | None = None) -> Referral:
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_WORK)
+    if outcome not in CLOSE_OUTCOMES:
+        raise ValidationFailed(fields={"outcome": [f"Give one of: {', '.join(CLOSE_OUTCOMES)}."]})
+    referral, level = _locked(session, actor, referral_id, "referral.close")
+    if not _may_work(actor, referral, level):
+        record(session, actor, "referral.close", object_type="referral", object_id=referral.id, outcome=DENIED,
+               reason="not assigned to this user")
+        raise NotFound("No such referral.")
+    if referral.status is not Status.in_progress:
+        raise _transition_error(referral, "closed (it must be in progress)")
+    referral.status, referral.closed_at, referral.outcome = Status.closed, now, outcome
+    session.add(CaseAction(referral_id=referral.id, actor_id=actor.id, type=ActionType.closure, created_at=now))
+    session.flush()
+    record(session, actor, "referral.close", object_type="referral", object_id=referral.id, reason=outcome)
+    return referral
+
+
+def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *,
+             now: dt.datetime | None = None) -> Referral:
+    """A supervisor offers the case to a chosen, eligible officer of the unit; earlier offers and assignment end."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_REASSIGN)
+    referral, level = _locked(session, actor, referral_id, "referral.reassign")
+    if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
+        raise NotFound("No such referral.")
+    if referral.status not in (Status.offered, Status.escalated, Status.accepted, Status.in_progress):
+        raise _transition_error(referral, "reassigned")
+    target = session.get(User, officer_id)
+    eligible = [] if referral.unit is None else routing.eligible_officers(session, referral, referral.unit,
+                                                                          today=now.date())
+    if target is None or target not in eligible:
+        raise ValidationFailed(fields={"officer_id": ["Not an eligible officer of this unit for this case."]})
+    _cancel_open_offers(session, referral, now)
+    referral.assigned_officer_id, referral.accepted_at = None, None
+    session.add(Offer(referral_id=referral.id, officer_id=target.id, offered_at=now,
+                      deadline=routing.accept_deadline(referral, now)))
+    referral.status = Status.offered
+    session.flush()
+    record(session, actor, "referral.reassign", object_type="referral", object_id=referral.id,
+           reason=f"offered to officer {target.id}")
+    return referral
+
+
+def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:
+    """The survivor asks to stop: work stops, offers end, the officer is told (notifications issue)."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_WITHDRAW)
+    referral, level = _locked(session, actor, referral_id, "referral.withdraw")
+    if referral.submitter_id != actor.id:
+        raise NotFound("No such referral.")
+    if referral.status in (Status.closed, Status.withdrawn):
+        raise _transition_error(referral, "withdrawn")
+    _cancel_open_offers(session, referral, now)
+    referral.status = Status.withdrawn
+    session.flush()
+    record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id)
+    return referral
+
+
+def sla_tick(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Expire offers past their deadline: each miss is a breach, the supervisor is alerted, the case re-offered.
+
+    Safe to run twice at once: each case row is locked (``SKIP LOCKED`` on
+    PostgreSQL) and its offers re-read under the lock, so a case is handled by
+    one tick only and an accept that won the race is left alone.
+    """
+    now = now or utcnow()
+    stats = {"breaches": 0, "reoffered": 0, "escalated": 0}
+    due = session.scalars(select(Offer.referral_id).where(Offer.status == OfferStatus.open, Offer.deadline < now)
+                          .distinct()).all()
+    for referral_id in due:
+        referral = session.scalar(select(Referral).where(Referral.id == referral_id)
+                                  .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+        if referral is None or referral.status is not Status.offered:
+            continue
+        lapsed = session.scalars(select(Offer).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open,
+                                                     Offer.deadline < now)
+                                 .execution_options(populate_existing=True)).all()
+        if not lapsed:
+            continue
+        for offer in lapsed:
+            offer.status, offer.responded_at = OfferStatus.expired, now
+            stats["breaches"] += 1
+            record(session, None, "sla.breach", object_type="referral", object_id=referral.id,
+                   reason=f"acceptance deadline missed by officer {offer.officer_id}")
+        session.add(Alert(kind=AlertKind.acceptance_missed, referral_id=referral.id, unit_id=referral.unit_id,
+                          created_at=now))
+        referral.escalated_at = now
+        session.flush()
+        still_open = session.scalar(select(Offer.id).where(Offer.referral_id == referral.id,
+                                                           Offer.status == OfferStatus.open).limit(1))
+        if still_open is None:
+            offers = routing.route(session, referral, now=now)
+            stats["reoffered" if offers else "escalated"] += 1
+        session.commit()  # one case at a time: locks are held briefly
+    return stats

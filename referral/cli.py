@@ -267,6 +267,27 @@ def audit_checkpoint() -> None:
     click.echo(json.dumps({"seq": cp.seq, "hash": bytes(cp.hash).hex(), "ts": cp.ts.isoformat(), "key_id": cp.key_id}))
 
 
+sla_cli = AppGroup("sla", help="Deadlines.")
+
+
+@sla_cli.command("tick")
+@click.option("--now", "now_text", default=None, help="Evaluate as of this ISO time (default: now).")
+def sla_tick_command(now_text: str | None) -> None:
+    """Expire missed offers: record breaches, alert the supervisor, re-offer or escalate. Idempotent."""
+    from referral.referrals.workflow import sla_tick
+
+    now = dt.datetime.now(dt.UTC)
+    if now_text:
+        try:
+            now = dt.datetime.fromisoformat(now_text)
+        except ValueError:
+            click.echo("error: --now must be an ISO time, e.g. 2026-11-25T10:00:00+00:00", err=True)
+            sys.exit(2)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.UTC)
+    click.echo(json.dumps(sla_tick(db.session, now=now)))
+
+
 def register_cli(app: Flask) -> None:
-    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli):
+    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli):
         app.cli.add_command(group)

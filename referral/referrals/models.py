@@ -106,7 +106,7 @@ class Referral(Base):
 
     @property
     def is_urgent(self) -> bool:
-        return bool({"clinical_urgent", "immediate_danger", "child"} & set(self.flag_list))
+        return bool({"clinical_urgent", "clinical_soon", "immediate_danger"} & set(self.flag_list))
 
     @property
     def crypto_context(self) -> dict[str, str]:

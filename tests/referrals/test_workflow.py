@@ -1,0 +1,277 @@
+"""The workflow: routing eligibility, offers, acceptance, transitions, deadlines (SPEC §3)."""
+import datetime as dt
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from referral.audit.models import AuditEvent
+from referral.extensions import db
+from referral.reference.models import RoutingMode
+from referral.referrals.models import Referral
+from referral.standards.models import Certification
+from referral.referrals.workflow_models import Alert, CaseAction, Offer, OfferStatus, ProtectionOrder
+from tests.factories import AreaFactory, UnitFactory
+from tests.referrals.helpers import minimal, submission
+
+T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+def submit(client, focal_h, body):
+    resp = client.post("/api/v1/referrals", json=body, headers=focal_h)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def offers_of(case_id):
+    db.session.expire_all()
+    return db.session.scalars(select(Offer).where(Offer.referral_id == case_id).order_by(Offer.id)).all()
+
+
+def post(client, case_id, verb, headers, body=None):
+    return client.post(f"/api/v1/referrals/{case_id}/{verb}", json=body, headers=headers)
+
+
+# -- routing ----------------------------------------------------------------------
+
+def test_only_eligible_officers_are_offered_a_case(client, place, people, login_as, certify):
+    unit = place["unit"]
+    unit.routing_mode = RoutingMode.pool
+    good, _ = login_as("officer", unit=unit, languages="ky,ru")
+    certify(good, "core", "child")
+    uncertified, _ = login_as("officer", unit=unit, languages="ky")
+    expired, _ = login_as("officer", unit=unit, languages="ky")
+    certify(expired, "core", "child", completed=dt.date.today() - dt.timedelta(days=800))
+    male, _ = login_as("officer", unit=unit, languages="ky", gender="male")
+    certify(male, "core", "child")
+    no_ky, _ = login_as("officer", unit=unit, languages="ru")
+    certify(no_ky, "core", "child")
+    no_child_course, _ = login_as("officer", unit=unit, languages="ky")
+    certify(no_child_course, "core")
+    inactive, _ = login_as("officer", unit=unit, languages="ky", active=False)
+    certify(inactive, "core", "child")
+    elsewhere, _ = login_as("officer", languages="ky")
+    certify(elsewhere, "core", "child")
+    body = submission(place["district"].code)
+    body["survivor"]["age_group"] = "15-17"  # a child: the child course is needed
+    case = submit(client, people["focal"][1], body)
+    assert case["status"] == "offered" and "child" in case["flags"]
+    assert [o.officer_id for o in offers_of(case["id"])] == [good.id]
+
+
+def test_an_adult_case_needs_only_the_core_course(client, place, people, login_as, certify):
+    core_only, _ = login_as("officer", unit=place["unit"], languages="ky")
+    certify(core_only, "core")
+    case = submit(client, people["focal"][1], submission(place["district"].code))
+    assert [o.officer_id for o in offers_of(case["id"])] == [core_only.id]
+
+
+def test_direct_routing_offers_the_least_loaded_officer(client, place, people, officers):
+    (first, first_h), (second, _second_h) = officers
+    one = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert offers_of(one["id"])[0].officer_id == first.id
+    assert post(client, one["id"], "accept", first_h).status_code == 200
+    two = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert offers_of(two["id"])[0].officer_id == second.id
+
+
+def test_pool_routing_offers_everyone_and_the_first_accept_wins(client, place, people, officers):
+    place["unit"].routing_mode = RoutingMode.pool
+    (first, first_h), (second, second_h) = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert sorted(o.officer_id for o in offers_of(case["id"])) == sorted([first.id, second.id])
+    won = post(client, case["id"], "accept", second_h)
+    assert won.status_code == 200 and won.get_json()["assigned_officer_id"] == second.id
+    lost = post(client, case["id"], "accept", first_h)
+    assert lost.status_code == 409
+    assert {o.officer_id: o.status for o in offers_of(case["id"])} == {
+        first.id: OfferStatus.cancelled, second.id: OfferStatus.accepted}
+
+
+def test_no_eligible_officer_escalates_with_a_coverage_gap_alert(client, place, people):
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert case["status"] == "escalated"
+    alert = db.session.scalar(select(Alert).where(Alert.referral_id == case["id"]))
+    assert alert.kind.value == "coverage_gap" and alert.unit_id == place["unit"].id
+
+
+def test_a_police_suspect_goes_to_another_units_supervisor_and_alerts(client, place, people, officers):
+    region = AreaFactory(kind="region")
+    place["district"].parent = region
+    other_unit = UnitFactory(areas=[region])
+    body = submission(place["district"].code)
+    body["perpetrator"]["is_police_officer"] = True
+    case = submit(client, people["focal"][1], body)
+    row = db.session.get(Referral, case["id"])
+    assert row.unit_id == other_unit.id and case["status"] == "escalated"
+    assert offers_of(case["id"]) == []
+    assert db.session.scalar(select(Alert).where(Alert.referral_id == case["id"])).kind.value == "police_suspect"
+    # The local supervisor does not see it.
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=people["supervisor"][1]).status_code == 404
+
+
+# -- offers, acceptance, declines ----------------------------------------------------
+
+def test_offered_officer_sees_a_summary_without_content(client, place, people, officers):
+    (first, first_h), _ = officers
+    case = submit(client, people["focal"][1], submission(place["district"].code))
+    body = client.get(f"/api/v1/referrals/{case['id']}", headers=first_h).get_json()
+    assert body["gbv_type"] == "physical_assault" and body["accept_by"]
+    assert "survivor" not in body and "incident" not in body
+    assert post(client, case["id"], "accept", first_h).status_code == 200
+    full = client.get(f"/api/v1/referrals/{case['id']}", headers=first_h).get_json()
+    assert full["survivor"]["name"]
+
+
+def test_accepting_without_a_current_certification_is_refused_and_audited(client, place, people, officers):
+    (first, first_h), _ = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    # The certificate lapses between the offer and the answer.
+    for cert in db.session.scalars(select(Certification).where(Certification.user_id == first.id)):
+        cert.expires_on = dt.date.today()
+    db.session.commit()
+    resp = post(client, case["id"], "accept", first_h)
+    assert resp.status_code == 403
+    assert resp.get_json()["error"]["code"] == "certification_required"
+    assert "T-CORE" in resp.get_json()["error"]["message"]
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "referral.accept",
+                                                         AuditEvent.outcome == "denied")).all()
+    assert len(denied) == 1 and "T-CORE" in denied[0].reason
+
+
+def test_decline_needs_a_reason_and_never_comes_back(client, place, people, officers):
+    (first, first_h), (second, second_h) = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert post(client, case["id"], "decline", first_h, {}).status_code == 422
+    assert post(client, case["id"], "decline", first_h, {"reason": "bored"}).status_code == 422
+    assert post(client, case["id"], "decline", first_h, {"reason": "workload"}).status_code == 200
+    assert [o.officer_id for o in offers_of(case["id"]) if o.status is OfferStatus.open] == [second.id]
+    assert post(client, case["id"], "accept", first_h).status_code == 404  # no longer theirs to see
+    assert post(client, case["id"], "decline", second_h, {"reason": "unavailable"}).status_code == 200
+    row = db.session.get(Referral, case["id"])
+    assert row.status.value == "escalated"
+
+
+def test_recusal_reroutes_to_another_officer(client, place, people, officers):
+    (first, first_h), (second, _) = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    post(client, case["id"], "accept", first_h)
+    assert post(client, case["id"], "recuse", first_h, {"reason": "conflict_of_interest"}).status_code == 204
+    open_offers = [o.officer_id for o in offers_of(case["id"]) if o.status is OfferStatus.open]
+    assert open_offers == [second.id]
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=first_h).status_code == 404
+
+
+# -- case work and the state machine -------------------------------------------------
+
+def test_case_work_actions_protection_orders_and_closure(client, place, people, officers):
+    (first, first_h), _ = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    cid = case["id"]
+    assert post(client, cid, "close", first_h, {"outcome": "no_further_action"}).status_code == 404  # not yet theirs
+    post(client, cid, "accept", first_h)
+    assert post(client, cid, "close", first_h, {"outcome": "no_further_action"}).status_code == 409  # not in progress
+    resp = post(client, cid, "actions", first_h, {"type": "risk_assessment", "note": "CanaryRisk high"})
+    assert resp.status_code == 201 and "Canary" not in resp.get_data(as_text=True)
+    action = db.session.get(CaseAction, resp.get_json()["id"])
+    assert b"CanaryRisk" not in bytes(action.note_sealed)
+    assert db.session.get(Referral, cid).status.value == "in_progress"
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_extended",
+                                                  "protection_order": {"expires_on": "2027-01-01"}}).status_code == 409
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_issued"}).status_code == 422
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_issued", "protection_order": {
+        "issued_on": "2026-11-25", "expires_on": "2026-11-20"}}).status_code == 422
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_issued", "protection_order": {
+        "issued_on": "2026-11-25", "expires_on": "2026-12-25"}}).status_code == 201
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_extended", "protection_order": {
+        "expires_on": "2026-12-01"}}).status_code == 422
+    assert post(client, cid, "actions", first_h, {"type": "protection_order_extended", "protection_order": {
+        "expires_on": "2027-01-25"}}).status_code == 201
+    order = db.session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid))
+    assert order.expires_on == dt.date(2027, 1, 25) and order.extensions == 1
+    assert post(client, cid, "actions", first_h, {"type": "closure"}).status_code == 422
+    assert post(client, cid, "close", first_h, {"outcome": "maybe"}).status_code == 422
+    closed = post(client, cid, "close", first_h, {"outcome": "protection_order_in_place"})
+    assert closed.status_code == 200 and closed.get_json()["status"] == "closed"
+    for verb, body in (("actions", {"type": "note", "note": "x"}), ("close", {"outcome": "other"}),
+                       ("accept", None)):
+        assert post(client, cid, verb, first_h, body).status_code == 409
+    assert post(client, cid, "withdraw", people["focal"][1]).status_code == 409
+
+
+def test_supervisor_reassigns_to_an_eligible_officer_only(client, place, people, officers, login_as):
+    (first, first_h), (second, second_h) = officers
+    _sup, sup_h = people["supervisor"]
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    post(client, case["id"], "accept", first_h)
+    uncertified, _ = login_as("officer", unit=place["unit"])
+    assert post(client, case["id"], "reassign", sup_h, {"officer_id": uncertified.id}).status_code == 422
+    assert post(client, case["id"], "reassign", sup_h, {"officer_id": "x"}).status_code == 422
+    resp = post(client, case["id"], "reassign", sup_h, {"officer_id": second.id})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "offered"
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=first_h).status_code == 404
+    assert post(client, case["id"], "accept", second_h).status_code == 200
+
+
+def test_withdrawal_stops_the_work(client, place, people, officers):
+    (first, first_h), _ = officers
+    focal, focal_h = people["focal"]
+    case = submit(client, focal_h, minimal(place["district"].code))
+    assert post(client, case["id"], "withdraw", focal_h, {"extra": 1}).status_code == 422
+    resp = post(client, case["id"], "withdraw", focal_h)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "withdrawn"
+    assert {o.status for o in offers_of(case["id"])} == {OfferStatus.cancelled}
+    assert post(client, case["id"], "accept", first_h).status_code == 409
+    assert post(client, case["id"], "withdraw", focal_h).status_code == 409
+
+
+def test_a_focal_point_cannot_withdraw_someone_elses_case(client, place, people, login_as):
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    _other, other_h = login_as("focal_point", organisation=place["group"])
+    assert post(client, case["id"], "withdraw", other_h).status_code == 404
+
+
+# -- deadlines ------------------------------------------------------------------------
+
+def test_sla_tick_expires_reoffers_and_is_idempotent(client, runner, place, people, officers):
+    (first, _), (second, _) = officers
+    with time_machine.travel(T0, tick=False):
+        case = submit(client, people["focal"][1], minimal(place["district"].code))
+    deadline = offers_of(case["id"])[0].deadline
+    assert deadline == T0 + dt.timedelta(hours=24)
+    quiet = runner.invoke(args=["sla", "tick", "--now", (T0 + dt.timedelta(hours=23)).isoformat()])
+    assert quiet.exit_code == 0 and '"breaches": 0' in quiet.output
+    late = (T0 + dt.timedelta(hours=25)).isoformat()
+    first_tick = runner.invoke(args=["sla", "tick", "--now", late])
+    assert '"breaches": 1' in first_tick.output and '"reoffered": 1' in first_tick.output
+    offers = offers_of(case["id"])
+    assert [(o.officer_id, o.status) for o in offers] == [(first.id, OfferStatus.expired), (second.id, OfferStatus.open)]
+    again = runner.invoke(args=["sla", "tick", "--now", late])
+    assert '"breaches": 0' in again.output
+    assert db.session.scalar(select(Alert).where(Alert.referral_id == case["id"])).kind.value == "acceptance_missed"
+    breaches = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sla.breach")).all()
+    assert len(breaches) == 1 and breaches[0].object_id == case["id"]
+    final = runner.invoke(args=["sla", "tick", "--now", (T0 + dt.timedelta(hours=50)).isoformat()])
+    assert '"escalated": 1' in final.output
+    assert db.session.get(Referral, case["id"]).status.value == "escalated"
+
+
+def test_urgent_cases_must_be_accepted_within_an_hour(client, place, people, officers):
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    with time_machine.travel(T0, tick=False):
+        case = submit(client, people["focal"][1], body)
+    assert "clinical_urgent" in case["flags"] and case["gbv_type"] == "rape"
+    assert offers_of(case["id"])[0].deadline == T0 + dt.timedelta(hours=1)
+
+
+def test_sla_tick_rejects_a_bad_time(runner, db_session):
+    result = runner.invoke(args=["sla", "tick", "--now", "tomorrow"])
+    assert result.exit_code == 2 and "ISO" in result.output
+
+
+def test_future_incident_dates_are_refused(client, place, people):
+    body = minimal(place["district"].code)
+    body["incident"]["date"] = "2999-01-01"
+    resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
+    assert resp.status_code == 422 and "incident" in resp.get_json()["error"]["fields"]

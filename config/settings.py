@@ -80,6 +80,7 @@ class BaseConfig:
     ACCEPT_URGENT_MINUTES = 60
     ACCEPT_HOURS = 24
     DUPLICATE_WINDOW_DAYS = 90
+    PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For is trusted
 
     # Flask's own cookie carries only a pointer to the server-side session
     # and the CSRF token; it never carries identity on its own.
@@ -107,6 +108,7 @@ class BaseConfig:
             settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
         if env.get("REFERRAL_SMS_SECRET"):
             settings["SMS_SECRET"] = env["REFERRAL_SMS_SECRET"]
+        settings["PROXY_HOPS"] = env_int("REFERRAL_PROXY_HOPS", cls.PROXY_HOPS)
         settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
         settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)
         settings["CERTIFICATE_VALIDITY_MONTHS"] = env_int(

@@ -22,6 +22,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.update(settings)
+    if app.config["PROXY_HOPS"]:
+        # Behind a reverse proxy the audit must record the client's address, not the proxy's.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"])  # type: ignore[method-assign]
     _ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
 
     ext.db.init_app(app)
@@ -81,6 +86,27 @@ def _install_request_hooks(app: Flask) -> None:
                 and current_user.is_authenticated and g.get("auth_via") == "session"):
             ext.csrf.protect()
         return None
+
+    @app.after_request
+    def _no_unwritten_audit(response):  # type: ignore[no-untyped-def]
+        """A read that staged audit events but committed nothing still owes them: write them now,
+        or fail the request rather than answer without its trace."""
+        from referral.audit.service import pending
+
+        if response.status_code < 400 and pending(ext.db.session):
+            try:
+                ext.db.session.commit()
+            except Exception as exc:  # noqa: BLE001 - answered as a generic failure below
+                ext.db.session.rollback()
+                logging.getLogger(__name__).error("audit write failed after %s (%s)", request.endpoint,
+                                                  type(exc).__name__)
+                from referral.errors import error_body
+
+                from flask import jsonify
+                failed = jsonify(error_body(500, "internal_error", "Something went wrong."))
+                failed.status_code = 500
+                return failed
+        return response
 
     @app.after_request
     def _headers(response):  # type: ignore[no-untyped-def]

@@ -207,9 +207,15 @@ def keys_retire(version: int) -> None:
     from referral.referrals.models import Referral
     from referral.security.keyring import KeyringError, keyring_for
 
+    from referral.accounts.models import User
+
     still = db.session.scalar(select(func.count()).select_from(Referral).where(Referral.kek_version == version))
+    ring = keyring_for(current_app)
+    still += sum(1 for blob in db.session.scalars(select(User.totp_secret_sealed).where(
+        User.totp_secret_sealed.is_not(None))) if ring.sealed_version(bytes(blob)) == version)
     if still:
-        click.echo(f"error: {still} case keys are still wrapped under version {version}; run `keys rotate` first.",
+        click.echo(f"error: {still} keys or secrets are still wrapped under version {version}; "
+                   "run `keys rotate` first.",
                    err=True)
         sys.exit(1)
     try:

@@ -119,7 +119,10 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
     """
     now = now or utcnow()
     policy = AuthPolicy.current()
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    # Locked for the rest of this short transaction: concurrent attempts must
+    # each count towards the lockout, and a TOTP step must be usable once.
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email))
+                             .with_for_update().execution_options(populate_existing=True))
     if user is None:
         passwords.burn_verification(policy.argon2_profile)
         # The typed e-mail is not recorded: it may be a mistyped password.

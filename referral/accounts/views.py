@@ -62,14 +62,17 @@ def admin_create_user():  # type: ignore[no-untyped-def]
 def admin_list_users():  # type: ignore[no-untyped-def]
     args = load_args(UserListArgs())
     items, total = services.list_users(_actor(), page=args["page"], per_page=args["per_page"], role=args["role"])
-    return jsonify(page_body(user_out.dump(items, many=True), page=args["page"], per_page=args["per_page"],
-                             total=total))
+    body = page_body(user_out.dump(items, many=True), page=args["page"], per_page=args["per_page"], total=total)
+    db.session.commit()
+    return jsonify(body)
 
 
 @api.get("/admin/users/<int:user_id>")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_get_user(user_id: int):  # type: ignore[no-untyped-def]
-    return jsonify(user_out.dump(services.get_user(_actor(), user_id)))
+    body = user_out.dump(services.get_user(_actor(), user_id))
+    db.session.commit()
+    return jsonify(body)
 
 
 @api.post("/admin/users/<int:user_id>/deactivate")

@@ -131,9 +131,13 @@ def _append_pending(session: Session) -> None:
     if not staged:
         return
     session.flush()  # the action's own rows first
-    session.info[PENDING] = []
-    for item in staged:
+    for item in list(staged):
         _append(session, item)
+
+
+@event.listens_for(Session, "after_commit")
+def _clear_appended(session: Session) -> None:
+    session.info[PENDING] = []
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -163,17 +167,24 @@ def verify(session: Session, *, public_key: Any = None,
     """
     from referral.audit.checkpoints import checkpoint_message
 
-    expected_seq, prev, count = 1, GENESIS, 0
-    hashes_at: dict[int, bytes] = {}
+    # Checkpoints first, then the head: every checkpoint read was signed at or
+    # before this head, so one beyond it is evidence of a cut tail. Events
+    # appended while we read are checked next time, not taken for breakage.
     cp_table = AuditCheckpoint.__table__
     checkpoints = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
+    head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
+    limit = head.seq if head is not None else None
+    expected_seq, prev, count = 1, GENESIS, 0
+    hashes_at: dict[int, bytes] = {}
     wanted = {c.seq for c in checkpoints}
     last_seq = 0
     while True:
         # Plain rows, not ORM objects: a long chain must not fill the identity map.
         table = AuditEvent.__table__
-        rows = session.execute(select(table).where(table.c.seq >= expected_seq)
-                               .order_by(table.c.seq).limit(batch)).all()
+        query = select(table).where(table.c.seq >= expected_seq)
+        if limit is not None:
+            query = query.where(table.c.seq <= limit)
+        rows = session.execute(query.order_by(table.c.seq).limit(batch)).all()
         if not rows:
             break
         for row in rows:
@@ -190,7 +201,6 @@ def verify(session: Session, *, public_key: Any = None,
             count += 1
         if progress:
             progress(count)
-    head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
     if head is not None and (head.seq != last_seq or (last_seq and bytes(head.hash) != prev)):
         return VerifyResult(False, count, last_seq + 1, f"the chain ends at {last_seq} but its head says {head.seq}")
     for cp in checkpoints:

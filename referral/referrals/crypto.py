@@ -110,9 +110,12 @@ def rotate(session: Session, keys: KeyProvider, *, batch: int = 500,
         Referral.data_key_wrapped.is_not(None), Referral.kek_version != new.version)) or 0
     done = 0
     while True:
+        # Locked, and re-read under the lock: a case crypto-erased meanwhile
+        # must not get its key written back.
         rows = session.scalars(select(Referral).where(
             Referral.data_key_wrapped.is_not(None), Referral.kek_version != new.version)
-            .order_by(Referral.id).limit(batch)).all()
+            .order_by(Referral.id).limit(batch).with_for_update()
+            .execution_options(populate_existing=True)).all()
         if not rows:
             break
         for row in rows:

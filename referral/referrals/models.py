@@ -29,6 +29,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def parse_case_id(raw: str) -> str | None:
+    """A well-formed case id, or None (then the case simply does not exist for the caller)."""
+    try:
+        return str(uuid.UUID(raw)) if len(raw) == 36 else None
+    except ValueError:
+        return None
+
+
 # Sealed columns of the referral row: submission path → column.
 SEALED_FIELDS: dict[str, str] = {
     "survivor.name": "survivor_name_sealed",

@@ -70,7 +70,7 @@ class ServicesConsent(fields.Field):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             unknown = [v for v in value if v not in SERVICE_TYPES]
             if unknown:
-                raise ValidationError(f"Unknown service types: {', '.join(unknown)}.")
+                raise ValidationError(f"Use only these service types: {', '.join(SERVICE_TYPES)}.")
             return sorted(set(value))
         raise ValidationError("Give true, false or a list of service types.")
 

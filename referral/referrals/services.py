@@ -19,7 +19,7 @@ from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind
-from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, new_id
+from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, new_id, parse_case_id
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, require
 from referral.security.sealed import blind_index, normalise_identifier
@@ -112,10 +112,11 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
 
 def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
     """The case and how much ``actor`` may see of it; a case they may not see is 404 and a denied event."""
-    referral = session.get(Referral, referral_id) if len(referral_id) <= 36 else None
+    case_id = parse_case_id(referral_id)
+    referral = session.get(Referral, case_id) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
-        record(session, actor, action, object_type="referral", object_id=referral_id[:64], outcome=DENIED,
+        record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
                reason="not visible to this user" if referral is not None else "no such case")
         raise NotFound("No such referral.")
     return referral, level

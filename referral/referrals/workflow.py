@@ -18,7 +18,7 @@ from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from referral.referrals import crypto, routing
-from referral.referrals.models import Referral, Status
+from referral.referrals.models import Referral, Status, parse_case_id
 from referral.referrals.workflow_models import (
     ActionType, Alert, AlertKind, CaseAction, Offer, OfferStatus, ProtectionOrder,
 )
@@ -34,12 +34,13 @@ WORKING = (Status.accepted, Status.in_progress)
 def _locked(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
     """Lock the case row, then decide visibility on what is now committed (404 + denied event if none)."""
     referral = None
-    if len(referral_id) <= 36:
-        referral = session.scalar(select(Referral).where(Referral.id == referral_id)
+    case_id = parse_case_id(referral_id)
+    if case_id is not None:
+        referral = session.scalar(select(Referral).where(Referral.id == case_id)
                                   .with_for_update().execution_options(populate_existing=True))
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
-        record(session, actor, action, object_type="referral", object_id=referral_id[:64], outcome=DENIED,
+        record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
                reason="not visible to this user" if referral is not None else "no such case")
         raise NotFound("No such referral.")
     return referral, level

@@ -91,6 +91,7 @@ class LocalKeyring(KeyProvider):
         self._lock = threading.Lock()
         self._keks: dict[int, Kek] = {}
         self._index_key = b""
+        self._mtime_ns = 0
         self._load(create=create)
 
     # -- file ---------------------------------------------------------------
@@ -119,6 +120,17 @@ class LocalKeyring(KeyProvider):
         if len(index_key) != 32:
             raise KeyringError(f"keyring {self.path}: the blind-index key is not 256 bits")
         self._keks, self._index_key = keks, index_key
+        self._mtime_ns = self.path.stat().st_mtime_ns
+
+    def refresh(self) -> None:
+        """Reload if another process rewrote the file (a rotation): new seals must use the new KEK."""
+        try:
+            changed = self.path.stat().st_mtime_ns != self._mtime_ns
+        except OSError:
+            return
+        if changed:
+            with self._lock:
+                self._load(create=False)
 
     @staticmethod
     def _new_kek(version: int) -> dict[str, Any]:
@@ -156,17 +168,26 @@ class LocalKeyring(KeyProvider):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._mtime_ns = self.path.stat().st_mtime_ns
 
     # -- KEK management ------------------------------------------------------
     @property
     def active(self) -> Kek:
+        self.refresh()
         return max((k for k in self._keks.values() if k.state == "active"), key=lambda k: k.version)
 
     def kek(self, version: int) -> Kek:
+        if version not in self._keks:
+            self.refresh()
         try:
             return self._keks[version]
         except KeyError:
             raise KeyringError(f"the keyring holds no key version {version}") from None
+
+    @staticmethod
+    def sealed_version(blob: bytes) -> int:
+        """The KEK version a sealed application secret is under."""
+        return _HEADER.unpack_from(blob)[1]
 
     @property
     def versions(self) -> list[Kek]:

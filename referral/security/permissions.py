@@ -41,7 +41,9 @@ class Permission(enum.StrEnum):
     REFERRAL_WITHDRAW = "referral:case:withdraw"
 
 
-_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE}
+# Everyone may *ask* for a case: the object-level rule answers 404 (and audits
+# a denial naming the case) to those who may not see it, as SPEC §1 wants.
+_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE, Permission.REFERRAL_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.focal_point: frozenset(_EVERYONE | {Permission.REFERRAL_SUBMIT, Permission.REFERRAL_READ,
@@ -174,7 +176,11 @@ def guard_request():  # type: ignore[no-untyped-def]
         from referral.audit.service import DENIED, record
         from referral.extensions import db
 
-        record(db.session, user, "access.denied", object_type="endpoint", object_id=request.endpoint,
-               outcome=DENIED, reason=f"role lacks {access.value}")
+        from referral.referrals.models import parse_case_id
+
+        case_id = parse_case_id(str((request.view_args or {}).get("referral_id", "")))
+        record(db.session, user, "access.denied", object_type="referral" if case_id else "endpoint",
+               object_id=case_id or request.endpoint, outcome=DENIED,
+               reason=f"role lacks {access.value} ({request.endpoint})")
     require(user, access)
     return None

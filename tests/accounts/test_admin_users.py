@@ -153,3 +153,14 @@ def test_only_admins_manage_accounts(client, login_as, make_user, role):
 def test_anonymous_callers_get_401(client):
     assert client.get("/api/v1/admin/users").status_code == 401
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_admin_reads_of_accounts_are_audited(client, admin, make_user):
+    from referral.audit.models import AuditEvent
+
+    me, headers = admin
+    target = make_user("officer")
+    assert client.get("/api/v1/admin/users", headers=headers).status_code == 200
+    assert client.get(f"/api/v1/admin/users/{target.id}", headers=headers).status_code == 200
+    actions = db.session.scalars(db.select(AuditEvent.action).where(AuditEvent.actor_id == me.id)).all()
+    assert "user.list" in actions and "user.read" in actions

@@ -80,3 +80,20 @@ def test_production_never_creates_a_keyring_implicitly(app, tmp_path, monkeypatc
     with pytest.raises(KeyringError):
         keyring_for(FakeApp())
     assert not (tmp_path / "prod.json").exists()
+
+
+def test_another_process_sees_a_rotation_without_restarting(tmp_path):
+    """Two app servers share a keyring file; one rotates, the other must follow at once."""
+    import os
+    import time
+
+    path = tmp_path / "shared.json"
+    server_a, server_b = LocalKeyring(path), LocalKeyring(path)
+    time.sleep(0.01)
+    server_a.add_kek()
+    os.utime(path)  # make sure the change is visible even on coarse file-time filesystems
+    data_key, wrapped = server_a.generate_data_key(CTX)
+    assert server_a.wrapped_version(wrapped) == 2
+    assert server_b.unwrap(wrapped, CTX) == data_key          # knows version 2 now
+    _, fresh = server_b.generate_data_key(CTX)
+    assert server_b.wrapped_version(fresh) == 2                # and seals with it

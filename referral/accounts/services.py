@@ -137,7 +137,9 @@ def get_user(actor: User, user_id: int, *, action: str = "user.read") -> User:
     from referral.errors import DomainError
 
     try:
-        user = check_may_manage_user(actor, db.session.get(User, user_id))
+        # Ids beyond the column's range cannot exist; asking the database would be an error, not a miss.
+        found = db.session.get(User, user_id) if 0 < user_id < 2**31 else None
+        user = check_may_manage_user(actor, found)
     except DomainError:
         record(db.session, actor, action, object_type="user", object_id=user_id, outcome=DENIED)
         raise

@@ -131,7 +131,7 @@ class CloseIn(Schema):
 
 
 class ReassignIn(Schema):
-    officer_id = fields.Integer(required=True, strict=True)
+    officer_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
 
 
 class EmptyIn(Schema):

@@ -186,8 +186,13 @@ def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -
         query = query.where(Referral.submitter_id == actor.id)
     elif actor.role.value == "supervisor" and actor.unit_id is not None:
         query = query.where(Referral.unit_id == actor.unit_id)
+    elif actor.role.value == "officer":
+        from referral.referrals.workflow_models import Offer, OfferStatus
+
+        offered = select(Offer.referral_id).where(Offer.officer_id == actor.id, Offer.status == OfferStatus.open)
+        query = query.where((Referral.assigned_officer_id == actor.id) | Referral.id.in_(offered))
     else:
-        query = query.where(False)  # officers: offers and assignments arrive with the workflow
+        query = query.where(False)  # providers, oversight, admin: never through this list
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Referral.created_at.desc(), Referral.id)
                            .limit(per_page).offset((page - 1) * per_page)).all()
@@ -222,12 +227,16 @@ def related_cases(session: Session, actor: User, referral: Referral) -> dict[str
     truncated index is a *possible* match, to be checked by a person.
     """
     found: dict[str, list[str]] = {"same_phone": [], "same_perpetrator": []}
+    window = dt.timedelta(days=current_app.config["DUPLICATE_WINDOW_DAYS"])
     for key, column in (("same_phone", Referral.survivor_phone_bidx), ("same_perpetrator", Referral.perpetrator_bidx)):
         value = getattr(referral, column.key)
         if value is None:
             continue
-        for other in session.scalars(select(Referral).where(column == value, Referral.id != referral.id)
-                                     .order_by(Referral.created_at)):
+        query = select(Referral).where(column == value, Referral.id != referral.id)
+        if key == "same_phone":  # the same survivor reported twice; repeat perpetrators have no window
+            query = query.where(Referral.created_at >= referral.created_at - window,
+                                Referral.created_at <= referral.created_at + window)
+        for other in session.scalars(query.order_by(Referral.created_at)):
             if case_view(actor, other) is CaseView.CONTENT:
                 found[key].append(other.reference)
     return found

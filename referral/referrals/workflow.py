@@ -203,11 +203,23 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
         raise NotFound("No such referral.")
     if referral.status is not Status.in_progress:
         raise _transition_error(referral, "closed (it must be in progress)")
+    missing = closure_checklist(session, referral)
+    if missing:
+        raise InvalidTransition(f"Before closing, complete: {', '.join(missing)}.")
     referral.status, referral.closed_at, referral.outcome = Status.closed, now, outcome
     session.add(CaseAction(referral_id=referral.id, actor_id=actor.id, type=ActionType.closure, created_at=now))
     session.flush()
     record(session, actor, "referral.close", object_type="referral", object_id=referral.id, reason=outcome)
     return referral
+
+
+def closure_checklist(session: Session, referral: Referral) -> list[str]:
+    """Steps the standard in force requires before closure that are not done yet.
+
+    The handling-standards issue fills this from versioned standards; until then
+    nothing is required beyond the outcome.
+    """
+    return []
 
 
 def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *,

@@ -164,3 +164,8 @@ def test_admin_reads_of_accounts_are_audited(client, admin, make_user):
     assert client.get(f"/api/v1/admin/users/{target.id}", headers=headers).status_code == 200
     actions = db.session.scalars(db.select(AuditEvent.action).where(AuditEvent.actor_id == me.id)).all()
     assert "user.list" in actions and "user.read" in actions
+
+
+def test_out_of_range_ids_are_404_not_500(client, admin):
+    _admin, headers = admin
+    assert client.get(f"/api/v1/admin/users/{10**20}", headers=headers).status_code == 404

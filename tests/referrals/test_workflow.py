@@ -275,3 +275,51 @@ def test_future_incident_dates_are_refused(client, place, people):
     body["incident"]["date"] = "2999-01-01"
     resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
     assert resp.status_code == 422 and "incident" in resp.get_json()["error"]["fields"]
+
+
+def test_officer_list_shows_offers_and_own_cases_only(client, place, people, officers):
+    (first, first_h), (second, second_h) = officers
+    one = submit(client, people["focal"][1], minimal(place["district"].code))
+    two = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert offers_of(two["id"])[0].officer_id in (first.id, second.id)
+    mine = {item["id"] for item in client.get("/api/v1/referrals", headers=first_h).get_json()["items"]}
+    theirs = {item["id"] for item in client.get("/api/v1/referrals", headers=second_h).get_json()["items"]}
+    assert mine | theirs == {one["id"], two["id"]} and not (mine & theirs)
+    body = client.get("/api/v1/referrals?per_page=1", headers=people["supervisor"][1]).get_json()
+    assert body["total"] == 2 and len(body["items"]) == 1 and body["per_page"] == 1
+
+
+def test_duplicates_by_phone_only_within_ninety_days(client, place, people):
+    from tests.referrals.helpers import canaries
+
+    values = canaries()
+    first = submit(client, people["focal"][1], submission(place["district"].code, values))
+    same_phone = {"survivor.phone": values["survivor.phone"]}
+    soon = submit(client, people["focal"][1], submission(place["district"].code, {**canaries(), **same_phone}))
+    late = submit(client, people["focal"][1], submission(place["district"].code, {**canaries(), **same_phone}))
+    # Spread them in time: 30 days after the first, and 200 days after.
+    base = db.session.get(Referral, first["id"]).created_at
+    db.session.get(Referral, soon["id"]).created_at = base + dt.timedelta(days=30)
+    db.session.get(Referral, late["id"]).created_at = base + dt.timedelta(days=200)
+    db.session.commit()
+    matches = client.get(f"/api/v1/referrals/{first['id']}", headers=people["supervisor"][1]).get_json()["matches"]
+    assert matches["same_phone"] == [soon["reference"]]
+
+
+GARBAGE = [None, [], "text", 0, {"reason": None}, {"reason": 7}, {"type": {"a": 1}}, {"outcome": ["x"]},
+           {"officer_id": "1; DROP TABLE users"}, {"officer_id": 10**30}, {"text": "x" * 100000},
+           {"protection_order": "soon", "type": "protection_order_issued"}]
+
+
+def test_bad_input_never_gives_a_500(client, app, place, people, officers, login_as):
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    callers = [people["focal"][1], people["supervisor"][1], officers[0][1], login_as("admin")[1]]
+    routes = sorted({r.rule for r in app.url_map.iter_rules()
+                     if r.rule.startswith("/api/v1/referrals/<referral_id>/") and "POST" in r.methods})
+    assert len(routes) >= 8
+    for rule in routes:
+        for target in (case["id"], "not-a-case"):
+            for headers in callers:
+                for body in GARBAGE:
+                    resp = client.post(rule.replace("<referral_id>", target), json=body, headers=headers)
+                    assert resp.status_code < 500, (rule, body, resp.get_json())

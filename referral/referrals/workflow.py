@@ -144,6 +144,8 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     now = now or utcnow()
     require(actor, Permission.REFERRAL_WORK)
     referral, level = _locked(session, actor, referral_id, "referral.action")
+    if level is CaseView.OFFER:
+        raise InvalidTransition("Accept the case before working on it.")
     if not _may_work(actor, referral, level):
         record(session, actor, "referral.action", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")
@@ -197,6 +199,8 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
     if outcome not in CLOSE_OUTCOMES:
         raise ValidationFailed(fields={"outcome": [f"Give one of: {', '.join(CLOSE_OUTCOMES)}."]})
     referral, level = _locked(session, actor, referral_id, "referral.close")
+    if level is CaseView.OFFER:
+        raise InvalidTransition("Accept the case before closing it.")
     if not _may_work(actor, referral, level):
         record(session, actor, "referral.close", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")

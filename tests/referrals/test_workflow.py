@@ -168,7 +168,7 @@ def test_case_work_actions_protection_orders_and_closure(client, place, people, 
     (first, first_h), _ = officers
     case = submit(client, people["focal"][1], minimal(place["district"].code))
     cid = case["id"]
-    assert post(client, cid, "close", first_h, {"outcome": "no_further_action"}).status_code == 404  # not yet theirs
+    assert post(client, cid, "close", first_h, {"outcome": "no_further_action"}).status_code == 409  # not accepted yet
     post(client, cid, "accept", first_h)
     assert post(client, cid, "close", first_h, {"outcome": "no_further_action"}).status_code == 409  # not in progress
     resp = post(client, cid, "actions", first_h, {"type": "risk_assessment", "note": "CanaryRisk high"})

@@ -116,8 +116,11 @@ def demo_seed() -> None:
     _refuse_in_production()
     from referral.demo import DEMO_PASSWORD, seed_demo_users
 
+    from referral.standards.loader import load_standards
+
     try:
         _load_reference_file(DEMO_REFERENCE)
+        load_standards(db.session, sorted(STANDARDS_DIR.glob("*.yaml")))
         users = seed_demo_users(dt.date.today())
     except DomainError as err:
         _fail(err)
@@ -273,6 +276,24 @@ def audit_checkpoint() -> None:
     click.echo(json.dumps({"seq": cp.seq, "hash": bytes(cp.hash).hex(), "ts": cp.ts.isoformat(), "key_id": cp.key_id}))
 
 
+standards_cli = AppGroup("standards", help="Versioned handling standards.")
+STANDARDS_DIR = PROJECT_ROOT / "config" / "standards"
+
+
+@standards_cli.command("load")
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def standards_load(paths: tuple[Path, ...]) -> None:
+    """Load standard versions (default: every file in config/standards). A loaded version never changes."""
+    from referral.standards.loader import load_standards
+
+    try:
+        stats = load_standards(db.session, list(paths) or sorted(STANDARDS_DIR.glob("*.yaml")))
+    except DomainError as err:
+        _fail(err)
+    db.session.commit()
+    click.echo(json.dumps(stats))
+
+
 sla_cli = AppGroup("sla", help="Deadlines.")
 
 
@@ -295,5 +316,5 @@ def sla_tick_command(now_text: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli):
+    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli):
         app.cli.add_command(group)

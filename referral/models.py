@@ -1,7 +1,9 @@
 """Imports every model so the metadata (and Alembic autogenerate) knows all tables."""
 from referral.accounts.models import ApiToken, User, UserSession  # noqa: F401
 from referral.reference.models import Area, Organisation, OrganisationService, Unit  # noqa: F401
-from referral.standards.models import Certification, Course  # noqa: F401
+from referral.standards.models import (  # noqa: F401
+    Certification, CertificationReminder, Course, Standard, StepBreach,
+)
 from referral.audit.models import AuditCheckpoint, AuditEvent, AuditHead  # noqa: F401
 from referral.referrals.models import CaseNote, Referral  # noqa: F401
 from referral.referrals.workflow_models import Alert, CaseAction, Offer, ProtectionOrder  # noqa: F401

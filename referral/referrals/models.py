@@ -84,6 +84,8 @@ class Referral(Base):
     escalated_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(48))
+    # The handling standard in force at submission: later versions never re-judge this case.
+    standard_id: Mapped[int | None] = mapped_column(ForeignKey("standards.id", ondelete="RESTRICT"), index=True)
 
     # Envelope encryption: the case's data key, only ever stored wrapped by a KEK.
     data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)

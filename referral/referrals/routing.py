@@ -79,7 +79,16 @@ def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:
 
 
 def accept_deadline(referral: Referral, now: dt.datetime) -> dt.datetime:
-    """Accept within 1 h when urgent, 24 h otherwise (settings until the standards issue lands)."""
+    """The standard's acceptance step (1 h urgent / 24 h otherwise by default); settings if no standard."""
+    if referral.standard_id is not None:
+        from referral.extensions import db
+        from referral.standards.compliance import step_hours
+        from referral.standards.models import Standard
+
+        standard = db.session.get(Standard, referral.standard_id)
+        hours = step_hours(standard.body, "accept", referral.is_urgent) if standard else None
+        if hours is not None:
+            return now + dt.timedelta(hours=hours)
     config = current_app.config
     if referral.is_urgent:
         return now + dt.timedelta(minutes=config["ACCEPT_URGENT_MINUTES"])

@@ -84,6 +84,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         perpetrator_relationship=perpetrator.get("relationship"), consent=_canonical(data["consent"]),
         officer_gender=(data.get("preferences") or {}).get("officer_gender", "any"),
     )
+    from referral.standards.loader import standard_for
+
+    standard = standard_for(session, area.lineage()[-1].code, now.date())
+    referral.standard_id = standard.id if standard else None
     data_key = crypto.new_case_key(referral)
     values = {
         "survivor.name": survivor.get("name"), "survivor.phone": phone, "survivor.address": survivor.get("address"),

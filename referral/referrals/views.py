@@ -64,6 +64,16 @@ def _optional_body() -> None:
         load_json(EmptyIn())
 
 
+@api.get("/referrals/<referral_id>/compliance")
+@requires(Permission.REFERRAL_READ)
+def compliance(referral_id: str):  # type: ignore[no-untyped-def]
+    from referral.standards.services import read_compliance
+
+    body = read_compliance(db.session, _actor(), referral_id)
+    db.session.commit()
+    return jsonify(body)
+
+
 @api.post("/referrals/<referral_id>/accept")
 @requires(Permission.REFERRAL_ACCEPT)
 def accept(referral_id: str):  # type: ignore[no-untyped-def]

@@ -220,10 +220,17 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
 def closure_checklist(session: Session, referral: Referral) -> list[str]:
     """Steps the standard in force requires before closure that are not done yet.
 
-    The handling-standards issue fills this from versioned standards; until then
-    nothing is required beyond the outcome.
+    The closure step of the case's standard names them (e.g. risk assessment,
+    rights information, safety plan).
     """
-    return []
+    from referral.standards.compliance import missing_before_closure
+    from referral.standards.models import Standard
+    from referral.standards.services import case_facts
+
+    standard = session.get(Standard, referral.standard_id) if referral.standard_id else None
+    if standard is None:
+        return []
+    return missing_before_closure(standard.body, case_facts(session, referral), utcnow())
 
 
 def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *,
@@ -304,4 +311,8 @@ def sla_tick(session: Session, *, now: dt.datetime | None = None) -> dict[str, i
             offers = routing.route(session, referral, now=now)
             stats["reoffered" if offers else "escalated"] += 1
         session.commit()  # one case at a time: locks are held briefly
+    from referral.standards.services import tick_steps
+
+    stats.update(tick_steps(session, now))
+    session.commit()
     return stats

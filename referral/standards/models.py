@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Date, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.db import Base, code, created_at, intpk, name
@@ -45,3 +45,42 @@ class Certification(Base):
 
     def is_current(self, today: dt.date) -> bool:
         return self.completed_on <= today < self.expires_on
+
+
+class Standard(Base):
+    """One published version of a handling standard; its steps live in ``body`` (JSON), never edited."""
+
+    __tablename__ = "standards"
+    __table_args__ = (UniqueConstraint("code", "version", name="standard_version"),)
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[name]
+    countries: Mapped[str] = mapped_column(String(64), default="")  # comma-separated; "" = the fallback
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON of the YAML document
+    loaded_at: Mapped[created_at]
+
+
+class StepBreach(Base):
+    """A step found overdue by ``sla tick``; unique per case and step, so ticks never repeat it."""
+
+    __tablename__ = "step_breaches"
+    __table_args__ = (UniqueConstraint("referral_id", "step_code", name="step_breach"),)
+
+    id: Mapped[intpk]
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), index=True)
+    step_code: Mapped[str] = mapped_column(String(48))
+    due_at: Mapped[dt.datetime]
+    recorded_at: Mapped[dt.datetime]
+
+
+class CertificationReminder(Base):
+    """The 30-days-before-expiry reminder of one certification was raised (once)."""
+
+    __tablename__ = "certification_reminders"
+
+    certification_id: Mapped[int] = mapped_column(ForeignKey("certifications.id", ondelete="CASCADE"),
+                                                  primary_key=True)
+    sent_at: Mapped[dt.datetime]

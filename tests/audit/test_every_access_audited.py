@@ -9,6 +9,7 @@ from tests.referrals.helpers import submission
 # How to call each case route: body, who is entitled, and what state the case must be in first.
 CASE_ROUTES = {
     ("GET", "/api/v1/referrals/<referral_id>"): (None, "supervisor", "offered"),
+    ("GET", "/api/v1/referrals/<referral_id>/compliance"): (None, "supervisor", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/information"): ({"text": "more"}, "focal", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/accept"): (None, "officer", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/decline"): ({"reason": "workload"}, "officer", "offered"),
@@ -19,7 +20,7 @@ CASE_ROUTES = {
     ("POST", "/api/v1/referrals/<referral_id>/reassign"): ("other_officer", "supervisor", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/withdraw"): (None, "focal", "offered"),
 }
-DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/information",
+DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/compliance", "/api/v1/referrals/<referral_id>/information",
               "/api/v1/referrals/<referral_id>/actions"}
 COLLECTION_ROUTES = {
     ("POST", "/api/v1/referrals"): "focal",

@@ -1,0 +1,166 @@
+"""Judging a case against its standard, step by step (SPEC §5).
+
+``evaluate`` is a pure function of the case's facts (times, flags, actions) and
+the standard's body, so every status can be tested with a table of scenarios.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MET, MET_LATE, BREACHED, PENDING, NOT_APPLICABLE = "met", "met_late", "breached", "pending", "not_applicable"
+CHILD_AGE_GROUPS = frozenset({"0-5", "6-11", "12-14", "15-17"})
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    submitted_at: dt.datetime
+    offered_at: dt.datetime | None
+    accepted_at: dt.datetime | None
+    incident_date: dt.date | None
+    closed_at: dt.datetime | None
+    flags: tuple[str, ...]
+    gbv_type: str
+    relationship: str | None
+    age_group: str
+    urgent: bool
+    actions: tuple[tuple[str, dt.datetime], ...]  # (type, when), in time order
+
+
+@dataclass(frozen=True)
+class StepResult:
+    code: str
+    name: str
+    status: str
+    due_at: dt.datetime | None = None
+    done_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.code, "name": self.name, "status": self.status,
+                "due_at": self.due_at.isoformat() if self.due_at else None,
+                "done_at": self.done_at.isoformat() if self.done_at else None}
+
+
+def _applies(when: dict[str, Any], facts: CaseFacts) -> bool:
+    if when.get("flags") and not set(when["flags"]) & set(facts.flags):
+        return False
+    if when.get("gbv_types") and facts.gbv_type not in when["gbv_types"]:
+        return False
+    if when.get("relationship") and facts.relationship not in when["relationship"]:
+        return False
+    if when.get("child") is not None and (facts.age_group in CHILD_AGE_GROUPS) != when["child"]:
+        return False
+    return True
+
+
+def _event_time(event: str, facts: CaseFacts) -> dt.datetime | None:
+    if event == "incident":
+        if facts.incident_date is None:
+            return facts.submitted_at
+        # The latest the incident can have happened: the end of its day.
+        return dt.datetime.combine(facts.incident_date + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    return {"submitted": facts.submitted_at, "offered": facts.offered_at, "accepted": facts.accepted_at}[event]
+
+
+def _hours(step: dict[str, Any], settings: dict[str, float], urgent: bool) -> float:
+    if urgent and step.get("urgent_deadline"):
+        return settings[step["urgent_deadline"]]
+    if step.get("deadline"):
+        return settings[step["deadline"]]
+    return float(step["deadline_hours"])
+
+
+def _done_times(step: dict[str, Any], facts: CaseFacts) -> list[dt.datetime]:
+    wanted = set(step["satisfied_by"])
+    times = [when for kind, when in facts.actions if kind in wanted]
+    if "accepted" in wanted and facts.accepted_at is not None:
+        times.append(facts.accepted_at)
+    return sorted(times)
+
+
+def _deadline_step(step: dict[str, Any], settings: dict[str, float], facts: CaseFacts, now: dt.datetime) -> StepResult:
+    start = _event_time(step["event"], facts)
+    if start is None:
+        return StepResult(step["code"], step["name"], PENDING)
+    due = start + dt.timedelta(hours=_hours(step, settings, facts.urgent))
+    opens = start + dt.timedelta(hours=step["window_start_hours"]) if step.get("window_start_hours") else None
+    done = [t for t in _done_times(step, facts) if opens is None or t >= opens]
+    if done:
+        return StepResult(step["code"], step["name"], MET if done[0] <= due else MET_LATE, due, done[0])
+    # A closed case can no longer do the step: once overdue it stays breached; if it was not yet due, it no longer applies.
+    if now > due:
+        return StepResult(step["code"], step["name"], BREACHED, due)
+    if facts.closed_at is not None:
+        return StepResult(step["code"], step["name"], NOT_APPLICABLE, due)
+    return StepResult(step["code"], step["name"], PENDING, due)
+
+
+def _first_action_step(step: dict[str, Any], facts: CaseFacts) -> StepResult:
+    ignored = set(step.get("ignore") or [])
+    relevant = [(kind, when) for kind, when in facts.actions if kind not in ignored]
+    if not relevant:
+        return StepResult(step["code"], step["name"], NOT_APPLICABLE if facts.closed_at else PENDING)
+    kind, when = relevant[0]
+    if kind in step["satisfied_by"]:
+        return StepResult(step["code"], step["name"], MET, None, when)
+    return StepResult(step["code"], step["name"], BREACHED, None, None)
+
+
+def evaluate(body: str | dict[str, Any], facts: CaseFacts, now: dt.datetime) -> list[StepResult]:
+    doc = json.loads(body) if isinstance(body, str) else body
+    settings = doc.get("settings", {})
+    results: dict[str, StepResult] = {}
+    for step in doc["steps"]:
+        if not _applies(step.get("when") or {}, facts):
+            results[step["code"]] = StepResult(step["code"], step["name"], NOT_APPLICABLE)
+        elif step.get("rule") == "first_action":
+            results[step["code"]] = _first_action_step(step, facts)
+        elif step.get("rule") == "closure":
+            results[step["code"]] = _closure_step(doc, step, facts, results)
+        else:
+            results[step["code"]] = _deadline_step(step, settings, facts, now)
+    return list(results.values())
+
+
+def _done(step: dict[str, Any], result: StepResult, facts: CaseFacts) -> bool:
+    """Done for the closure checklist: met (even late), not applicable, or — for an
+    ordering rule that was broken — done at all (the order is scored separately)."""
+    if result.status in (MET, MET_LATE, NOT_APPLICABLE):
+        return True
+    if step.get("rule") == "first_action":
+        return any(kind in step["satisfied_by"] for kind, _ in facts.actions)
+    return False
+
+
+def _missing(doc: dict[str, Any], requires: list[str], facts: CaseFacts, earlier: dict[str, StepResult]) -> list[str]:
+    steps = {s["code"]: s for s in doc["steps"]}
+    return [c for c in requires if c in earlier and not _done(steps[c], earlier[c], facts)]
+
+
+def _closure_step(doc: dict[str, Any], step: dict[str, Any], facts: CaseFacts,
+                  earlier: dict[str, StepResult]) -> StepResult:
+    if facts.closed_at is None:
+        return StepResult(step["code"], step["name"], PENDING)
+    status = BREACHED if _missing(doc, step["requires"], facts, earlier) else MET
+    return StepResult(step["code"], step["name"], status, None, facts.closed_at)
+
+
+def missing_before_closure(body: str | dict[str, Any], facts: CaseFacts, now: dt.datetime) -> list[str]:
+    """Steps the closure checklist requires that are not done yet."""
+    doc = json.loads(body) if isinstance(body, str) else body
+    results = {r.code: r for r in evaluate(doc, facts, now)}
+    missing: list[str] = []
+    for step in doc["steps"]:
+        if step.get("rule") == "closure":
+            missing += _missing(doc, step["requires"], facts, results)
+    return missing
+
+
+def step_hours(body: str | dict[str, Any], code: str, urgent: bool) -> float | None:
+    doc = json.loads(body) if isinstance(body, str) else body
+    for step in doc["steps"]:
+        if step["code"] == code and step.get("rule", "deadline") == "deadline":
+            return _hours(step, doc.get("settings", {}), urgent)
+    return None

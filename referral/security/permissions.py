@@ -39,6 +39,7 @@ class Permission(enum.StrEnum):
     REFERRAL_WORK = "referral:case:work"           # actions, close
     REFERRAL_REASSIGN = "referral:case:reassign"
     REFERRAL_WITHDRAW = "referral:case:withdraw"
+    COMPLIANCE_SUMMARY = "compliance:summary:read"
 
 
 # Everyone may *ask* for a case: the object-level rule answers 404 (and audits
@@ -51,9 +52,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.officer: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_ACCEPT,
                                          Permission.REFERRAL_WORK}),
     Role.supervisor: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_WORK,
-                                            Permission.REFERRAL_REASSIGN}),
+                                            Permission.REFERRAL_REASSIGN, Permission.COMPLIANCE_SUMMARY}),
     Role.service_provider: frozenset(_EVERYONE),
-    Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY}),
+    Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY, Permission.COMPLIANCE_SUMMARY}),
     Role.admin: frozenset(
         _EVERYONE
         | {

@@ -151,3 +151,130 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
                reason=f"{cert.course.code} expires {cert.expires_on.isoformat()}")
     session.flush()
     return stats
+
+
+# -- courses (admin) ----------------------------------------------------------------
+
+def list_courses(session: Any, actor: User, *, page: int, per_page: int) -> tuple[list[Course], int]:
+    from sqlalchemy import func as sa_func
+
+    from referral.audit.service import record
+
+    require(actor, Permission.TRAINING_CERTIFICATION_RECORD)
+    total = session.scalar(select(sa_func.count()).select_from(Course)) or 0
+    items = session.scalars(select(Course).order_by(Course.code).limit(per_page).offset((page - 1) * per_page)).all()
+    record(session, actor, "course.list", object_type="course")
+    return list(items), total
+
+
+def save_course(session: Any, actor: User, data: dict[str, Any]) -> tuple[Course, bool]:
+    """Create a course, or update its name, validity or requirement (keyed by code)."""
+    from flask import current_app
+
+    from referral.audit.service import record
+    from referral.standards.models import CourseRequirement
+
+    require(actor, Permission.TRAINING_CERTIFICATION_RECORD)
+    values = {"name": data["name"], "required_for": CourseRequirement(data["required_for"]),
+              "validity_months": data["validity_months"] or current_app.config["CERTIFICATE_VALIDITY_MONTHS"]}
+    course = session.scalar(select(Course).where(Course.code == data["code"]))
+    created = course is None
+    if created:
+        course = Course(code=data["code"], **values)
+        session.add(course)
+    else:
+        for key, value in values.items():
+            setattr(course, key, value)
+    session.flush()
+    record(session, actor, "course.create" if created else "course.update", object_type="course",
+           object_id=course.code)
+    return course, created
+
+
+# -- aggregates ---------------------------------------------------------------------
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def compliance_summary(session: Any, actor: User, *, unit_code: str | None, since: dt.date | None,
+                       until: dt.date | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Per unit and officer: share of steps on time, median hours to accept and to first contact,
+    breaches by step and month, coverage gaps. De-identified: counts and times only.
+
+    Oversight sees every unit; a supervisor only their own.
+    """
+    from collections import Counter, defaultdict
+
+    from referral.audit.service import record
+    from referral.errors import ValidationFailed
+    from referral.reference.models import Unit
+    from referral.referrals.models import Referral
+    from referral.referrals.workflow_models import Alert, AlertKind
+    from referral.standards.compliance import BREACHED, MET, MET_LATE
+
+    require(actor, Permission.COMPLIANCE_SUMMARY)
+    now = now or dt.datetime.now(dt.UTC)
+    query = select(Referral)
+    unit = None
+    if unit_code:
+        unit = session.scalar(select(Unit).where(Unit.code == unit_code))
+        if unit is None:
+            raise ValidationFailed(fields={"unit": ["No unit has this code."]})
+    if actor.role is Role.supervisor:
+        if unit is not None and unit.id != actor.unit_id:
+            raise ValidationFailed(fields={"unit": ["Supervisors see their own unit only."]})
+        unit = actor.unit
+    if unit is not None:
+        query = query.where(Referral.unit_id == unit.id)
+    if since:
+        query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
+    if until:
+        query = query.where(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
+                                                                      tzinfo=dt.UTC))
+    step_counts: dict[str, Counter[str]] = defaultdict(Counter)
+    by_officer: dict[int, Counter[str]] = defaultdict(Counter)
+    breaches_by_month: Counter[tuple[str, str]] = Counter()
+    to_accept: list[float] = []
+    to_contact: list[float] = []
+    cases = 0
+    for referral in session.scalars(query):
+        cases += 1
+        facts = case_facts(session, referral)
+        if facts.accepted_at:
+            to_accept.append((facts.accepted_at - facts.submitted_at).total_seconds() / 3600)
+            contact = [when for kind, when in facts.actions if kind == "contact_made"]
+            if contact:
+                to_contact.append((contact[0] - facts.accepted_at).total_seconds() / 3600)
+        for result in compliance_of(session, referral, now):
+            step_counts[result.code][result.status] += 1
+            if referral.assigned_officer_id:
+                by_officer[referral.assigned_officer_id][result.status] += 1
+            if result.status == BREACHED:
+                month = (result.due_at or referral.created_at).strftime("%Y-%m")
+                breaches_by_month[(result.code, month)] += 1
+
+    def on_time(counts: Counter[str]) -> float | None:
+        judged = counts[MET] + counts[MET_LATE] + counts[BREACHED]
+        return round(counts[MET] / judged, 3) if judged else None
+
+    gaps = select(Alert).where(Alert.kind == AlertKind.coverage_gap)
+    if unit is not None:
+        gaps = gaps.where(Alert.unit_id == unit.id)
+    record(session, actor, "compliance.summary", object_type="unit", object_id=unit.code if unit else "all",
+           reason=f"{cases} cases")
+    return {
+        "unit": unit.code if unit else None, "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None, "cases": cases,
+        "steps": {code: {"on_time": on_time(c), **dict(c)} for code, c in sorted(step_counts.items())},
+        "officers": [{"officer_id": oid, "on_time": on_time(c), **dict(c)} for oid, c in sorted(by_officer.items())],
+        "median_hours_to_accept": _median(to_accept),
+        "median_hours_to_first_contact": _median(to_contact),
+        "breaches_by_step_and_month": [{"step": s, "month": m, "count": n}
+                                       for (s, m), n in sorted(breaches_by_month.items())],
+        "coverage_gaps": len(session.scalars(gaps).all()),
+    }

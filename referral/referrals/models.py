@@ -86,6 +86,9 @@ class Referral(Base):
     outcome: Mapped[str | None] = mapped_column(String(48))
     # The handling standard in force at submission: later versions never re-judge this case.
     standard_id: Mapped[int | None] = mapped_column(ForeignKey("standards.id", ondelete="RESTRICT"), index=True)
+    # services_only cases: the area's coordinating provider instead of a police unit.
+    coordinator_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"),
+                                                       index=True)
 
     # Envelope encryption: the case's data key, only ever stored wrapped by a KEK.
     data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)

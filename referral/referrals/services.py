@@ -19,7 +19,7 @@ from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind
-from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, new_id, parse_case_id
+from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, require
 from referral.security.sealed import blind_index, normalise_identifier
@@ -104,7 +104,21 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     session.flush()
     record(session, actor, "referral.create", object_type="referral", object_id=referral.id,
            fields=[p for p, v in values.items() if v is not None])
-    if police_suspect:
+    from referral.services_dir import consent as consent_records
+    from referral.services_dir.services import coordinator_for, suggest_health_referral
+
+    consent_records.record_submission_consent(session, actor, referral, data["consent"], now)
+    if "clinical_urgent" in flags:
+        suggest_health_referral(session, referral)
+    if not data["consent"]["police"]:
+        # No police consent: the police never see this case; the area's coordinating provider does.
+        referral.unit_id, referral.status = None, Status.services_only
+        coordinator = coordinator_for(session, area)
+        referral.coordinator_id = coordinator.id if coordinator else None
+        session.flush()
+        record(session, actor, "referral.services_only", object_type="referral", object_id=referral.id,
+               reason=f"coordinator {coordinator.code}" if coordinator else "no coordinating provider")
+    elif police_suspect:
         session.add(Alert(kind=AlertKind.police_suspect, referral_id=referral.id, unit_id=referral.unit_id,
                           created_at=now))
         routing.escalate(session, referral, now=now, reason="suspect is a police officer: sent to another unit",
@@ -155,6 +169,9 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
                fields=["summary"])
         return body
+    from referral.services_dir.consent import consent_view
+    from referral.services_dir.services import timeline as service_timeline
+
     data_key = crypto.case_key(referral)
     erased = data_key is None
     sealed = {path: (None if erased else crypto.open_referral_field(referral, data_key, path))
@@ -174,6 +191,8 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "perpetrator": {"name": sealed["perpetrator.name"], "relationship": referral.perpetrator_relationship,
                         "details": sealed["perpetrator.details"]},
         "consent": json.loads(referral.consent),
+        "consents": consent_view(session, referral),
+        "service_referrals": service_timeline(session, referral, data_key),
         "notes": notes,
     })
     body["matches"] = related_cases(session, actor, referral)

@@ -40,20 +40,26 @@ class Permission(enum.StrEnum):
     REFERRAL_REASSIGN = "referral:case:reassign"
     REFERRAL_WITHDRAW = "referral:case:withdraw"
     COMPLIANCE_SUMMARY = "compliance:summary:read"
+    SERVICES_DIRECTORY = "services:directory:read"
+    CONSENT_RECORD = "consent:case:record"
+    SERVICE_REFERRAL_CREATE = "services:referral:create"
+    SERVICE_REFERRAL_READ = "services:referral:read"      # object rule: the provider's own, with consent
+    SERVICE_REFERRAL_RESPOND = "services:referral:respond"
 
 
 # Everyone may *ask* for a case: the object-level rule answers 404 (and audits
 # a denial naming the case) to those who may not see it, as SPEC §1 wants.
-_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE, Permission.REFERRAL_READ}
+_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE, Permission.REFERRAL_READ,
+             Permission.SERVICES_DIRECTORY, Permission.SERVICE_REFERRAL_READ}
+_CASE_HANDLERS = {Permission.CONSENT_RECORD, Permission.SERVICE_REFERRAL_CREATE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.focal_point: frozenset(_EVERYONE | {Permission.REFERRAL_SUBMIT, Permission.REFERRAL_READ,
-                                             Permission.REFERRAL_ADD_INFORMATION, Permission.REFERRAL_WITHDRAW}),
-    Role.officer: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_ACCEPT,
-                                         Permission.REFERRAL_WORK}),
-    Role.supervisor: frozenset(_EVERYONE | {Permission.REFERRAL_READ, Permission.REFERRAL_WORK,
-                                            Permission.REFERRAL_REASSIGN, Permission.COMPLIANCE_SUMMARY}),
-    Role.service_provider: frozenset(_EVERYONE),
+    Role.focal_point: frozenset(_EVERYONE | _CASE_HANDLERS | {
+        Permission.REFERRAL_SUBMIT, Permission.REFERRAL_ADD_INFORMATION, Permission.REFERRAL_WITHDRAW}),
+    Role.officer: frozenset(_EVERYONE | _CASE_HANDLERS | {Permission.REFERRAL_ACCEPT, Permission.REFERRAL_WORK}),
+    Role.supervisor: frozenset(_EVERYONE | _CASE_HANDLERS | {
+        Permission.REFERRAL_WORK, Permission.REFERRAL_REASSIGN, Permission.COMPLIANCE_SUMMARY}),
+    Role.service_provider: frozenset(_EVERYONE | {Permission.SERVICE_REFERRAL_RESPOND}),
     Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY, Permission.COMPLIANCE_SUMMARY}),
     Role.admin: frozenset(
         _EVERYONE
@@ -108,6 +114,8 @@ def case_view(actor: User, referral: Any) -> CaseView | None:
     """
     if not has_permission(actor, Permission.REFERRAL_READ):
         return None
+    if referral.status.value == "services_only" and actor.role in (Role.officer, Role.supervisor):
+        return None  # without police consent no police user may ever see the case
     if actor.role is Role.focal_point and referral.submitter_id == actor.id:
         return CaseView.STATUS
     if actor.role is Role.supervisor and referral.unit_id is not None and referral.unit_id == actor.unit_id:

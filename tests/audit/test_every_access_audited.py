@@ -19,8 +19,12 @@ CASE_ROUTES = {
     ("POST", "/api/v1/referrals/<referral_id>/close"): ({"outcome": "no_further_action"}, "officer", "in_progress"),
     ("POST", "/api/v1/referrals/<referral_id>/reassign"): ("other_officer", "supervisor", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/withdraw"): (None, "focal", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/consents"): ({"scope": "statistics", "granted": False}, "focal",
+                                                           "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/service-referrals"): ("service", "officer", "accepted"),
 }
-DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/compliance", "/api/v1/referrals/<referral_id>/information",
+DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/compliance",
+              "/api/v1/referrals/<referral_id>/service-referrals", "/api/v1/referrals/<referral_id>/information",
               "/api/v1/referrals/<referral_id>/actions"}
 COLLECTION_ROUTES = {
     ("POST", "/api/v1/referrals"): "focal",
@@ -50,9 +54,12 @@ def last_seq():
 
 
 @pytest.fixture()
-def actors(people, officers):
+def actors(people, officers, place):
     """Direct routing offers the case to the first (least-loaded, lowest id) officer."""
-    return {**people, "officer": officers[0], "other_officer": officers[1]}
+    from tests.factories import OrganisationFactory
+
+    provider = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"])
+    return {**people, "officer": officers[0], "other_officer": officers[1], "provider": provider}
 
 
 @pytest.fixture()
@@ -73,6 +80,8 @@ def bring_to(client, actors, case, state):
 
 
 def body_for(body, actors):
+    if body == "service":
+        return {"provider_id": actors["provider"].id, "service_type": "health", "share": ["survivor.name"]}
     if body == "other_officer":
         return {"officer_id": actors["other_officer"][0].id}
     return body
@@ -92,7 +101,8 @@ def test_each_case_route_writes_a_complete_event(client, actors, case, route):
     assert events, f"{method} {rule} wrote no audit event"
     for e in [e for e in events if e.actor_id == user.id]:
         assert e.actor_role == user.role.value
-        assert e.action.startswith("referral.") and e.object_type == "referral" and e.outcome == "allowed"
+        assert e.action.split(".")[0] in ("referral", "consent", "service_referral")
+        assert e.object_type == "referral" and e.outcome == "allowed"
         assert e.request_id == resp.headers["X-Request-ID"] and e.source_ip
     mine = [e for e in events if e.actor_id == user.id]
     assert mine

@@ -1,0 +1,1 @@
+"""Support services: the provider directory, consent, service referrals."""

@@ -1,0 +1,119 @@
+"""Consent per scope and case (SPEC §4): who gave it, who recorded it, expiry, withdrawal, overrides."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Role, User
+from referral.audit.service import DENIED, record
+from referral.db import utcnow
+from referral.errors import Forbidden, NotFound, ValidationFailed
+from referral.reference.models import ServiceType
+from referral.referrals import crypto
+from referral.referrals.models import Referral, parse_case_id
+from referral.security.permissions import CaseView, case_view
+from referral.security.sealed import seal_field
+from referral.services_dir.models import Consent, GivenBy
+
+BASE_SCOPES = ("police", "sms_contact", "statistics")
+SERVICE_SCOPES = tuple(f"services:{t.value}" for t in ServiceType)
+SCOPES = BASE_SCOPES + SERVICE_SCOPES
+CHILD_AGE_GROUPS = frozenset({"0-5", "6-11", "12-14", "15-17"})
+
+
+def scopes_from_submission(consent: dict[str, Any]) -> dict[str, bool]:
+    services = consent["services"]
+    granted_types = {t.value for t in ServiceType} if services is True else set(services or [])
+    scopes = {"police": consent["police"], "sms_contact": consent["sms_contact"], "statistics": consent["statistics"]}
+    scopes.update({f"services:{t.value}": t.value in granted_types for t in ServiceType})
+    return scopes
+
+
+def record_submission_consent(session: Session, actor: User, referral: Referral, consent: dict[str, Any],
+                              now: dt.datetime) -> None:
+    given_by = GivenBy(consent.get("given_by") or "survivor")
+    for scope, granted in scopes_from_submission(consent).items():
+        session.add(Consent(referral_id=referral.id, scope=scope, granted=granted, given_by=given_by,
+                            recorded_by_id=actor.id, recorded_at=now))
+
+
+def current(session: Session, referral_id: str, scope: str) -> Consent | None:
+    return session.scalar(select(Consent).where(Consent.referral_id == referral_id, Consent.scope == scope)
+                          .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1))
+
+
+def is_active(session: Session, referral_id: str, scope: str, now: dt.datetime | None = None) -> bool:
+    """Granted, not withdrawn, not expired — checked at every access, so a withdrawal acts at once."""
+    now = now or utcnow()
+    row = current(session, referral_id, scope)
+    return bool(row and row.granted and row.withdrawn_at is None and (row.expires_at is None or row.expires_at > now))
+
+
+def _may_record(actor: User, referral: Referral, level: CaseView | None) -> bool:
+    if actor.role is Role.focal_point:
+        return referral.submitter_id == actor.id
+    return level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor)
+
+
+def change_consent(session: Session, actor: User, referral_id: str, data: dict[str, Any], *,
+                   now: dt.datetime | None = None) -> Consent:
+    """Record a new consent statement for one scope (grant, refusal or withdrawal).
+
+    The submitting focal point or the case's officer/supervisor record what the
+    survivor (or caregiver, or a child's assent) said. A supervisor may record a
+    best-interest override for a child, with a reason (sealed: it is case text).
+    """
+    now = now or utcnow()
+    case_id = parse_case_id(referral_id)
+    referral = session.get(Referral, case_id) if case_id else None
+    level = case_view(actor, referral) if referral is not None else None
+    if referral is None or not _may_record(actor, referral, level):
+        record(session, actor, "consent.change", object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="not visible to this user")
+        raise NotFound("No such referral.")
+    scope, given_by = data["scope"], GivenBy(data["given_by"])
+    if scope not in SCOPES:
+        raise ValidationFailed(fields={"scope": [f"Use one of: {', '.join(SCOPES)}."]})
+    if data.get("expires_at") is not None and data["expires_at"] <= now:
+        raise ValidationFailed(fields={"expires_at": ["Must be in the future."]})
+    child = referral.age_group in CHILD_AGE_GROUPS
+    if given_by is GivenBy.supervisor_override:
+        if actor.role is not Role.supervisor:
+            record(session, actor, "consent.override", object_type="referral", object_id=referral.id, outcome=DENIED,
+                   reason="only a supervisor may override")
+            raise Forbidden("Only the unit's supervisor may record a best-interest override.")
+        if not child:
+            raise ValidationFailed(fields={"given_by": ["A best-interest override is only for a child survivor."]})
+        if not data.get("reason"):
+            raise ValidationFailed(fields={"reason": ["An override needs its reason."]})
+    if given_by is GivenBy.child_assent and not child:
+        raise ValidationFailed(fields={"given_by": ["Child assent is only for a child survivor."]})
+    row = Consent(referral_id=referral.id, scope=scope, granted=data["granted"], given_by=given_by,
+                  recorded_by_id=actor.id, recorded_at=now, expires_at=data.get("expires_at"),
+                  withdrawn_at=None if data["granted"] else now)
+    session.add(row)
+    session.flush()
+    if data.get("reason"):
+        data_key = crypto.case_key(referral)
+        if data_key is not None:
+            row.reason_sealed = seal_field(data_key, data["reason"], case_id=referral.id, table="consents",
+                                           column="reason_sealed", row_id=str(row.id))
+    record(session, actor, "consent.change", object_type="referral", object_id=referral.id,
+           reason=f"{scope} {'granted' if data['granted'] else 'withdrawn or refused'} by {given_by.value}")
+    session.flush()
+    return row
+
+
+def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    out = {}
+    for scope in SCOPES:
+        row = current(session, referral.id, scope)
+        if row is not None:
+            out[scope] = {"active": is_active(session, referral.id, scope, now), "given_by": row.given_by.value,
+                          "recorded_at": row.recorded_at.isoformat(),
+                          "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+    return out

@@ -1,0 +1,231 @@
+"""The provider directory and consent-scoped service referrals (SPEC §6)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Role, User
+from referral.audit.service import DENIED, record
+from referral.db import utcnow
+from referral.errors import InvalidTransition, NotFound, ValidationFailed
+from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
+from referral.referrals import crypto
+from referral.referrals.models import Referral, Status, parse_case_id
+from referral.security.permissions import CaseView, case_view
+from referral.security.sealed import open_field, seal_field
+from referral.services_dir import consent
+from referral.services_dir.models import ServiceOutcome, ServiceReferral, ServiceReferralStatus
+
+# Paths of the submission body that may be shared, and how to read each from the case.
+SHAREABLE = ("survivor.name", "survivor.phone", "survivor.address", "survivor.age_group", "survivor.sex",
+             "survivor.disability", "survivor.language", "survivor.safe_contact", "incident.date",
+             "incident.narrative", "incident.location_type", "incident.immediate_danger", "perpetrator.name",
+             "perpetrator.relationship", "perpetrator.details", "gbv_type", "flags")
+
+
+def providers_for(session: Session, area: Area, service_type: str | None) -> list[Organisation]:
+    """Active providers covering ``area`` or an ancestor, nearest first, offering ``service_type``."""
+    seen: list[Organisation] = []
+    for place in area.lineage():
+        query = (select(Organisation).join(organisation_areas)
+                 .where(organisation_areas.c.area_id == place.id, Organisation.kind == OrganisationKind.provider,
+                        Organisation.active.is_(True)).order_by(Organisation.code))
+        if service_type:
+            query = query.where(Organisation.id.in_(select(OrganisationService.organisation_id).where(
+                OrganisationService.service_type == ServiceType(service_type))))
+        for org in session.scalars(query):
+            if org not in seen:
+                seen.append(org)
+    return seen
+
+
+def directory(session: Session, actor: User, area_code: str, service_type: str | None) -> list[dict[str, Any]]:
+    area = Area.by_code(session, area_code)
+    if area is None:
+        raise ValidationFailed(fields={"area": ["No area has this code."]})
+    record(session, actor, "services.directory", object_type="area", object_id=area.code)
+    return [{"id": o.id, "code": o.code, "name": o.name, "services": [s.value for s in o.service_types],
+             "areas": [a.code for a in o.areas], "coordinator": o.coordinator}
+            for o in providers_for(session, area, service_type)]
+
+
+def coordinator_for(session: Session, area: Area) -> Organisation | None:
+    for org in providers_for(session, area, None):
+        if org.coordinator:
+            return org
+    return None
+
+
+def suggest_health_referral(session: Session, referral: Referral) -> ServiceReferral | None:
+    """A clinical_urgent case gets a pending health-service suggestion at once (sent only with consent)."""
+    providers = providers_for(session, referral.area, ServiceType.health.value)
+    if not providers:
+        return None
+    suggestion = ServiceReferral(referral_id=referral.id, provider_id=providers[0].id, service_type="health",
+                                 share="[]", status=ServiceReferralStatus.suggested)
+    session.add(suggestion)
+    session.flush()
+    record(session, None, "service_referral.suggest", object_type="referral", object_id=referral.id,
+           reason=f"health service at {providers[0].code} (clinical urgency)")
+    return suggestion
+
+
+def _shared_value(referral: Referral, data_key: bytes | None, path: str) -> Any:
+    from referral.referrals.crypto import open_referral_field
+
+    sealed_paths = {"survivor.name", "survivor.phone", "survivor.address", "incident.narrative", "perpetrator.name",
+                    "perpetrator.details"}
+    if path in sealed_paths:
+        return None if data_key is None else open_referral_field(referral, data_key, path)
+    if path == "survivor.safe_contact":
+        notes = None if data_key is None else open_referral_field(referral, data_key, "survivor.safe_contact.notes")
+        return {"method": referral.safe_contact_method, "notes": notes}
+    plain = {"survivor.age_group": referral.age_group, "survivor.sex": referral.sex,
+             "survivor.disability": referral.disability, "survivor.language": referral.survivor_language,
+             "incident.date": referral.incident_date.isoformat() if referral.incident_date else None,
+             "incident.location_type": referral.location_type, "incident.immediate_danger": referral.immediate_danger,
+             "perpetrator.relationship": referral.perpetrator_relationship, "gbv_type": referral.gbv_type,
+             "flags": referral.flag_list}
+    return plain[path]
+
+
+def create_service_referral(session: Session, actor: User, referral_id: str, data: dict[str, Any], *,
+                            now: dt.datetime | None = None) -> ServiceReferral:
+    """Send a case to a provider, sharing only listed fields, each covered by active consent."""
+    now = now or utcnow()
+    case_id = parse_case_id(referral_id)
+    referral = session.get(Referral, case_id) if case_id else None
+    level = case_view(actor, referral) if referral is not None else None
+    allowed = referral is not None and (
+        (level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor))
+        or (actor.role is Role.focal_point and referral.submitter_id == actor.id
+            and referral.status is Status.services_only))
+    if not allowed:
+        record(session, actor, "service_referral.create", object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="not visible to this user")
+        raise NotFound("No such referral.")
+    service_type = data["service_type"]
+    provider = session.get(Organisation, data["provider_id"]) if 0 < data["provider_id"] < 2**31 else None
+    if provider is None or provider not in providers_for(session, referral.area, service_type):
+        raise ValidationFailed(fields={"provider_id": ["No provider of this service covers the case's area."]})
+    scope = f"services:{service_type}"
+    unknown = [p for p in data["share"] if p not in SHAREABLE]
+    if unknown:
+        raise ValidationFailed(fields={"share": [f"Not shareable field paths: {', '.join(unknown)}."]})
+    if data["share"] and not consent.is_active(session, referral.id, scope, now):
+        record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
+               outcome=DENIED, reason=f"no active consent for {scope}")
+        raise ValidationFailed(f"The survivor has not consented to sharing with {service_type} services.",
+                               fields={"share": [f"Not covered by consent ({scope})."]}, code="consent_required")
+    if referral.status in (Status.withdrawn, Status.closed):
+        raise InvalidTransition("A withdrawn or closed case cannot be referred.")
+    row = ServiceReferral(referral_id=referral.id, provider_id=provider.id, service_type=service_type,
+                          share=json.dumps(sorted(set(data["share"]))), created_by_id=actor.id, created_at=now,
+                          status=ServiceReferralStatus.pending)
+    session.add(row)
+    session.flush()
+    record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
+           reason=f"to {provider.code} for {service_type}", fields=data["share"])
+    return row
+
+
+def _provider_view(session: Session, actor: User, service_referral_id: str, action: str,
+                   now: dt.datetime) -> ServiceReferral:
+    """A provider's user sees a service referral of their organisation while consent lasts; else 404."""
+    sr_id = parse_case_id(service_referral_id)
+    row = session.get(ServiceReferral, sr_id) if sr_id else None
+    ok = (row is not None and actor.role is Role.service_provider and actor.organisation_id == row.provider_id
+          and row.status is not ServiceReferralStatus.suggested
+          and consent.is_active(session, row.referral_id, f"services:{row.service_type}", now))
+    if not ok:
+        record(session, actor, action, object_type="service_referral", object_id=sr_id or "malformed-id",
+               outcome=DENIED, reason="not visible to this user or consent ended")
+        raise NotFound("No such service referral.")
+    return row
+
+
+def _provider_body(session: Session, row: ServiceReferral, *, with_fields: bool) -> dict[str, Any]:
+    referral = session.get(Referral, row.referral_id)
+    body: dict[str, Any] = {"id": row.id, "reference": referral.reference, "service_type": row.service_type,
+                            "status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
+                            "created_at": row.created_at.isoformat()}
+    if with_fields:
+        data_key = crypto.case_key(referral)
+        body["fields"] = {path: _shared_value(referral, data_key, path) for path in json.loads(row.share)}
+    return body
+
+
+def read_for_provider(session: Session, actor: User, service_referral_id: str, *,
+                      now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    row = _provider_view(session, actor, service_referral_id, "service_referral.read", now)
+    body = _provider_body(session, row, with_fields=True)
+    record(session, actor, "service_referral.read", object_type="referral", object_id=row.referral_id,
+           fields=json.loads(row.share), reason=f"service referral {row.id}")
+    return body
+
+
+def list_for_provider(session: Session, actor: User, *, page: int, per_page: int,
+                      now: dt.datetime | None = None) -> tuple[list[dict[str, Any]], int]:
+    now = now or utcnow()
+    if actor.role is not Role.service_provider or actor.organisation_id is None:
+        record(session, actor, "service_referral.list", outcome=DENIED, reason="not a provider")
+        return [], 0
+    rows = [r for r in session.scalars(select(ServiceReferral).where(
+        ServiceReferral.provider_id == actor.organisation_id,
+        ServiceReferral.status != ServiceReferralStatus.suggested).order_by(ServiceReferral.created_at.desc()))
+        if consent.is_active(session, r.referral_id, f"services:{r.service_type}", now)]
+    record(session, actor, "service_referral.list", reason=f"{len(rows)} visible")
+    chunk = rows[(page - 1) * per_page: page * per_page]
+    return [_provider_body(session, r, with_fields=False) for r in chunk], len(rows)
+
+
+TRANSITIONS = {
+    "accept": ({ServiceReferralStatus.pending}, ServiceReferralStatus.accepted),
+    "decline": ({ServiceReferralStatus.pending}, ServiceReferralStatus.declined),
+    "complete": ({ServiceReferralStatus.pending, ServiceReferralStatus.accepted}, ServiceReferralStatus.completed),
+}
+
+
+def respond(session: Session, actor: User, service_referral_id: str, verb: str, data: dict[str, Any], *,
+            now: dt.datetime | None = None) -> ServiceReferral:
+    """The provider accepts, declines or completes with a GBVIMS outcome and an optional (sealed) note."""
+    now = now or utcnow()
+    row = _provider_view(session, actor, service_referral_id, f"service_referral.{verb}", now)
+    allowed_from, target = TRANSITIONS[verb]
+    if row.status not in allowed_from:
+        raise InvalidTransition(f"A service referral that is {row.status.value} cannot be {target.value}.")
+    if verb == "complete" and not data.get("outcome"):
+        raise ValidationFailed(fields={"outcome": ["Completion needs a GBVIMS outcome."]})
+    row.status, row.responded_at = target, now
+    if data.get("outcome"):
+        row.outcome = ServiceOutcome(data["outcome"])
+    if data.get("note"):
+        referral = session.get(Referral, row.referral_id)
+        data_key = crypto.case_key(referral)
+        if data_key is not None:
+            row.note_sealed = seal_field(data_key, data["note"], case_id=referral.id, table="service_referrals",
+                                         column="note_sealed", row_id=row.id)
+    session.flush()
+    record(session, actor, f"service_referral.{verb}", object_type="referral", object_id=row.referral_id,
+           reason=f"service referral {row.id}" + (f", outcome {row.outcome.value}" if row.outcome else ""))
+    return row
+
+
+def timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
+    """Service referrals as the case's handlers see them, with the provider's notes."""
+    out = []
+    for row in session.scalars(select(ServiceReferral).where(ServiceReferral.referral_id == referral.id)
+                               .order_by(ServiceReferral.created_at)):
+        note = None
+        if row.note_sealed is not None and data_key is not None:
+            note = open_field(data_key, bytes(row.note_sealed), case_id=referral.id, table="service_referrals",
+                              column="note_sealed", row_id=row.id)
+        out.append({"id": row.id, "provider": row.provider.code, "service_type": row.service_type,
+                    "status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
+                    "share": json.loads(row.share), "note": note})
+    return out

@@ -1,0 +1,240 @@
+"""Consent-scoped sharing with providers, the services-only path, the directory (SPEC §4, §6)."""
+import datetime as dt
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from referral.audit.models import AuditEvent
+from referral.extensions import db
+from referral.referrals.models import Referral
+from referral.services_dir.models import Consent, ServiceReferral
+from referral.services_dir.services import SHAREABLE
+from tests.factories import AreaFactory, OrganisationFactory
+from tests.referrals.helpers import canaries, minimal, submission
+
+ALL_SENSITIVE = ("survivor.name", "survivor.phone", "survivor.address", "incident.narrative", "perpetrator.name",
+                 "perpetrator.details")
+
+
+@pytest.fixture()
+def providers(place, login_as):
+    region = AreaFactory(kind="region")
+    place["district"].parent = region
+    shelter = OrganisationFactory(kind="provider", areas=[region], service_types=["shelter", "psychosocial"],
+                                  coordinator=True)
+    clinic = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"])
+    far = OrganisationFactory(kind="provider", service_types=["health"])
+    return {"shelter": shelter, "clinic": clinic, "far": far,
+            "shelter_user": login_as("service_provider", organisation=shelter),
+            "clinic_user": login_as("service_provider", organisation=clinic),
+            "far_user": login_as("service_provider", organisation=far)}
+
+
+def submit(client, headers, body):
+    resp = client.post("/api/v1/referrals", json=body, headers=headers)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def accepted_case(client, place, people, officers, values=None, services=True):
+    body = submission(place["district"].code, values or canaries())
+    body["consent"]["services"] = services
+    case = submit(client, people["focal"][1], body)
+    assert client.post(f"/api/v1/referrals/{case['id']}/accept", headers=officers[0][1]).status_code == 200
+    return case
+
+
+def refer(client, case_id, headers, provider, service_type, share):
+    return client.post(f"/api/v1/referrals/{case_id}/service-referrals", headers=headers,
+                       json={"provider_id": provider.id, "service_type": service_type, "share": share})
+
+
+def test_directory_walks_up_the_area_tree(client, place, providers, people):
+    _f, headers = people["focal"]
+    resp = client.get(f"/api/v1/services?area={place['village'].code}", headers=headers)
+    codes = [i["code"] for i in resp.get_json()["items"]]
+    assert codes == [providers["clinic"].code, providers["shelter"].code]  # nearest first
+    health = client.get(f"/api/v1/services?area={place['village'].code}&type=health", headers=headers).get_json()
+    assert [i["code"] for i in health["items"]] == [providers["clinic"].code]
+    assert client.get("/api/v1/services?area=NOPE", headers=headers).status_code == 422
+    assert client.get("/api/v1/services?area=X&type=spa", headers=headers).status_code == 422
+    assert client.get("/api/v1/services", headers=headers).status_code == 422
+
+
+def test_submission_records_consent_per_scope(client, place, people):
+    body = minimal(place["district"].code)
+    body["consent"] = {"police": True, "services": ["health", "legal"], "sms_contact": False, "statistics": True,
+                       "given_by": "caregiver"}
+    case = submit(client, people["focal"][1], body)
+    rows = {c.scope: c for c in db.session.scalars(select(Consent).where(Consent.referral_id == case["id"]))}
+    assert rows["services:health"].granted and rows["services:legal"].granted
+    assert not rows["services:shelter"].granted and not rows["sms_contact"].granted
+    assert rows["police"].given_by.value == "caregiver"
+
+
+@pytest.mark.parametrize("path", SHAREABLE)
+def test_disclosure_matrix_every_field_reaches_only_its_provider(client, place, people, officers, providers,
+                                                                 login_as, path):
+    values = canaries()
+    case = accepted_case(client, place, people, officers, values)
+    resp = refer(client, case["id"], officers[0][1], providers["clinic"], "health", [path])
+    assert resp.status_code == 201, resp.get_json()
+    sr_id = resp.get_json()["id"]
+    _u, clinic_h = providers["clinic_user"]
+    seen = client.get(f"/api/v1/service-referrals/{sr_id}", headers=clinic_h)
+    assert seen.status_code == 200
+    fields = seen.get_json()["fields"]
+    assert list(fields) == [path]
+    text = seen.get_data(as_text=True)
+    for other in ALL_SENSITIVE:
+        if other != path:
+            assert values[other] not in text, f"{other} leaked when sharing {path}"
+    if path in ALL_SENSITIVE:
+        assert fields[path] == values[path]
+    # Every other role and every other provider: 404 for this service referral, and never the case itself.
+    strangers = [providers["shelter_user"][1], providers["far_user"][1], people["focal"][1],
+                 people["supervisor"][1], officers[0][1], login_as("oversight")[1], login_as("admin")[1]]
+    for headers in strangers:
+        assert client.get(f"/api/v1/service-referrals/{sr_id}", headers=headers).status_code == 404
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=clinic_h).status_code == 404
+
+
+def test_sharing_needs_consent_for_that_service_type(client, place, people, officers, providers):
+    case = accepted_case(client, place, people, officers, services=["health"])
+    refused = refer(client, case["id"], officers[0][1], providers["shelter"], "shelter", ["survivor.name"])
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["code"] == "consent_required"
+    assert refer(client, case["id"], officers[0][1], providers["clinic"], "health", ["survivor.name"]).status_code == 201
+    assert refer(client, case["id"], officers[0][1], providers["clinic"], "health", ["survivor.soul"]).status_code == 422
+    assert refer(client, case["id"], officers[0][1], providers["far"], "health", ["survivor.name"]).status_code == 422
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "service_referral.create",
+                                                         AuditEvent.outcome == "denied")).all()
+    assert denied and "services:shelter" in denied[0].reason
+
+
+def test_withdrawn_consent_ends_the_providers_access_at_once(client, place, people, officers, providers):
+    case = accepted_case(client, place, people, officers)
+    sr_id = refer(client, case["id"], officers[0][1], providers["clinic"], "health", ["survivor.name"]).get_json()["id"]
+    _u, clinic_h = providers["clinic_user"]
+    assert client.get(f"/api/v1/service-referrals/{sr_id}", headers=clinic_h).status_code == 200
+    withdraw = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=people["focal"][1],
+                           json={"scope": "services:health", "granted": False})
+    assert withdraw.status_code == 201
+    assert client.get(f"/api/v1/service-referrals/{sr_id}", headers=clinic_h).status_code == 404
+    assert client.get("/api/v1/service-referrals", headers=clinic_h).get_json()["total"] == 0
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/accept", headers=clinic_h).status_code == 404
+
+
+def test_expired_consent_ends_access_when_it_expires(client, place, people, officers, providers):
+    case = accepted_case(client, place, people, officers)
+    now = dt.datetime.now(dt.UTC)
+    renewed = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=officers[0][1], json={
+        "scope": "services:health", "granted": True, "expires_at": (now + dt.timedelta(hours=2)).isoformat()})
+    assert renewed.status_code == 201
+    sr_id = refer(client, case["id"], officers[0][1], providers["clinic"], "health", ["survivor.name"]).get_json()["id"]
+    _u, clinic_h = providers["clinic_user"]
+    assert client.get(f"/api/v1/service-referrals/{sr_id}", headers=clinic_h).status_code == 200
+    with time_machine.travel(now + dt.timedelta(hours=3)):
+        assert client.get(f"/api/v1/service-referrals/{sr_id}", headers=clinic_h).status_code == 404
+    past = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=officers[0][1], json={
+        "scope": "services:health", "granted": True, "expires_at": (now - dt.timedelta(hours=1)).isoformat()})
+    assert past.status_code == 422
+    naive = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=officers[0][1], json={
+        "scope": "services:health", "granted": True, "expires_at": "2030-01-01T00:00:00"})
+    assert naive.status_code == 422
+
+
+def test_child_consent_assent_and_supervisor_override(client, place, people, officers, providers):
+    body = minimal(place["district"].code)  # age 15-17: a child
+    body["consent"]["given_by"] = "caregiver"
+    case = submit(client, people["focal"][1], body)
+    cid = case["id"]
+    assent = client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
+                         json={"scope": "services:psychosocial", "granted": True, "given_by": "child_assent"})
+    assert assent.status_code == 201 and assent.get_json()["given_by"] == "child_assent"
+    # Only a supervisor overrides, only for a child, only with a reason (sealed).
+    override = {"scope": "services:shelter", "granted": True, "given_by": "supervisor_override",
+                "reason": "CanaryReason caregiver is the perpetrator"}
+    assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1], json=override).status_code == 403
+    no_reason = {**override, "reason": None}
+    assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["supervisor"][1],
+                       json=no_reason).status_code == 422
+    ok = client.post(f"/api/v1/referrals/{cid}/consents", headers=people["supervisor"][1], json=override)
+    assert ok.status_code == 201
+    row = db.session.scalar(select(Consent).where(Consent.referral_id == cid, Consent.given_by == "supervisor_override"))
+    assert row.reason_sealed and b"CanaryReason" not in bytes(row.reason_sealed)
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "consent.change")).all()
+    assert all("Canary" not in (e.reason or "") for e in events)
+    adult = submit(client, people["focal"][1], submission(place["district"].code))
+    assert client.post(f"/api/v1/referrals/{adult['id']}/consents", headers=people["supervisor"][1],
+                       json=override).status_code == 422
+    assert client.post(f"/api/v1/referrals/{adult['id']}/consents", headers=people["focal"][1],
+                       json={"scope": "police", "granted": True, "given_by": "child_assent"}).status_code == 422
+
+
+def test_provider_responds_and_the_case_timeline_shows_it(client, place, people, officers, providers):
+    case = accepted_case(client, place, people, officers)
+    sr_id = refer(client, case["id"], officers[0][1], providers["clinic"], "health",
+                  ["survivor.name", "gbv_type"]).get_json()["id"]
+    _u, clinic_h = providers["clinic_user"]
+    listed = client.get("/api/v1/service-referrals", headers=clinic_h).get_json()
+    assert listed["total"] == 1 and "fields" not in listed["items"][0]
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/complete", headers=clinic_h, json={}).status_code == 422
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/accept", headers=clinic_h).status_code == 200
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/decline", headers=clinic_h).status_code == 409
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/complete", headers=clinic_h,
+                       json={"outcome": "maybe"}).status_code == 422
+    done = client.post(f"/api/v1/service-referrals/{sr_id}/complete", headers=clinic_h,
+                       json={"outcome": "provided", "note": "CanaryClinic PEP started"})
+    assert done.status_code == 200 and done.get_json()["outcome"] == "provided"
+    row = db.session.get(ServiceReferral, sr_id)
+    assert b"CanaryClinic" not in bytes(row.note_sealed)
+    timeline = client.get(f"/api/v1/referrals/{case['id']}", headers=officers[0][1]).get_json()["service_referrals"]
+    assert timeline == [{"id": sr_id, "provider": providers["clinic"].code, "service_type": "health",
+                         "status": "completed", "outcome": "provided", "share": ["gbv_type", "survivor.name"],
+                         "note": "CanaryClinic PEP started"}]
+
+
+POLICE_ROLES = ("officer", "supervisor")
+
+
+def test_services_only_cases_are_invisible_to_every_police_role(client, place, people, officers, providers,
+                                                                login_as, certify):
+    body = submission(place["district"].code)
+    body["consent"]["police"] = False
+    body["consent"]["services"] = ["shelter"]
+    case = submit(client, people["focal"][1], body)
+    assert case["status"] == "services_only"
+    row = db.session.get(Referral, case["id"])
+    assert row.unit_id is None and row.coordinator_id == providers["shelter"].id
+    police = [people["supervisor"][1], officers[0][1], officers[1][1]]
+    boss, boss_h = login_as("supervisor", unit=place["unit"])
+    police.append(boss_h)
+    for headers in police:
+        for path in ("", "/compliance"):
+            assert client.get(f"/api/v1/referrals/{case['id']}{path}", headers=headers).status_code == 404
+        for verb, payload in (("accept", None), ("actions", {"type": "note"}), ("reassign", {"officer_id": 1})):
+            assert client.post(f"/api/v1/referrals/{case['id']}/{verb}", json=payload,
+                               headers=headers).status_code in (403, 404)
+        listed = client.get("/api/v1/referrals", headers=headers).get_json()
+        assert case["id"] not in [i["id"] for i in listed["items"]]
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == case["id"],
+                                                         AuditEvent.outcome == "denied")).all()
+    assert len(denied) >= len(police)
+    # The focal point refers it to the coordinating shelter herself, within consent.
+    sent = refer(client, case["id"], people["focal"][1], providers["shelter"], "shelter", ["survivor.name"])
+    assert sent.status_code == 201
+    _u, shelter_h = providers["shelter_user"]
+    assert client.get(f"/api/v1/service-referrals/{sent.get_json()['id']}", headers=shelter_h).status_code == 200
+
+
+def test_clinical_urgency_creates_a_pending_health_suggestion(client, place, people, officers, providers):
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    case = submit(client, people["focal"][1], body)
+    suggestion = db.session.scalar(select(ServiceReferral).where(ServiceReferral.referral_id == case["id"]))
+    assert suggestion.status.value == "suggested" and suggestion.provider_id == providers["clinic"].id
+    _u, clinic_h = providers["clinic_user"]
+    assert client.get("/api/v1/service-referrals", headers=clinic_h).get_json()["total"] == 0  # not sent yet
+    assert client.get(f"/api/v1/service-referrals/{suggestion.id}", headers=clinic_h).status_code == 404

@@ -116,6 +116,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         coordinator = coordinator_for(session, area)
         referral.coordinator_id = coordinator.id if coordinator else None
         session.flush()
+        if coordinator is not None:
+            from referral.services_dir.services import route_to_coordinator
+
+            route_to_coordinator(session, actor, referral, coordinator, now)
         record(session, actor, "referral.services_only", object_type="referral", object_id=referral.id,
                reason=f"coordinator {coordinator.code}" if coordinator else "no coordinating provider")
     elif police_suspect:

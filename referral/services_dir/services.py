@@ -60,6 +60,27 @@ def coordinator_for(session: Session, area: Area) -> Organisation | None:
     return None
 
 
+COORDINATION_SHARE = ["flags", "gbv_type", "survivor.age_group", "survivor.language"]
+
+
+def route_to_coordinator(session: Session, actor: User, referral: Referral, coordinator: Organisation,
+                         now: dt.datetime) -> ServiceReferral | None:
+    """A services-only case reaches the area's coordinating provider as a pending service referral,
+    for the first service type it offers that the survivor consented to, sharing de-identified
+    fields only; the focal point shares more if the survivor wishes."""
+    for service_type in coordinator.service_types:
+        if consent.is_active(session, referral.id, f"services:{service_type.value}", now):
+            row = ServiceReferral(referral_id=referral.id, provider_id=coordinator.id,
+                                  service_type=service_type.value, share=json.dumps(COORDINATION_SHARE),
+                                  created_by_id=actor.id, created_at=now, status=ServiceReferralStatus.pending)
+            session.add(row)
+            session.flush()
+            record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
+                   reason=f"services-only case to coordinator {coordinator.code}", fields=COORDINATION_SHARE)
+            return row
+    return None
+
+
 def suggest_health_referral(session: Session, referral: Referral) -> ServiceReferral | None:
     """A clinical_urgent case gets a pending health-service suggestion at once (sent only with consent)."""
     providers = providers_for(session, referral.area, ServiceType.health.value)

@@ -222,10 +222,15 @@ def test_services_only_cases_are_invisible_to_every_police_role(client, place, p
     denied = db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == case["id"],
                                                          AuditEvent.outcome == "denied")).all()
     assert len(denied) >= len(police)
+    # The coordinating shelter already has it, with de-identified fields only.
+    _u, shelter_h = providers["shelter_user"]
+    coordination = client.get("/api/v1/service-referrals", headers=shelter_h).get_json()["items"]
+    assert len(coordination) == 1 and coordination[0]["service_type"] == "shelter"
+    shown = client.get(f"/api/v1/service-referrals/{coordination[0]['id']}", headers=shelter_h).get_json()
+    assert set(shown["fields"]) == {"flags", "gbv_type", "survivor.age_group", "survivor.language"}
     # The focal point refers it to the coordinating shelter herself, within consent.
     sent = refer(client, case["id"], people["focal"][1], providers["shelter"], "shelter", ["survivor.name"])
     assert sent.status_code == 201
-    _u, shelter_h = providers["shelter_user"]
     assert client.get(f"/api/v1/service-referrals/{sent.get_json()['id']}", headers=shelter_h).status_code == 200
 
 

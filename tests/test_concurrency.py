@@ -181,3 +181,33 @@ def test_verify_during_appends_never_reports_false_tampering(world):
 
     results = run_threads(work, 4)
     assert all(results[0])
+
+
+def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
+    from referral.standards.models import CertificationReminder
+
+    app = world["app"]
+    with app.app_context():
+        officer = db.session.scalar(select(User).where(User.email == world["officers"][1]))
+        course = db.session.scalar(select(Course).where(Course.code == "CX-CORE"))
+        soon = dt.date.today() + dt.timedelta(days=10)
+        cert = Certification(user_id=officer.id, course_id=course.id, completed_on=dt.date(2025, 1, 1),
+                             expires_on=soon)
+        db.session.add(cert)
+        db.session.commit()
+        cert_id = cert.id
+        db.session.remove()
+
+    def tick(i):
+        with app.app_context():
+            try:
+                return sla_tick(db.session, now=dt.datetime.now(dt.UTC))
+            finally:
+                db.session.remove()
+
+    results = run_threads(tick, 4)
+    assert sum(r["certificate_reminders"] for r in results) == 1
+    with app.app_context():
+        assert db.session.scalar(select(CertificationReminder).where(
+            CertificationReminder.certification_id == cert_id)) is not None
+        db.session.remove()

@@ -81,6 +81,8 @@ class Referral(Base):
     flags: Mapped[str] = mapped_column(String(128), default="")  # comma-separated, fixed order
     assigned_officer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     accepted_at: Mapped[dt.datetime | None]
+    # When police first took the case: reassignment or recusal never resets the standards' clocks.
+    first_accepted_at: Mapped[dt.datetime | None]
     escalated_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(48))

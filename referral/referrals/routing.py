@@ -104,10 +104,14 @@ def already_tried(session: Session, referral: Referral) -> set[int]:
 def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User | None = None) -> list[Offer]:
     """Offer the case (direct: to the least-loaded eligible officer; pool: to all), or escalate."""
     unit = referral.unit
-    officers = [] if unit is None else eligible_officers(session, referral, unit, today=now.date(),
-                                                         exclude=already_tried(session, referral))
+    everyone = [] if unit is None else eligible_officers(session, referral, unit, today=now.date())
+    tried = already_tried(session, referral)
+    officers = [o for o in everyone if o.id not in tried]
     if not officers:
-        escalate(session, referral, now=now, reason="no eligible officer", coverage_gap=True, actor=actor)
+        # A coverage gap is a unit with nobody trained for the case, not one whose officers all declined.
+        gap = not everyone
+        escalate(session, referral, now=now, coverage_gap=gap, actor=actor,
+                 reason="no eligible officer" if gap else "every eligible officer declined or missed the deadline")
         return []
     if unit.routing_mode.value == "direct":
         loads = case_loads(session, [o.id for o in officers])

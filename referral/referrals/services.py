@@ -197,6 +197,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "consent": json.loads(referral.consent),
         "consents": consent_view(session, referral),
         "service_referrals": service_timeline(session, referral, data_key),
+        "actions": action_timeline(session, referral, data_key),
         "notes": notes,
     })
     body["matches"] = related_cases(session, actor, referral)
@@ -245,6 +246,22 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
     record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
            fields=["notes"])
     return note
+
+
+def action_timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
+    from referral.referrals.workflow_models import CaseAction
+    from referral.security.sealed import open_field
+
+    out = []
+    for action in session.scalars(select(CaseAction).where(CaseAction.referral_id == referral.id)
+                                  .order_by(CaseAction.created_at, CaseAction.id)):
+        note = None
+        if action.note_sealed is not None and data_key is not None:
+            note = open_field(data_key, bytes(action.note_sealed), case_id=referral.id, table="case_actions",
+                              column="note_sealed", row_id=action.id)
+        out.append({"id": action.id, "type": action.type.value, "created_at": action.created_at.isoformat(),
+                    "actor_id": action.actor_id, "note": note})
+    return out
 
 
 def related_cases(session: Session, actor: User, referral: Referral) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from referral.referrals import crypto, routing
-from referral.referrals.models import Referral, Status, parse_case_id
+from referral.referrals.models import Referral, Status, new_id, parse_case_id
 from referral.referrals.workflow_models import (
     ActionType, Alert, AlertKind, CaseAction, Offer, OfferStatus, ProtectionOrder,
 )
@@ -51,9 +51,10 @@ def _open_offer(session: Session, referral: Referral, officer: User) -> Offer | 
                                               Offer.status == OfferStatus.open))
 
 
-def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime) -> None:
+def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime, reason: str) -> None:
+    """``reason`` "taken" (another officer accepted) keeps the summary visible to the losers; others do not."""
     session.execute(update(Offer).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open)
-                    .values(status=OfferStatus.cancelled, responded_at=now))
+                    .values(status=OfferStatus.cancelled, responded_at=now, reason=reason))
 
 
 def _transition_error(referral: Referral, doing: str) -> InvalidTransition:
@@ -80,8 +81,9 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
         raise Forbidden(f"You need a current certification ({', '.join(missing)}) to accept this case.",
                         code="certification_required")
     offer.status, offer.responded_at = OfferStatus.accepted, now
-    _cancel_open_offers(session, referral, now)
+    _cancel_open_offers(session, referral, now, "taken")
     referral.status, referral.assigned_officer_id, referral.accepted_at = Status.accepted, actor.id, now
+    referral.first_accepted_at = referral.first_accepted_at or now
     session.flush()
     record(session, actor, "referral.accept", object_type="referral", object_id=referral.id)
     return referral
@@ -155,7 +157,7 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     kind = ActionType(data["type"])
     if kind is ActionType.closure:
         raise ValidationFailed(fields={"type": ["Close the case with /close."]})
-    action = CaseAction(referral_id=referral.id, actor_id=actor.id, type=kind, created_at=now)
+    action = CaseAction(id=new_id(), referral_id=referral.id, actor_id=actor.id, type=kind, created_at=now)
     fields = []
     if data.get("note"):
         data_key = crypto.case_key(referral)
@@ -246,9 +248,10 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     target = session.get(User, officer_id)
     eligible = [] if referral.unit is None else routing.eligible_officers(session, referral, referral.unit,
                                                                           today=now.date())
-    if target is None or target not in eligible:
+    # Never back to an officer who declined, recused or let it lapse (conflicts of interest included).
+    if target is None or target not in eligible or target.id in routing.already_tried(session, referral):
         raise ValidationFailed(fields={"officer_id": ["Not an eligible officer of this unit for this case."]})
-    _cancel_open_offers(session, referral, now)
+    _cancel_open_offers(session, referral, now, "reassigned")
     referral.assigned_officer_id, referral.accepted_at = None, None
     session.add(Offer(referral_id=referral.id, officer_id=target.id, offered_at=now,
                       deadline=routing.accept_deadline(referral, now)))
@@ -268,8 +271,8 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
         raise NotFound("No such referral.")
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, "withdrawn")
-    _cancel_open_offers(session, referral, now)
-    referral.status = Status.withdrawn
+    _cancel_open_offers(session, referral, now, "withdrawn")
+    referral.status, referral.closed_at = Status.withdrawn, now
     session.flush()
     record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id)
     return referral

@@ -129,7 +129,8 @@ def case_view(actor: User, referral: Any) -> CaseView | None:
 
 
 def _has_offer(actor: User, referral: Any) -> bool:
-    """An officer keeps seeing the summary of a case offered to them, open or since taken by another."""
+    """An officer sees the summary of a case offered to them while the offer is open, and after another
+    officer took it (to learn why their accept failed); not after a reassignment or withdrawal."""
     from sqlalchemy import select
 
     from referral.extensions import db
@@ -137,7 +138,8 @@ def _has_offer(actor: User, referral: Any) -> bool:
 
     return db.session.scalar(select(Offer.id).where(
         Offer.referral_id == referral.id, Offer.officer_id == actor.id,
-        Offer.status.in_((OfferStatus.open, OfferStatus.cancelled))).limit(1)) is not None
+        (Offer.status == OfferStatus.open) | ((Offer.status == OfferStatus.cancelled) & (Offer.reason == "taken"))
+    ).limit(1)) is not None
 
 
 # -- view declarations ------------------------------------------------------

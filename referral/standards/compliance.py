@@ -20,13 +20,14 @@ class CaseFacts:
     offered_at: dt.datetime | None
     accepted_at: dt.datetime | None
     incident_date: dt.date | None
-    closed_at: dt.datetime | None
+    closed_at: dt.datetime | None   # closed or withdrawn: when work on the case ended
     flags: tuple[str, ...]
     gbv_type: str
     relationship: str | None
     age_group: str
     urgent: bool
     actions: tuple[tuple[str, dt.datetime], ...]  # (type, when), in time order
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ def _deadline_step(step: dict[str, Any], settings: dict[str, float], facts: Case
     done = [t for t in _done_times(step, facts) if opens is None or t >= opens]
     if done:
         return StepResult(step["code"], step["name"], MET if done[0] <= due else MET_LATE, due, done[0])
-    # A closed case can no longer do the step: once overdue it stays breached; if it was not yet due, it no longer applies.
+    # A case that ended before the step fell due no longer owes it.
+    if facts.closed_at is not None and due > facts.closed_at:
+        return StepResult(step["code"], step["name"], NOT_APPLICABLE, due)
     if now > due:
         return StepResult(step["code"], step["name"], BREACHED, due)
     if facts.closed_at is not None:
@@ -141,6 +144,8 @@ def _missing(doc: dict[str, Any], requires: list[str], facts: CaseFacts, earlier
 
 def _closure_step(doc: dict[str, Any], step: dict[str, Any], facts: CaseFacts,
                   earlier: dict[str, StepResult]) -> StepResult:
+    if facts.withdrawn:
+        return StepResult(step["code"], step["name"], NOT_APPLICABLE)
     if facts.closed_at is None:
         return StepResult(step["code"], step["name"], PENDING)
     status = BREACHED if _missing(doc, step["requires"], facts, earlier) else MET

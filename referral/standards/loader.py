@@ -42,8 +42,8 @@ class Step(Schema):
     event = fields.String(load_default=None, validate=validate.OneOf(EVENTS))
     deadline = fields.String(load_default=None)          # a setting name
     urgent_deadline = fields.String(load_default=None)   # a setting name
-    deadline_hours = fields.Float(load_default=None, validate=validate.Range(min=0))
-    window_start_hours = fields.Float(load_default=None, validate=validate.Range(min=0))
+    deadline_hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24 * 366 * 5))
+    window_start_hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24 * 366 * 5))
     satisfied_by = fields.List(fields.String(validate=validate.OneOf(ACTIONS)), load_default=list)
     ignore = fields.List(fields.String(validate=validate.OneOf(ACTIONS)), load_default=list)
     requires = fields.List(fields.String(validate=CODE), load_default=list)
@@ -65,7 +65,8 @@ class StandardDoc(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     countries = fields.List(fields.String(validate=validate.Regexp(r"^[A-Z]{2}$")), load_default=list)
     effective_from = fields.Date(required=True)
-    settings = fields.Dict(keys=fields.String(), values=fields.Float(), load_default=dict)
+    settings = fields.Dict(keys=fields.String(), values=fields.Float(validate=validate.Range(min=0, max=24 * 366 * 5)),
+                           load_default=dict)
     steps = fields.List(fields.Nested(Step), required=True, validate=validate.Length(min=1))
 
     @validates_schema
@@ -77,9 +78,11 @@ class StandardDoc(Schema):
             for key in ("deadline", "urgent_deadline"):
                 if step[key] is not None and step[key] not in data["settings"]:
                     raise ValidationError(f"Step {step['code']} names an unknown setting {step[key]}.", "steps")
-            unknown = set(step["requires"]) - set(codes)
+            earlier = set(codes[: codes.index(step["code"])])
+            unknown = set(step["requires"]) - earlier
             if unknown:
-                raise ValidationError(f"Step {step['code']} requires unknown steps {sorted(unknown)}.", "steps")
+                raise ValidationError(f"Step {step['code']} requires unknown steps {sorted(unknown)} "
+                                      "(a step may only require steps listed before it).", "steps")
 
 
 def read_standard(path: Path) -> dict[str, Any]:

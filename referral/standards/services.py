@@ -72,8 +72,9 @@ def case_facts(session: Any, referral: Any) -> Any:
     actions = session.execute(select(CaseAction.type, CaseAction.created_at).where(
         CaseAction.referral_id == referral.id).order_by(CaseAction.created_at, CaseAction.id)).all()
     return CaseFacts(
-        submitted_at=referral.created_at, offered_at=offered_at, accepted_at=referral.accepted_at,
-        incident_date=referral.incident_date, closed_at=referral.closed_at, flags=tuple(referral.flag_list),
+        submitted_at=referral.created_at, offered_at=offered_at, accepted_at=referral.first_accepted_at,
+        incident_date=referral.incident_date, closed_at=referral.closed_at, withdrawn=referral.status.value == "withdrawn",
+        flags=tuple(referral.flag_list),
         gbv_type=referral.gbv_type, relationship=referral.perpetrator_relationship, age_group=referral.age_group,
         urgent=referral.is_urgent, actions=tuple((t.value, when) for t, when in actions))
 
@@ -145,7 +146,14 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
     for cert in session.scalars(select(Certification).where(
             Certification.expires_on > now.date(), Certification.expires_on <= soon,
             Certification.id.not_in(reminded))):
-        session.add(CertificationReminder(certification_id=cert.id, sent_at=now))
+        nested = session.begin_nested()  # a racing tick may raise the same reminder: keep one
+        try:
+            session.add(CertificationReminder(certification_id=cert.id, sent_at=now))
+            session.flush()
+            nested.commit()
+        except Exception:  # noqa: BLE001 - the primary key: already reminded
+            nested.rollback()
+            continue
         stats["certificate_reminders"] += 1
         record(session, None, "training.reminder", object_type="user", object_id=cert.user_id,
                reason=f"{cert.course.code} expires {cert.expires_on.isoformat()}")

@@ -29,10 +29,13 @@ class CertificationIn(Schema):
     completed = fields.Date(required=True)
 
 
+_YEARS = validate.Range(min=__import__("datetime").date(2000, 1, 1), max=__import__("datetime").date(2100, 12, 31))
+
+
 class SummaryArgs(Schema):
     unit = fields.String(load_default=None, validate=validate.Length(max=64))
-    since = fields.Date(load_default=None)
-    until = fields.Date(load_default=None)
+    since = fields.Date(load_default=None, validate=_YEARS)
+    until = fields.Date(load_default=None, validate=_YEARS)
 
 
 def _course(c):  # type: ignore[no-untyped-def]

@@ -49,12 +49,14 @@ def make_case(client, place, people, officers, state):
 
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("verb", sorted(VERBS))
-def test_transition(client, place, people, officers, state, verb):
+def test_transition(client, place, people, officers, login_as, certify, state, verb):
     cid = make_case(client, place, people, officers, state)
     who, body, legal = VERBS[verb]
     headers = {"officer": officers[0][1], "supervisor": people["supervisor"][1], "focal": people["focal"][1]}[who]
-    if body == "other":
-        body = {"officer_id": officers[1][0].id}
+    if body == "other":  # a fresh eligible officer: those who declined are never offered it again
+        fresh, _h = login_as("officer", unit=place["unit"], languages="ky,ru")
+        certify(fresh, "core", "child")
+        body = {"officer_id": fresh.id}
     before = db.session.get(Referral, cid).status.value
     resp = client.post(f"/api/v1/referrals/{cid}/{verb}", json=body, headers=headers)
     expected = legal.get(state)

@@ -221,7 +221,8 @@ def test_withdrawal_stops_the_work(client, place, people, officers):
     resp = post(client, case["id"], "withdraw", focal_h)
     assert resp.status_code == 200 and resp.get_json()["status"] == "withdrawn"
     assert {o.status for o in offers_of(case["id"])} == {OfferStatus.cancelled}
-    assert post(client, case["id"], "accept", first_h).status_code == 409
+    # Work stops: the case is gone for the officer it was offered to.
+    assert post(client, case["id"], "accept", first_h).status_code == 404
     assert post(client, case["id"], "withdraw", focal_h).status_code == 409
 
 
@@ -323,3 +324,37 @@ def test_bad_input_never_gives_a_500(client, app, place, people, officers, login
                 for body in GARBAGE:
                     resp = client.post(rule.replace("<referral_id>", target), json=body, headers=headers)
                     assert resp.status_code < 500, (rule, body, resp.get_json())
+
+
+def test_review_regressions_reassignment_keeps_clocks_and_visibility_rules(client, place, people, officers,
+                                                                           login_as, certify, runner):
+    """Found in review: reassigning reset the acceptance clock; a reassigned-away officer kept the summary;
+    a recused officer could be chosen again; an action note was sealed to row 'None'."""
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    (first, first_h), (second, second_h) = officers
+    _sup, sup_h = people["supervisor"]
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    cid = case["id"]
+    post(client, cid, "accept", first_h)
+    note = post(client, cid, "actions", first_h, {"type": "risk_assessment", "note": "CanaryAction at home"})
+    assert note.status_code == 201
+    body = client.get(f"/api/v1/referrals/{cid}", headers=first_h).get_json()
+    assert body["actions"][0]["note"] == "CanaryAction at home" and body["actions"][0]["id"] == note.get_json()["id"]
+    assert post(client, cid, "recuse", first_h, {"reason": "conflict_of_interest"}).status_code == 204
+    assert post(client, cid, "reassign", sup_h, {"officer_id": first.id}).status_code == 422  # never back
+    third, third_h = login_as("officer", unit=place["unit"], languages="ky,ru")
+    certify(third, "core", "child")
+    assert post(client, cid, "reassign", sup_h, {"officer_id": third.id}).status_code == 200
+    assert client.get(f"/api/v1/referrals/{cid}", headers=second_h).status_code == 404  # reassigned away
+    steps = {s["step"]: s["status"] for s in
+             client.get(f"/api/v1/referrals/{cid}/compliance", headers=sup_h).get_json()["steps"]}
+    assert steps["accept"] == "met"  # the first acceptance still counts
+
+
+def test_all_declined_is_an_escalation_not_a_coverage_gap(client, place, people, officers):
+    (first, first_h), (second, second_h) = officers
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    post(client, case["id"], "decline", first_h, {"reason": "workload"})
+    post(client, case["id"], "decline", second_h, {"reason": "workload"})
+    assert db.session.get(Referral, case["id"]).status.value == "escalated"
+    assert db.session.scalar(select(Alert).where(Alert.referral_id == case["id"])) is None

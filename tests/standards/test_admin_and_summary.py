@@ -91,3 +91,10 @@ def test_summary_on_a_generated_set_of_cases(client, runner, place, people, offi
     for role in ("officer", "admin", "focal_point", "service_provider"):
         _u, headers = login_as(role)
         assert client.get("/api/v1/compliance/summary", headers=headers).status_code == 403
+
+
+def test_summary_dates_out_of_range_are_field_errors(client, login_as):
+    _auditor, headers = login_as("oversight")
+    for query in ("until=9999-12-31", "since=0001-01-01"):
+        resp = client.get(f"/api/v1/compliance/summary?{query}", headers=headers)
+        assert resp.status_code == 422

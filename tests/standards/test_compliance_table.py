@@ -14,10 +14,10 @@ DEFAULT = read_standard(PROJECT_ROOT / "config" / "standards" / "default.yaml")
 
 
 def facts(*, accepted=None, actions=(), closed=None, flags=(), gbv="physical_assault", relationship=None,
-          age="26-40", urgent=False, incident=None):
+          age="26-40", urgent=False, incident=None, withdrawn=False):
     return CaseFacts(submitted_at=T0, offered_at=T0, accepted_at=accepted, incident_date=incident, closed_at=closed,
                      flags=tuple(flags), gbv_type=gbv, relationship=relationship, age_group=age, urgent=urgent,
-                     actions=tuple(actions))
+                     actions=tuple(actions), withdrawn=withdrawn)
 
 
 def status(step, case, now):
@@ -69,8 +69,12 @@ SCENARIOS = [
     ("follow_up_30", facts(accepted=T0, actions=[("follow_up", T0 + 170 * H), ("follow_up", T0 + 700 * H)]),
      T0 + 701 * H, "met"),
     ("follow_up_30", facts(accepted=T0, actions=[("follow_up", T0 + 800 * H)]), T0 + 801 * H, "met_late"),
-    # a closed case cannot do a step that was not yet due
+    # a closed case cannot do a step that was not yet due — not even long after
     ("follow_up_30", facts(accepted=T0, closed=T0 + 200 * H), T0 + 201 * H, "not_applicable"),
+    ("follow_up_7", facts(accepted=T0, closed=T0 + 100 * H), T0 + 3000 * H, "not_applicable"),
+    # a case withdrawn before acceptance was due owes nothing
+    ("accept", facts(closed=T0 + H, withdrawn=True), T0 + 300 * H, "not_applicable"),
+    ("closure_checklist", facts(accepted=T0, closed=T0 + 5 * H, withdrawn=True), T0 + 6 * H, "not_applicable"),
     # closure checklist
     ("closure_checklist", facts(accepted=T0), T0 + H, "pending"),
     ("closure_checklist", facts(accepted=T0, closed=T0 + 50 * H, actions=[
@@ -122,6 +126,9 @@ def test_country_variants_encode_protection_orders_as_settings():
     ({"steps": [{"code": "x", "name": "X", "event": "submitted", "deadline_hours": 1, "satisfied_by": ["dance"]}]},
      "satisfied_by"),
     ({"steps": [{"code": "c", "name": "C", "rule": "closure", "requires": ["ghost"]}]}, "unknown steps"),
+    ({"steps": [{"code": "c", "name": "C", "rule": "closure", "requires": ["c"]}]}, "unknown steps"),
+    ({"steps": [{"code": "x", "name": "X", "event": "submitted", "deadline_hours": 1e11, "satisfied_by": ["note"]}]},
+     "deadline_hours"),
 ])
 def test_invalid_standards_are_refused_clearly(tmp_path, broken, message):
     import yaml

@@ -113,6 +113,21 @@ def read_compliance(session: Any, actor: User, referral_id: str, *, now: dt.date
             "steps": [s.as_dict() for s in steps]}
 
 
+def _insert_once(session: Any, row: Any) -> bool:
+    """Insert ``row`` unless a racing tick already did (its unique key says so); True if inserted."""
+    from sqlalchemy.exc import IntegrityError
+
+    nested = session.begin_nested()
+    try:
+        session.add(row)
+        session.flush()
+        nested.commit()
+        return True
+    except IntegrityError:
+        nested.rollback()
+        return False
+
+
 def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
     """Record newly overdue steps of open cases (once each) and raise certificate reminders."""
     from referral.audit.service import record
@@ -129,14 +144,8 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
         for result in compliance_of(session, referral, now):
             if result.status != BREACHED or result.code in known:
                 continue
-            nested = session.begin_nested()  # a racing tick may insert the same breach: keep one
-            try:
-                session.add(StepBreach(referral_id=referral.id, step_code=result.code,
-                                       due_at=result.due_at or now, recorded_at=now))
-                session.flush()
-                nested.commit()
-            except Exception:  # noqa: BLE001 - the unique constraint: already recorded
-                nested.rollback()
+            if not _insert_once(session, StepBreach(referral_id=referral.id, step_code=result.code,
+                                                    due_at=result.due_at or now, recorded_at=now)):
                 continue
             stats["step_breaches"] += 1
             record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
@@ -146,13 +155,7 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
     for cert in session.scalars(select(Certification).where(
             Certification.expires_on > now.date(), Certification.expires_on <= soon,
             Certification.id.not_in(reminded))):
-        nested = session.begin_nested()  # a racing tick may raise the same reminder: keep one
-        try:
-            session.add(CertificationReminder(certification_id=cert.id, sent_at=now))
-            session.flush()
-            nested.commit()
-        except Exception:  # noqa: BLE001 - the primary key: already reminded
-            nested.rollback()
+        if not _insert_once(session, CertificationReminder(certification_id=cert.id, sent_at=now)):
             continue
         stats["certificate_reminders"] += 1
         record(session, None, "training.reminder", object_type="user", object_id=cert.user_id,

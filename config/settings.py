@@ -80,6 +80,11 @@ class BaseConfig:
     ACCEPT_URGENT_MINUTES = 60
     ACCEPT_HOURS = 24
     DUPLICATE_WINDOW_DAYS = 90
+    BREAK_GLASS_DEFAULT_HOURS = 1
+    BREAK_GLASS_MAX_HOURS = 72
+    ANOMALY_CASES_PER_HOUR = 20
+    ANOMALY_DENIALS_PER_HOUR = 10
+    WORKING_HOURS = (8, 19)  # UTC hours [start, end) outside which an audit export is flagged
     PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For is trusted
 
     # Flask's own cookie carries only a pointer to the server-side session

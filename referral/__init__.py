@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.referrals import views as _referral_views  # noqa: F401
     from referral.standards import views as _standards_views  # noqa: F401
     from referral.services_dir import views as _services_views  # noqa: F401
+    from referral.oversight import views as _oversight_views  # noqa: F401
     from referral.api import api
     from referral.health import health
     from referral.web.views import web

@@ -294,6 +294,29 @@ def standards_load(paths: tuple[Path, ...]) -> None:
     click.echo(json.dumps(stats))
 
 
+stats_cli = AppGroup("stats", help="De-identified statistics.")
+
+
+@stats_cli.command("export")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+def stats_export(out: Path, since: dt.datetime | None, until: dt.datetime | None) -> None:
+    """Write the de-identified statistics (small cells suppressed) as CSV."""
+    import csv
+
+    from referral.audit.service import record
+    from referral.oversight.statistics import as_csv_rows, deidentified
+
+    report = deidentified(db.session, since=since.date() if since else None, until=until.date() if until else None,
+                          now=dt.datetime.now(dt.UTC))
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(as_csv_rows(report))
+    record(db.session, None, "stats.export", object_type="statistics", reason=str(out.name))
+    db.session.commit()
+    click.echo(json.dumps({"out": str(out), "cases": report["cases"]}))
+
+
 sla_cli = AppGroup("sla", help="Deadlines.")
 
 
@@ -316,5 +339,5 @@ def sla_tick_command(now_text: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli):
+    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli, stats_cli):
         app.cli.add_command(group)

@@ -45,6 +45,9 @@ class Permission(enum.StrEnum):
     SERVICE_REFERRAL_CREATE = "services:referral:create"
     SERVICE_REFERRAL_READ = "services:referral:read"      # object rule: the provider's own, with consent
     SERVICE_REFERRAL_RESPOND = "services:referral:respond"
+    AUDIT_READ = "audit:log:read"                 # search, export, disclosures, anomalies
+    BREAK_GLASS = "referral:case:break_glass"
+    STATS_READ = "stats:deidentified:read"
 
 
 # Everyone may *ask* for a case: the object-level rule answers 404 (and audits
@@ -60,7 +63,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.supervisor: frozenset(_EVERYONE | _CASE_HANDLERS | {
         Permission.REFERRAL_WORK, Permission.REFERRAL_REASSIGN, Permission.COMPLIANCE_SUMMARY}),
     Role.service_provider: frozenset(_EVERYONE | {Permission.SERVICE_REFERRAL_RESPOND}),
-    Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY, Permission.COMPLIANCE_SUMMARY}),
+    Role.oversight: frozenset(_EVERYONE | {Permission.AUDIT_VERIFY, Permission.COMPLIANCE_SUMMARY,
+                                           Permission.AUDIT_READ, Permission.BREAK_GLASS, Permission.STATS_READ}),
     Role.admin: frozenset(
         _EVERYONE
         | {
@@ -120,6 +124,11 @@ def case_view(actor: User, referral: Any) -> CaseView | None:
         return CaseView.STATUS
     if actor.role is Role.supervisor and referral.unit_id is not None and referral.unit_id == actor.unit_id:
         return CaseView.CONTENT
+    if actor.role is Role.oversight:
+        from referral.extensions import db
+        from referral.oversight.services import active_break_glass
+
+        return CaseView.CONTENT if active_break_glass(db.session, actor, referral.id) else None
     if actor.role is Role.officer:
         if referral.assigned_officer_id == actor.id and referral.status.value in ("accepted", "in_progress", "closed"):
             return CaseView.CONTENT

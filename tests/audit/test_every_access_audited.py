@@ -22,6 +22,7 @@ CASE_ROUTES = {
     ("POST", "/api/v1/referrals/<referral_id>/consents"): ({"scope": "statistics", "granted": False}, "focal",
                                                            "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/service-referrals"): ("service", "officer", "accepted"),
+    ("GET", "/api/v1/referrals/<referral_id>/disclosures"): (None, "oversight", "offered"),
 }
 DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/compliance",
               "/api/v1/referrals/<referral_id>/service-referrals", "/api/v1/referrals/<referral_id>/information",
@@ -54,12 +55,13 @@ def last_seq():
 
 
 @pytest.fixture()
-def actors(people, officers, place):
+def actors(people, officers, place, login_as):
     """Direct routing offers the case to the first (least-loaded, lowest id) officer."""
     from tests.factories import OrganisationFactory
 
     provider = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"])
-    return {**people, "officer": officers[0], "other_officer": officers[1], "provider": provider}
+    return {**people, "officer": officers[0], "other_officer": officers[1], "provider": provider,
+            "oversight": login_as("oversight")}
 
 
 @pytest.fixture()
@@ -115,12 +117,13 @@ def test_each_case_route_refuses_strangers_with_404_and_a_denied_event(client, l
     method, rule = route
     body, who, state = CASE_ROUTES[route]
     bring_to(client, actors, case, state)
-    role = {"supervisor": "supervisor", "focal": "focal_point", "officer": "officer"}[who]
+    role = {"supervisor": "supervisor", "focal": "focal_point", "officer": "officer", "oversight": "admin"}[who]
     stranger, headers = login_as(role)  # same role, another unit or group
     before = last_seq()
     resp = client.open(rule.replace("<referral_id>", case), method=method, json=body_for(body, actors),
                        headers=headers)
-    assert resp.status_code == 404
+    # Oversight-only routes refuse other roles as a whole (403); case routes pretend the case is not there.
+    assert resp.status_code == (403 if who == "oversight" else 404)
     denied = [e for e in new_events(before) if e.outcome == "denied"]
     assert len(denied) == 1
     assert denied[0].actor_id == stranger.id and denied[0].object_id == case

@@ -1,0 +1,1 @@
+"""Oversight: audit search, disclosures, break-glass, anomalies, de-identified statistics."""

@@ -1,0 +1,193 @@
+"""Oversight services. Every read here is itself audited (SPEC §8)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Role, User
+from referral.audit.models import AuditEvent
+from referral.audit.service import DENIED, record
+from referral.db import utcnow
+from referral.errors import NotFound, ValidationFailed
+from referral.oversight.models import BreakGlassGrant
+from referral.referrals import crypto
+from referral.referrals.models import Referral, parse_case_id
+from referral.security.permissions import Permission, require
+from referral.security.sealed import seal_field
+
+AUDIT_COLUMNS = ("seq", "ts", "actor_id", "actor_role", "action", "object_type", "object_id", "outcome", "reason",
+                 "source_ip", "request_id", "fields")
+
+
+def _audit_query(filters: dict[str, Any]) -> Any:
+    query = select(AuditEvent)
+    if filters.get("case_id"):
+        query = query.where(AuditEvent.object_id == filters["case_id"])
+    if filters.get("actor_id") is not None:
+        query = query.where(AuditEvent.actor_id == filters["actor_id"])
+    if filters.get("action"):
+        query = query.where(AuditEvent.action == filters["action"])
+    if filters.get("outcome"):
+        query = query.where(AuditEvent.outcome == filters["outcome"])
+    if filters.get("since"):
+        query = query.where(AuditEvent.ts >= filters["since"])
+    if filters.get("until"):
+        query = query.where(AuditEvent.ts < filters["until"])
+    return query
+
+
+def event_dict(e: AuditEvent) -> dict[str, Any]:
+    return {"seq": e.seq, "ts": e.ts.isoformat(), "actor_id": e.actor_id, "actor_role": e.actor_role,
+            "action": e.action, "object_type": e.object_type, "object_id": e.object_id, "outcome": e.outcome,
+            "reason": e.reason, "source_ip": e.source_ip, "request_id": e.request_id, "fields": json.loads(e.fields),
+            "break_glass": e.action.startswith("break_glass")}
+
+
+def search_audit(session: Session, actor: User, filters: dict[str, Any], *, page: int,
+                 per_page: int) -> tuple[list[dict[str, Any]], int]:
+    require(actor, Permission.AUDIT_READ)
+    query = _audit_query(filters)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(per_page).offset((page - 1) * per_page)).all()
+    record(session, actor, "audit.search", object_type="audit",
+           reason=", ".join(f"{k}={v}" for k, v in sorted(filters.items()) if v is not None) or "all")
+    return [event_dict(e) for e in rows], total
+
+
+def export_audit_csv(session: Session, actor: User, filters: dict[str, Any], *, now: dt.datetime | None = None) -> str:
+    """The filtered audit as CSV; the export is itself audited (and flagged when outside working hours)."""
+    require(actor, Permission.AUDIT_READ)
+    now = now or utcnow()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(AUDIT_COLUMNS)
+    count = 0
+    for e in session.scalars(_audit_query(filters).order_by(AuditEvent.seq)):
+        d = event_dict(e)
+        writer.writerow([d[c] if c != "fields" else ";".join(d["fields"]) for c in AUDIT_COLUMNS])
+        count += 1
+    record(session, actor, "audit.export", object_type="audit", reason=f"{count} events", now=now)
+    return out.getvalue()
+
+
+PURPOSES = {"officer": "assignment", "supervisor": "assignment", "service_provider": "service referral",
+            "oversight": "break-glass", "focal_point": "submission"}
+
+
+def disclosures(session: Session, actor: User, referral_id: str) -> list[dict[str, Any]]:
+    """Who saw or received which fields of one case, when, and for what purpose."""
+    require(actor, Permission.AUDIT_READ)
+    case_id = parse_case_id(referral_id)
+    if case_id is None or session.get(Referral, case_id) is None:
+        record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="no such case")
+        raise NotFound("No such referral.")
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.object_id == case_id, AuditEvent.outcome == "allowed",
+                                                    AuditEvent.fields != "[]").order_by(AuditEvent.seq)).all()
+    record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id)
+    return [{"seq": e.seq, "ts": e.ts.isoformat(), "actor_id": e.actor_id, "actor_role": e.actor_role,
+             "action": e.action, "fields": json.loads(e.fields),
+             "purpose": "service referral" if e.action.startswith("service_referral")
+             else PURPOSES.get(e.actor_role or "", "system")} for e in rows]
+
+
+def open_break_glass(session: Session, actor: User, case_id_raw: str, justification: str, hours: float, *,
+                     now: dt.datetime | None = None) -> BreakGlassGrant:
+    """Time-limited access to one case for one oversight user, with a stated justification.
+
+    The event stands out in the audit (``break_glass.open``) and joins the review queue; other
+    oversight users are alerted through the queue (and, with the channels issue, a message).
+    """
+    require(actor, Permission.BREAK_GLASS)
+    now = now or utcnow()
+    max_hours = current_app.config["BREAK_GLASS_MAX_HOURS"]
+    if not 0 < hours <= max_hours:
+        raise ValidationFailed(fields={"hours": [f"Between a few minutes and {max_hours} hours."]})
+    case_id = parse_case_id(case_id_raw)
+    referral = session.get(Referral, case_id) if case_id else None
+    if referral is None:
+        record(session, actor, "break_glass.open", object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="no such case")
+        raise NotFound("No such referral.")
+    grant = BreakGlassGrant(referral_id=referral.id, user_id=actor.id, granted_at=now,
+                            expires_at=now + dt.timedelta(hours=hours))
+    session.add(grant)
+    session.flush()
+    data_key = crypto.case_key(referral)
+    if data_key is not None:
+        grant.justification_sealed = seal_field(data_key, justification, case_id=referral.id,
+                                                table="break_glass_grants", column="justification_sealed",
+                                                row_id=str(grant.id))
+    record(session, actor, "break_glass.open", object_type="referral", object_id=referral.id,
+           reason=f"BREAK-GLASS grant {grant.id} until {grant.expires_at.isoformat()}")
+    return grant
+
+
+def active_break_glass(session: Session, user: User, referral_id: str, now: dt.datetime | None = None) -> bool:
+    now = now or utcnow()
+    return session.scalar(select(BreakGlassGrant.id).where(
+        BreakGlassGrant.referral_id == referral_id, BreakGlassGrant.user_id == user.id,
+        BreakGlassGrant.granted_at <= now, BreakGlassGrant.expires_at > now).limit(1)) is not None
+
+
+def review_queue(session: Session, actor: User) -> list[dict[str, Any]]:
+    require(actor, Permission.BREAK_GLASS)
+    rows = session.scalars(select(BreakGlassGrant).order_by(BreakGlassGrant.reviewed_at.is_not(None),
+                                                             BreakGlassGrant.granted_at.desc())).all()
+    record(session, actor, "break_glass.queue", object_type="audit")
+    return [{"id": g.id, "case_id": g.referral_id, "user_id": g.user_id, "granted_at": g.granted_at.isoformat(),
+             "expires_at": g.expires_at.isoformat(), "reviewed": g.reviewed_at is not None,
+             "review_outcome": g.review_outcome} for g in rows]
+
+
+def review_break_glass(session: Session, actor: User, grant_id: int, outcome: str, *,
+                       now: dt.datetime | None = None) -> BreakGlassGrant:
+    """Another oversight user (never the one who opened it) reviews a break-glass access."""
+    require(actor, Permission.BREAK_GLASS)
+    grant = session.get(BreakGlassGrant, grant_id) if 0 < grant_id < 2**31 else None
+    if grant is None:
+        raise NotFound("No such break-glass grant.")
+    if grant.user_id == actor.id:
+        raise ValidationFailed(fields={"outcome": ["Someone else must review your own break-glass access."]})
+    grant.reviewed_at, grant.reviewed_by_id, grant.review_outcome = now or utcnow(), actor.id, outcome
+    record(session, actor, "break_glass.review", object_type="referral", object_id=grant.referral_id,
+           reason=f"grant {grant.id}: {outcome}")
+    return grant
+
+
+def anomalies(session: Session, actor: User, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Signals for the oversight dashboard over the last hour / day (thresholds are settings)."""
+    require(actor, Permission.AUDIT_READ)
+    now = now or utcnow()
+    config = current_app.config
+    hour_ago = now - dt.timedelta(hours=1)
+    found: list[dict[str, Any]] = []
+    reads = session.execute(select(AuditEvent.actor_id, func.count(func.distinct(AuditEvent.object_id))).where(
+        AuditEvent.action == "referral.read", AuditEvent.outcome == "allowed", AuditEvent.ts >= hour_ago,
+        AuditEvent.actor_id.is_not(None)).group_by(AuditEvent.actor_id)).all()
+    for actor_id, distinct_cases in reads:
+        if distinct_cases >= config["ANOMALY_CASES_PER_HOUR"]:
+            found.append({"kind": "many_cases_read", "actor_id": actor_id, "count": distinct_cases})
+    denials = session.execute(select(AuditEvent.actor_id, func.count()).where(
+        AuditEvent.outcome == "denied", AuditEvent.ts >= hour_ago, AuditEvent.actor_id.is_not(None))
+        .group_by(AuditEvent.actor_id)).all()
+    for actor_id, count in denials:
+        if count >= config["ANOMALY_DENIALS_PER_HOUR"]:
+            found.append({"kind": "repeated_denials", "actor_id": actor_id, "count": count})
+    start, end = config["WORKING_HOURS"]
+    exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export",
+                                                       AuditEvent.ts >= now - dt.timedelta(days=1))).all()
+    for e in exports:
+        if not start <= e.ts.hour < end:
+            found.append({"kind": "export_outside_hours", "actor_id": e.actor_id, "seq": e.seq, "ts": e.ts.isoformat()})
+    record(session, actor, "oversight.anomalies", object_type="audit", reason=f"{len(found)} found")
+    return found
+
+

@@ -1,0 +1,175 @@
+"""Oversight: audit search and export, disclosures, break-glass, anomalies, de-identified statistics."""
+import csv
+import datetime as dt
+import io
+import json
+from collections import Counter
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from referral.audit.models import AuditEvent
+from referral.extensions import db
+from referral.oversight.statistics import report_bucket, suppress
+from tests.referrals.helpers import canaries, minimal, submission
+
+NON_OVERSIGHT = ("focal_point", "officer", "supervisor", "service_provider", "admin")
+
+
+@pytest.fixture()
+def auditor(login_as):
+    return login_as("oversight")
+
+
+@pytest.fixture()
+def case(client, place, people, officers):
+    values = canaries()
+    body = client.post("/api/v1/referrals", json=submission(place["district"].code, values),
+                       headers=people["focal"][1]).get_json()
+    client.get(f"/api/v1/referrals/{body['id']}", headers=people["supervisor"][1])
+    return body["id"], values
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/export.csv", "/api/v1/oversight/anomalies",
+                                  "/api/v1/stats/deidentified", "/api/v1/break-glass"])
+def test_oversight_apis_are_for_oversight_only(client, login_as, auditor, path):
+    assert client.get(path, headers=auditor[1]).status_code == 200
+    for role in NON_OVERSIGHT:
+        _u, headers = login_as(role)
+        assert client.get(path, headers=headers).status_code == 403
+    assert client.get(path).status_code == 401
+
+
+def test_audit_search_filters_and_is_itself_audited(client, case, people, auditor):
+    case_id, values = case
+    me, headers = auditor
+    resp = client.get(f"/api/v1/audit?case_id={case_id}&action=referral.read", headers=headers).get_json()
+    assert resp["total"] == 1 and resp["items"][0]["actor_id"] == people["supervisor"][0].id
+    assert set(resp["items"][0]["fields"]) >= {"survivor.name", "incident.narrative"}
+    assert not any(v in json.dumps(resp) for v in values.values())
+    by_actor = client.get(f"/api/v1/audit?actor_id={people['focal'][0].id}", headers=headers).get_json()
+    assert by_actor["total"] >= 1 and all(i["actor_id"] == people["focal"][0].id for i in by_actor["items"])
+    assert client.get("/api/v1/audit?since=yesterday", headers=headers).status_code == 422
+    assert client.get("/api/v1/audit?since=2026-01-01T00:00:00", headers=headers).status_code == 422  # naive
+    assert client.get("/api/v1/audit?per_page=500", headers=headers).status_code == 422
+    mine = db.session.scalars(select(AuditEvent).where(AuditEvent.actor_id == me.id,
+                                                       AuditEvent.action == "audit.search")).all()
+    assert len(mine) == 2
+
+
+def test_csv_export_is_audited_and_flags_off_hours(client, case, auditor):
+    me, headers = auditor
+    night = dt.datetime.now(dt.UTC).replace(hour=2, minute=0)
+    with time_machine.travel(night, tick=False):
+        resp = client.get("/api/v1/audit/export.csv", headers=headers)
+        assert resp.status_code == 200 and resp.mimetype == "text/csv"
+        rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
+        assert rows[0][:5] == ["seq", "ts", "actor_id", "actor_role", "action"] and len(rows) > 3
+        anomalies = client.get("/api/v1/oversight/anomalies", headers=headers).get_json()["items"]
+    assert any(a["kind"] == "export_outside_hours" and a["actor_id"] == me.id for a in anomalies)
+
+
+def test_disclosures_say_who_saw_what_and_why(client, case, people, officers, auditor):
+    case_id, _values = case
+    items = client.get(f"/api/v1/referrals/{case_id}/disclosures", headers=auditor[1]).get_json()["items"]
+    by_role = {(i["actor_role"], i["action"]): i for i in items}
+    assert by_role[("supervisor", "referral.read")]["purpose"] == "assignment"
+    assert by_role[("focal_point", "referral.create")]["purpose"] == "submission"
+    assert client.get("/api/v1/referrals/not-a-case/disclosures", headers=auditor[1]).status_code == 404
+
+
+def test_break_glass_gives_time_limited_access_and_stands_out(client, case, auditor, login_as):
+    case_id, values = case
+    me, headers = auditor
+    assert client.get(f"/api/v1/referrals/{case_id}", headers=headers).status_code == 404  # not without it
+    short = {"case_id": case_id, "justification": "too short"}
+    assert client.post("/api/v1/break-glass", json=short, headers=headers).status_code == 422
+    too_long = {"case_id": case_id, "justification": "Complaint 2026/114 about this unit's handling", "hours": 100}
+    assert client.post("/api/v1/break-glass", json=too_long, headers=headers).status_code == 422
+    start = dt.datetime.now(dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        grant = client.post("/api/v1/break-glass", headers=headers,
+                            json={"case_id": case_id, "justification": "Complaint 2026/114 about this unit's handling"})
+        assert grant.status_code == 201
+        assert dt.datetime.fromisoformat(grant.get_json()["expires_at"]) == start + dt.timedelta(hours=1)
+        seen = client.get(f"/api/v1/referrals/{case_id}", headers=headers)
+        assert seen.status_code == 200 and seen.get_json()["survivor"]["name"] == values["survivor.name"]
+        traveller.shift(dt.timedelta(minutes=61))
+        assert client.get(f"/api/v1/referrals/{case_id}", headers=headers).status_code == 404
+    opened = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "break_glass.open"))
+    assert "BREAK-GLASS" in opened.reason and "Complaint" not in (opened.reason or "")
+    search = client.get("/api/v1/audit?action=break_glass.open", headers=headers).get_json()["items"]
+    assert search[0]["break_glass"] is True
+    # Another oversight user sees it in the review queue and reviews it; the opener cannot.
+    other, other_h = login_as("oversight")
+    queue = client.get("/api/v1/break-glass", headers=other_h).get_json()["items"]
+    assert queue[0]["case_id"] == case_id and queue[0]["reviewed"] is False
+    gid = queue[0]["id"]
+    assert client.post(f"/api/v1/break-glass/{gid}/review", json={"outcome": "justified"},
+                       headers=headers).status_code == 422
+    assert client.post(f"/api/v1/break-glass/{gid}/review", json={"outcome": "justified"},
+                       headers=other_h).status_code == 200
+    assert client.post("/api/v1/break-glass/999999/review", json={"outcome": "justified"},
+                       headers=other_h).status_code == 404
+
+
+def test_many_cases_read_and_repeated_denials_are_flagged(client, app, place, people, auditor, monkeypatch,
+                                                          login_as):
+    monkeypatch.setitem(app.config, "ANOMALY_CASES_PER_HOUR", 3)
+    monkeypatch.setitem(app.config, "ANOMALY_DENIALS_PER_HOUR", 3)
+    sup, sup_h = people["supervisor"]
+    for _ in range(3):
+        cid = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                          headers=people["focal"][1]).get_json()["id"]
+        client.get(f"/api/v1/referrals/{cid}", headers=sup_h)
+    prowler, prowler_h = login_as("officer")
+    for _ in range(3):
+        client.get(f"/api/v1/referrals/{cid}", headers=prowler_h)
+    items = client.get("/api/v1/oversight/anomalies", headers=auditor[1]).get_json()["items"]
+    kinds = {(a["kind"], a["actor_id"]) for a in items}
+    assert ("many_cases_read", sup.id) in kinds and ("repeated_denials", prowler.id) in kinds
+
+
+# -- statistics -------------------------------------------------------------------------
+
+def test_suppression_of_small_cells_and_the_complementary_cell():
+    assert suppress(Counter({"a": 10, "b": 7, "c": 2})) == {"cells": {"a": 10, "b": "suppressed", "c": "<5"},
+                                                             "total": 19}
+    # Two small cells protect each other: no complementary suppression needed.
+    assert suppress(Counter({"a": 10, "b": 3, "c": 1})) == {"cells": {"a": 10, "b": "<5", "c": "<5"}, "total": 14}
+    assert suppress(Counter({"a": 3})) == {"cells": {"a": "<5"}, "total": "<5"}
+    assert suppress(Counter({"a": 6, "b": 9})) == {"cells": {"a": 6, "b": 9}, "total": 15}
+
+
+@pytest.mark.parametrize("days, bucket", [(0, "0-3"), (3, "0-3"), (4, "4-5"), (5, "4-5"), (6, "6-14"),
+                                          (14, "6-14"), (15, "15-30"), (30, "15-30"), (31, "over_30")])
+def test_time_to_report_buckets(days, bucket):
+    reported = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+    assert report_bucket(reported.date() - dt.timedelta(days=days), reported) == bucket
+
+
+def test_statistics_count_only_consented_cases_and_suppress(client, runner, place, people, auditor, tmp_path):
+    focal_h = people["focal"][1]
+    def send(n, **changes):
+        for _ in range(n):
+            body = minimal(place["district"].code)
+            body["consent"]["statistics"] = changes.get("statistics", True)
+            body["incident"]["answers"][changes.get("answer", "physical_assault")] = True
+            assert client.post("/api/v1/referrals", json=body, headers=focal_h).status_code == 201
+    send(7)                                   # physical assault
+    send(2, answer="psychological_abuse")     # a small cell
+    send(6, answer="forced_marriage")         # its complement
+    send(4, answer="penetration", statistics=False)  # never counted
+    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    assert report["cases"] == 15
+    assert report["tables"]["gbv_type"]["cells"] == {"forced_marriage": "suppressed", "physical_assault": 7,
+                                                     "psychological_abuse": "<5"}
+    assert report["tables"]["gbv_type"]["total"] == 15
+    assert "rape" not in json.dumps(report)
+    out = tmp_path / "stats.csv"
+    result = runner.invoke(args=["stats", "export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as fh:
+        rows = list(csv.reader(fh))
+    assert ["gbv_type", "psychological_abuse", "<5"] in rows and ["gbv_type", "forced_marriage", "suppressed"] in rows

@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.oversight import views as _oversight_views  # noqa: F401
     from referral.api import api
     from referral.health import health
+    from referral.web import oversight as _oversight_pages  # noqa: F401  (registers pages on web)
     from referral.web.views import web
 
     # API calls carry a bearer token; those that ride a browser session are

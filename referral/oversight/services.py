@@ -191,3 +191,38 @@ def anomalies(session: Session, actor: User, *, now: dt.datetime | None = None) 
     return found
 
 
+
+
+def dashboard(session: Session, actor: User, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Figures for the oversight dashboard: de-identified counts and times only."""
+    from statistics import median
+
+    from referral.reference.models import Unit
+    from referral.referrals.workflow_models import Alert, AlertKind
+    from referral.standards.models import StepBreach
+
+    require(actor, Permission.AUDIT_READ)
+    now = now or utcnow()
+    units = {u.id: u.code for u in session.scalars(select(Unit))}
+    by_stage = session.execute(select(Referral.status, func.count()).group_by(Referral.status)).all()
+    accept_hours: dict[str, list[float]] = {}
+    for unit_id, created, accepted in session.execute(select(
+            Referral.unit_id, Referral.created_at, Referral.first_accepted_at).where(
+            Referral.first_accepted_at.is_not(None))):
+        accept_hours.setdefault(units.get(unit_id, "none"), []).append((accepted - created).total_seconds() / 3600)
+    breaches = session.execute(select(Referral.unit_id, StepBreach.due_at).join(
+        Referral, Referral.id == StepBreach.referral_id)).all()
+    by_unit_month: dict[str, int] = {}
+    for unit_id, due in breaches:
+        key = f"{units.get(unit_id, 'none')} {due.strftime('%Y-%m')}"
+        by_unit_month[key] = by_unit_month.get(key, 0) + 1
+    gaps = session.execute(select(Alert.unit_id, func.count()).where(Alert.kind == AlertKind.coverage_gap)
+                           .group_by(Alert.unit_id)).all()
+    record(session, actor, "oversight.dashboard", object_type="audit")
+    return {
+        "open_by_stage": sorted((status.value, n) for status, n in by_stage),
+        "median_hours_to_accept": sorted((code, round(median(v), 1)) for code, v in accept_hours.items()),
+        "breaches_by_unit_month": sorted(by_unit_month.items()),
+        "coverage_gaps": sorted((units.get(unit_id, "none"), n) for unit_id, n in gaps),
+        "anomalies": anomalies(session, actor, now=now),
+    }

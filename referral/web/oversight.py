@@ -1,0 +1,47 @@
+"""Oversight pages: the dashboard with SVG charts and the audit search (server-rendered)."""
+from __future__ import annotations
+
+from flask import render_template, request
+from flask_login import current_user
+from marshmallow import ValidationError
+
+from referral.extensions import db
+from referral.oversight import services
+from referral.oversight.charts import bar_chart
+from referral.security.permissions import Permission, requires
+from referral.web.forms import LogoutForm
+from referral.web.views import web
+
+
+@web.get("/oversight")
+@requires(Permission.AUDIT_READ)
+def oversight_dashboard():  # type: ignore[no-untyped-def]
+    data = services.dashboard(db.session, current_user._get_current_object())
+    db.session.commit()
+    charts = [
+        bar_chart("Open cases by stage", data["open_by_stage"]),
+        bar_chart("Median hours to accept, by unit", data["median_hours_to_accept"], unit=" h"),
+        bar_chart("Step breaches by unit and month", data["breaches_by_unit_month"]),
+        bar_chart("Coverage gaps by unit", data["coverage_gaps"]),
+    ]
+    return render_template("oversight/dashboard.html", charts=charts, anomalies=data["anomalies"],
+                           logout_form=LogoutForm())
+
+
+@web.get("/oversight/audit")
+@requires(Permission.AUDIT_READ)
+def oversight_audit():  # type: ignore[no-untyped-def]
+    from referral.oversight.views import AuditSearchArgs
+
+    raw = {k: v for k, v in request.args.items() if v}
+    errors = {}
+    try:
+        args = AuditSearchArgs().load(raw)
+    except ValidationError as err:
+        errors, args = err.messages, AuditSearchArgs().load({})
+    page, per_page = args.pop("page"), args.pop("per_page")
+    items, total = services.search_audit(db.session, current_user._get_current_object(), args,
+                                         page=page, per_page=per_page)
+    db.session.commit()
+    return render_template("oversight/audit.html", items=items, total=total, page=page, per_page=per_page,
+                           filters=raw, errors=errors, logout_form=LogoutForm()), (422 if errors else 200)

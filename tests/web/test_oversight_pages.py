@@ -1,0 +1,42 @@
+"""Oversight pages: charts rendered on the server as SVG, audit search with filters."""
+import pyotp
+
+from tests.factories import PASSWORD
+from tests.referrals.helpers import minimal
+from tests.web.helpers import web_login
+
+
+def sign_in(client, user):
+    code = pyotp.TOTP(user.totp_secret_plain).now() if user.totp_secret_plain else None
+    assert web_login(client, user.email, PASSWORD, code).status_code == 302
+
+
+def test_dashboard_draws_svg_charts_without_scripts(client, place, people, officers, make_user):
+    client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=people["focal"][1])
+    auditor = make_user("oversight")
+    sign_in(client, auditor)
+    page = client.get("/oversight")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert html.count("<svg") >= 1 and 'role="img"' in html and "Open cases by stage" in html
+    assert "<script" not in html.replace('src="/static/web/quick-exit.js"', "")
+
+
+def test_audit_page_filters_and_flags_bad_input(client, place, people, make_user):
+    client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=people["focal"][1])
+    auditor = make_user("oversight")
+    sign_in(client, auditor)
+    page = client.get(f"/oversight/audit?actor_id={people['focal'][0].id}&action=referral.create")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "1 events." in html and "<td>referral.create</td>" in html
+    bad = client.get("/oversight/audit?since=yesterday")
+    assert bad.status_code == 422 and 'aria-invalid="true"' in bad.get_data(as_text=True)
+
+
+def test_oversight_pages_refuse_other_roles(client, make_user):
+    for role in ("officer", "admin", "focal_point"):
+        c = client.application.test_client()
+        user = make_user(role)
+        sign_in(c, user)
+        assert c.get("/oversight").status_code == 403
+        assert c.get("/oversight/audit").status_code == 403

@@ -9,7 +9,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install migrate seed run test test-sqlite test-postgres otp clean
+.PHONY: install translations extract-messages migrate seed run test test-sqlite test-postgres otp clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,16 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) translations
+
+# Compiled catalogs are build products (not committed): the .po files are the source.
+translations: $(STAMP)
+	@$(BIN)/pybabel compile -d referral/translations > /dev/null 2>&1
+
+# For developers: refresh the template and merge new messages into every catalog.
+extract-messages: $(STAMP)
+	$(BIN)/pybabel extract -q -F babel.cfg -k _l -o referral/translations/messages.pot .
+	$(BIN)/pybabel update -q -i referral/translations/messages.pot -d referral/translations
 
 migrate: install
 	$(FLASK) db upgrade

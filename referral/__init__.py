@@ -34,6 +34,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ext.login_manager.init_app(app)
     ext.login_manager.session_protection = None  # identity comes from server-side rows, not the cookie
     ext.csrf.init_app(app)
+    from referral.i18n import init_i18n
+
+    init_i18n(app)
 
     from referral import models  # noqa: F401  (registers every table on the metadata)
     from referral.accounts import identity  # noqa: F401  (registers the request loader)
@@ -45,7 +48,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.oversight import views as _oversight_views  # noqa: F401
     from referral.api import api
     from referral.health import health
-    from referral.web import oversight as _oversight_pages  # noqa: F401  (registers pages on web)
+    from referral.web import focal as _focal_pages  # noqa: F401  (registers pages on web)
+    from referral.web import oversight as _oversight_pages  # noqa: F401
     from referral.web.views import web
 
     # API calls carry a bearer token; those that ride a browser session are

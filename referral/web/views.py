@@ -62,4 +62,10 @@ def logout():  # type: ignore[no-untyped-def]
 @web.get("/")
 @requires(Permission.ACCOUNT_SELF_READ)
 def home():  # type: ignore[no-untyped-def]
-    return render_template(f"home/{current_user.role.value}.html", logout_form=LogoutForm())
+    referrals: list = []
+    if current_user.role.value == "focal_point":
+        from referral.referrals.services import list_referrals
+
+        referrals, _total = list_referrals(db.session, current_user._get_current_object(), page=1, per_page=100)
+        db.session.commit()
+    return render_template(f"home/{current_user.role.value}.html", logout_form=LogoutForm(), referrals=referrals)

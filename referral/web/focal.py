@@ -1,0 +1,67 @@
+"""Focal-point pages: refer a survivor, follow the stage of what you referred."""
+from __future__ import annotations
+
+from flask import make_response, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from marshmallow import ValidationError
+
+from referral.errors import DomainError
+from referral.extensions import db
+from referral.reference.models import Area
+from referral.referrals import services
+from referral.referrals.schemas import Submission
+from referral.security.permissions import Permission, requires
+from referral.web.forms import LogoutForm
+from referral.web.referral_forms import ReferralForm
+from referral.web.views import web
+
+
+def _area_choices(user) -> list:  # type: ignore[no-untyped-def]
+    """The organisation's areas and everything below them, for the place question."""
+    seen: list[Area] = []
+    stack = list(user.organisation.areas) if user.organisation else []
+    while stack:
+        area = stack.pop(0)
+        if area not in seen:
+            seen.append(area)
+            stack.extend(sorted(area.children, key=lambda a: a.code))
+    from wtforms import SelectChoice
+
+    return [SelectChoice(a.code, a.name) for a in seen]
+
+
+def _no_store(response):  # type: ignore[no-untyped-def]
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@web.route("/referrals/new", methods=["GET", "POST"])
+@requires(Permission.REFERRAL_SUBMIT)
+def new_referral():  # type: ignore[no-untyped-def]
+    user = current_user._get_current_object()
+    form = ReferralForm()
+    form.area.choices = _area_choices(user)
+    problem = None
+    if form.validate_on_submit():
+        try:
+            data = Submission().load(form.to_submission())
+            referral = services.create_referral(db.session, user, data)
+            db.session.commit()
+            return redirect(url_for("web.referral_status", referral_id=referral.id, new=1))
+        except ValidationError:
+            problem = _("Some answers are not valid. Please check the form.")
+        except DomainError as err:
+            db.session.rollback()
+            problem = err.message if err.status < 500 else _("Something went wrong.")
+    status = 200 if not form.is_submitted() else 422
+    return _no_store(make_response(render_template("focal/new.html", form=form, problem=problem,
+                                                   logout_form=LogoutForm()), status))
+
+
+@web.get("/referrals/<referral_id>")
+@requires(Permission.REFERRAL_READ)
+def referral_status(referral_id: str):  # type: ignore[no-untyped-def]
+    body = services.read_referral(db.session, current_user._get_current_object(), referral_id)
+    db.session.commit()
+    return _no_store(make_response(render_template("focal/status.html", case=body, logout_form=LogoutForm())))

@@ -1,0 +1,66 @@
+"""The focal point's pages: refer a survivor without JavaScript, follow the stage, quick exit."""
+from sqlalchemy import select
+
+from referral.extensions import db
+from referral.referrals.models import Referral
+from tests.factories import PASSWORD
+from tests.web.helpers import csrf_token, web_login
+
+FORM = {"age_group": "26-40", "sex": "female", "name": "CanaryFormName", "phone": "+996555777888",
+        "contact_method": "sms", "contact_notes": "CanaryFormNotes", "incident_date": "2026-11-20",
+        "penetration": "no", "sexual_contact": "no", "physical_assault": "yes", "forced_marriage": "no",
+        "denial_of_resources": "no", "psychological_abuse": "yes", "immediate_danger": "no",
+        "relationship": "intimate_partner", "narrative": "CanaryFormStory", "consent_police": "y",
+        "consent_services": "y", "consent_statistics": "y", "given_by": "survivor", "female_officer": "y"}
+
+
+def test_focal_point_refers_a_survivor_through_the_form(client, place, people, officers):
+    focal, _ = people["focal"]
+    assert web_login(client, focal.email, PASSWORD).status_code == 302
+    page = client.get("/referrals/new")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert 'id="quick-exit"' in html and "<title>New referral · Amanat</title>" in html
+    assert len(page.get_data()) < 30 * 1024
+    assert place["village"].code in html  # the group's areas and their villages
+    data = {**FORM, "area": place["village"].code, "csrf_token": csrf_token(html)}
+    sent = client.post("/referrals/new", data=data)
+    assert sent.status_code == 302
+    location = sent.headers["Location"]
+    assert "Canary" not in location
+    status = client.get(location)
+    body = status.get_data(as_text=True)
+    assert status.status_code == 200 and "Waiting for an officer" in body
+    assert "Canary" not in body and 'id="quick-exit"' in body
+    row = db.session.scalar(select(Referral).order_by(Referral.created_at.desc()))
+    assert row.gbv_type == "physical_assault" and row.officer_gender == "female"
+    assert row.safe_contact_method == "sms" and b"CanaryFormName" not in bytes(row.survivor_name_sealed)
+    home = client.get("/").get_data(as_text=True)
+    assert row.reference in home and "Waiting for an officer" in home
+
+
+def test_form_errors_are_shown_and_nothing_is_stored(client, place, people):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    bad = {**FORM, "area": "NOT-MINE", "csrf_token": csrf_token(html)}
+    resp = client.post("/referrals/new", data=bad)
+    assert resp.status_code == 422 and 'aria-invalid="true"' in resp.get_data(as_text=True)
+    assert db.session.scalar(select(Referral)) is None
+    no_csrf = client.post("/referrals/new", data={**FORM, "area": place["village"].code})
+    assert no_csrf.status_code == 400
+
+
+def test_the_form_speaks_kyrgyz(client, people):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new?lang=ky").get_data(as_text=True)
+    assert '<html lang="ky">' in html and "Жаңы кайрылуу" in html and "Тез чыгуу" in html
+
+
+def test_only_focal_points_use_the_referral_form(client, make_user):
+    import pyotp
+
+    officer = make_user("officer")
+    web_login(client, officer.email, PASSWORD, pyotp.TOTP(officer.totp_secret_plain).now())
+    assert client.get("/referrals/new").status_code == 403

@@ -71,3 +71,10 @@ def test_unknown_field_names_that_are_not_identifiers_are_not_echoed(client):
     fields = resp.get_json()["error"]["fields"]
     assert "extra_field" in fields and "_unknown" in fields
     assert "Aigerim" not in resp.get_data(as_text=True)
+
+
+def test_static_files_are_served_to_everyone(client):
+    for path in ("/static/web/amanat.css", "/static/web/quick-exit.js"):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        resp.close()

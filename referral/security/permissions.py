@@ -180,8 +180,8 @@ def guard_request():  # type: ignore[no-untyped-def]
         return None  # 404/405 from routing itself
     view = current_app.view_functions.get(request.endpoint)
     access = declared_access(view)
-    if request.endpoint == "static":
-        access = PUBLIC
+    if request.endpoint == "static" or request.endpoint.endswith(".static"):
+        access = PUBLIC  # stylesheets and scripts: public files, never case data
     if access == PUBLIC:
         return None
     if access is None:

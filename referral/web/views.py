@@ -63,9 +63,18 @@ def logout():  # type: ignore[no-untyped-def]
 @requires(Permission.ACCOUNT_SELF_READ)
 def home():  # type: ignore[no-untyped-def]
     referrals: list = []
-    if current_user.role.value == "focal_point":
+    offers: list = []
+    user = current_user._get_current_object()
+    if user.role.value in ("focal_point", "officer", "supervisor"):
         from referral.referrals.services import list_referrals
 
-        referrals, _total = list_referrals(db.session, current_user._get_current_object(), page=1, per_page=100)
+        referrals, _total = list_referrals(db.session, user, page=1, per_page=100)
+        if user.role.value == "officer":
+            from referral.web.police import offers_for
+
+            offers = offers_for(user)
+            offered = {o["id"] for o in offers}
+            referrals = [r for r in referrals if r["id"] not in offered]
         db.session.commit()
-    return render_template(f"home/{current_user.role.value}.html", logout_form=LogoutForm(), referrals=referrals)
+    return render_template(f"home/{user.role.value}.html", logout_form=LogoutForm(), referrals=referrals,
+                           offers=offers)

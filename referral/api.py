@@ -75,5 +75,12 @@ def load_args(schema: Schema) -> Any:
         raise ValidationFailed(fields=_field_errors(err.messages)) from None
 
 
+def acting_user():  # type: ignore[no-untyped-def]
+    """The signed-in user as a plain object, to hand to services explicitly."""
+    from flask_login import current_user
+
+    return current_user._get_current_object()
+
+
 def page_body(items: list[Any], *, page: int, per_page: int, total: int) -> dict[str, Any]:
     return {"items": items, "page": page, "per_page": per_page, "total": total}

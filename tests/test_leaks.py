@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from sqlalchemy import make_url, select, text
+from sqlalchemy import text
 
 from referral.accounts.services import NewUser, create_user
 from referral.extensions import db

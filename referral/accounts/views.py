@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 from flask import g, jsonify
-from flask_login import current_user
 
 from referral.accounts import auth, services
 from referral.accounts.schemas import TokenRequest, UserCreate, UserListArgs, UserOut
-from referral.api import api, load_args, load_json, page_body
+from referral.api import acting_user, api, load_args, load_json, page_body
 from referral.errors import BadRequest
 from referral.extensions import db
 from referral.security.permissions import Permission, public, requires
 
 user_out = UserOut()
 
-
-def _actor():  # type: ignore[no-untyped-def]
-    return current_user._get_current_object()
 
 
 @api.post("/auth/tokens")
@@ -45,14 +41,14 @@ def revoke_current_token():  # type: ignore[no-untyped-def]
 @api.get("/me")
 @requires(Permission.ACCOUNT_SELF_READ)
 def me():  # type: ignore[no-untyped-def]
-    return jsonify(user_out.dump(_actor()))
+    return jsonify(user_out.dump(acting_user()))
 
 
 @api.post("/admin/users")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_create_user():  # type: ignore[no-untyped-def]
     data = load_json(UserCreate())
-    user, secret = services.create_user(_actor(), services.NewUser(**data))
+    user, secret = services.create_user(acting_user(), services.NewUser(**data))
     db.session.commit()
     return jsonify({**user_out.dump(user), "totp_secret": secret}), 201
 
@@ -61,7 +57,7 @@ def admin_create_user():  # type: ignore[no-untyped-def]
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_list_users():  # type: ignore[no-untyped-def]
     args = load_args(UserListArgs())
-    items, total = services.list_users(_actor(), page=args["page"], per_page=args["per_page"], role=args["role"])
+    items, total = services.list_users(acting_user(), page=args["page"], per_page=args["per_page"], role=args["role"])
     body = page_body(user_out.dump(items, many=True), page=args["page"], per_page=args["per_page"], total=total)
     db.session.commit()
     return jsonify(body)
@@ -70,7 +66,7 @@ def admin_list_users():  # type: ignore[no-untyped-def]
 @api.get("/admin/users/<int:user_id>")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_get_user(user_id: int):  # type: ignore[no-untyped-def]
-    body = user_out.dump(services.get_user(_actor(), user_id))
+    body = user_out.dump(services.get_user(acting_user(), user_id))
     db.session.commit()
     return jsonify(body)
 
@@ -78,7 +74,7 @@ def admin_get_user(user_id: int):  # type: ignore[no-untyped-def]
 @api.post("/admin/users/<int:user_id>/deactivate")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_deactivate_user(user_id: int):  # type: ignore[no-untyped-def]
-    user = services.deactivate_user(_actor(), user_id)
+    user = services.deactivate_user(acting_user(), user_id)
     db.session.commit()
     return jsonify(user_out.dump(user))
 
@@ -86,7 +82,7 @@ def admin_deactivate_user(user_id: int):  # type: ignore[no-untyped-def]
 @api.post("/admin/users/<int:user_id>/unlock")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_unlock_user(user_id: int):  # type: ignore[no-untyped-def]
-    user = services.unlock_user(_actor(), user_id)
+    user = services.unlock_user(acting_user(), user_id)
     db.session.commit()
     return jsonify(user_out.dump(user))
 
@@ -94,6 +90,6 @@ def admin_unlock_user(user_id: int):  # type: ignore[no-untyped-def]
 @api.post("/admin/users/<int:user_id>/reset-totp")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
-    user, secret = services.reset_totp(_actor(), user_id)
+    user, secret = services.reset_totp(acting_user(), user_id)
     db.session.commit()
     return jsonify({**user_out.dump(user), "totp_secret": secret})

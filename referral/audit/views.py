@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify
-from flask_login import current_user
 
-from referral.api import api
+from referral.api import acting_user, api
 from referral.audit import service
 from referral.audit.checkpoints import load_signing_key
 from referral.extensions import db
@@ -23,7 +22,7 @@ def public_key():  # type: ignore[no-untyped-def]
 @requires(Permission.AUDIT_VERIFY)
 def verify_chain():  # type: ignore[no-untyped-def]
     result = service.verify(db.session, public_key=public_key())
-    service.record(db.session, current_user._get_current_object(), "audit.verify", object_type="audit",
+    service.record(db.session, acting_user(), "audit.verify", object_type="audit",
                    reason="chain holds" if result.ok else f"first bad sequence {result.first_bad_seq}")
     db.session.commit()
     return jsonify(ok=result.ok, count=result.count, first_bad_seq=result.first_bad_seq, problem=result.problem,

@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from referral.accounts.models import Role, User
+from referral.accounts.models import User
 from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
 from referral.db import utcnow

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from flask import Response, current_app, jsonify
-from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
-from referral.api import PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
 from referral.extensions import db
 from referral.oversight import services, statistics
 from referral.security.permissions import Permission, requires
@@ -13,9 +12,6 @@ from referral.security.permissions import Permission, requires
 _SANE = validate.Range(min=__import__("datetime").datetime(2000, 1, 1, tzinfo=__import__("datetime").UTC),
                        max=__import__("datetime").datetime(2100, 1, 1, tzinfo=__import__("datetime").UTC))
 
-
-def _actor():  # type: ignore[no-untyped-def]
-    return current_user._get_current_object()
 
 
 class AuditFilters(Schema):
@@ -51,7 +47,7 @@ class StatsArgs(Schema):
 def audit_search():  # type: ignore[no-untyped-def]
     args = load_args(AuditSearchArgs())
     page, per_page = args.pop("page"), args.pop("per_page")
-    items, total = services.search_audit(db.session, _actor(), args, page=page, per_page=per_page)
+    items, total = services.search_audit(db.session, acting_user(), args, page=page, per_page=per_page)
     db.session.commit()
     return jsonify(page_body(items, page=page, per_page=per_page, total=total))
 
@@ -60,7 +56,7 @@ def audit_search():  # type: ignore[no-untyped-def]
 @requires(Permission.AUDIT_READ)
 def audit_export():  # type: ignore[no-untyped-def]
     args = load_args(AuditFilters())
-    body = services.export_audit_csv(db.session, _actor(), args)
+    body = services.export_audit_csv(db.session, acting_user(), args)
     db.session.commit()
     return Response(body, mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=audit.csv"})
 
@@ -68,7 +64,7 @@ def audit_export():  # type: ignore[no-untyped-def]
 @api.get("/referrals/<referral_id>/disclosures")
 @requires(Permission.AUDIT_READ)
 def case_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
-    items = services.disclosures(db.session, _actor(), referral_id)
+    items = services.disclosures(db.session, acting_user(), referral_id)
     db.session.commit()
     return jsonify(items=items, total=len(items))
 
@@ -78,7 +74,7 @@ def case_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
 def break_glass():  # type: ignore[no-untyped-def]
     data = load_json(BreakGlassIn())
     hours = data["hours"] or current_app.config["BREAK_GLASS_DEFAULT_HOURS"]
-    grant = services.open_break_glass(db.session, _actor(), data["case_id"], data["justification"], hours)
+    grant = services.open_break_glass(db.session, acting_user(), data["case_id"], data["justification"], hours)
     db.session.commit()
     return jsonify(id=grant.id, case_id=grant.referral_id, expires_at=grant.expires_at.isoformat()), 201
 
@@ -86,7 +82,7 @@ def break_glass():  # type: ignore[no-untyped-def]
 @api.get("/break-glass")
 @requires(Permission.BREAK_GLASS)
 def break_glass_queue():  # type: ignore[no-untyped-def]
-    items = services.review_queue(db.session, _actor())
+    items = services.review_queue(db.session, acting_user())
     db.session.commit()
     return jsonify(items=items, total=len(items))
 
@@ -95,7 +91,7 @@ def break_glass_queue():  # type: ignore[no-untyped-def]
 @requires(Permission.BREAK_GLASS)
 def break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
     data = load_json(ReviewIn())
-    grant = services.review_break_glass(db.session, _actor(), grant_id, data["outcome"])
+    grant = services.review_break_glass(db.session, acting_user(), grant_id, data["outcome"])
     db.session.commit()
     return jsonify(id=grant.id, review_outcome=grant.review_outcome)
 
@@ -103,7 +99,7 @@ def break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
 @api.get("/oversight/anomalies")
 @requires(Permission.AUDIT_READ)
 def oversight_anomalies():  # type: ignore[no-untyped-def]
-    items = services.anomalies(db.session, _actor())
+    items = services.anomalies(db.session, acting_user())
     db.session.commit()
     return jsonify(items=items, total=len(items))
 
@@ -116,6 +112,6 @@ def stats_deidentified():  # type: ignore[no-untyped-def]
 
     args = load_args(StatsArgs())
     report = statistics.deidentified(db.session, since=args["since"], until=args["until"], now=utcnow())
-    record(db.session, _actor(), "stats.deidentified", object_type="statistics")
+    record(db.session, acting_user(), "stats.deidentified", object_type="statistics")
     db.session.commit()
     return jsonify(report)

@@ -2,24 +2,20 @@
 from __future__ import annotations
 
 from flask import jsonify
-from flask_login import current_user
 
-from referral.api import PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
 from referral.extensions import db
 from referral.referrals import services, workflow
 from referral.referrals.schemas import ActionIn, CloseIn, DeclineIn, EmptyIn, NoteIn, ReassignIn, Submission
 from referral.security.permissions import Permission, requires
 
 
-def _actor():  # type: ignore[no-untyped-def]
-    return current_user._get_current_object()
-
 
 @api.post("/referrals")
 @requires(Permission.REFERRAL_SUBMIT)
 def submit_referral():  # type: ignore[no-untyped-def]
     data = load_json(Submission())
-    referral = services.create_referral(db.session, _actor(), data)
+    referral = services.create_referral(db.session, acting_user(), data)
     db.session.commit()
     return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
                    gbv_type=referral.gbv_type, flags=referral.flag_list), 201
@@ -29,7 +25,7 @@ def submit_referral():  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_READ)
 def list_referrals():  # type: ignore[no-untyped-def]
     args = load_args(PageArgs())
-    items, total = services.list_referrals(db.session, _actor(), page=args["page"], per_page=args["per_page"])
+    items, total = services.list_referrals(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     db.session.commit()
     return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
 
@@ -37,7 +33,7 @@ def list_referrals():  # type: ignore[no-untyped-def]
 @api.get("/referrals/<referral_id>")
 @requires(Permission.REFERRAL_READ)
 def read_referral(referral_id: str):  # type: ignore[no-untyped-def]
-    body = services.read_referral(db.session, _actor(), referral_id)
+    body = services.read_referral(db.session, acting_user(), referral_id)
     db.session.commit()
     return jsonify(body)
 
@@ -46,7 +42,7 @@ def read_referral(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_ADD_INFORMATION)
 def add_information(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(NoteIn())
-    note = services.add_information(db.session, _actor(), referral_id, data["text"])
+    note = services.add_information(db.session, acting_user(), referral_id, data["text"])
     db.session.commit()
     return jsonify(id=note.id, created_at=note.created_at.isoformat()), 201
 
@@ -69,7 +65,7 @@ def _optional_body() -> None:
 def compliance(referral_id: str):  # type: ignore[no-untyped-def]
     from referral.standards.services import read_compliance
 
-    body = read_compliance(db.session, _actor(), referral_id)
+    body = read_compliance(db.session, acting_user(), referral_id)
     db.session.commit()
     return jsonify(body)
 
@@ -78,7 +74,7 @@ def compliance(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_ACCEPT)
 def accept(referral_id: str):  # type: ignore[no-untyped-def]
     _optional_body()
-    referral = workflow.accept(db.session, _actor(), referral_id)
+    referral = workflow.accept(db.session, acting_user(), referral_id)
     db.session.commit()
     return _state(referral)
 
@@ -87,7 +83,7 @@ def accept(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_ACCEPT)
 def decline(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(DeclineIn())
-    referral = workflow.decline(db.session, _actor(), referral_id, data["reason"])
+    referral = workflow.decline(db.session, acting_user(), referral_id, data["reason"])
     db.session.commit()
     return jsonify(id=referral.id, reference=referral.reference, status="declined")
 
@@ -96,7 +92,7 @@ def decline(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_ACCEPT)
 def recuse(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(DeclineIn())
-    workflow.recuse(db.session, _actor(), referral_id, data["reason"])
+    workflow.recuse(db.session, acting_user(), referral_id, data["reason"])
     db.session.commit()
     return "", 204
 
@@ -105,7 +101,7 @@ def recuse(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_WORK)
 def add_action(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(ActionIn())
-    action = workflow.add_action(db.session, _actor(), referral_id, data)
+    action = workflow.add_action(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(id=action.id, type=action.type.value, created_at=action.created_at.isoformat()), 201
 
@@ -114,7 +110,7 @@ def add_action(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_WORK)
 def close(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(CloseIn())
-    referral = workflow.close(db.session, _actor(), referral_id, data["outcome"])
+    referral = workflow.close(db.session, acting_user(), referral_id, data["outcome"])
     db.session.commit()
     return _state(referral)
 
@@ -123,7 +119,7 @@ def close(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_REASSIGN)
 def reassign(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(ReassignIn())
-    referral = workflow.reassign(db.session, _actor(), referral_id, data["officer_id"])
+    referral = workflow.reassign(db.session, acting_user(), referral_id, data["officer_id"])
     db.session.commit()
     return _state(referral)
 
@@ -132,6 +128,6 @@ def reassign(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_WITHDRAW)
 def withdraw(referral_id: str):  # type: ignore[no-untyped-def]
     _optional_body()
-    referral = workflow.withdraw(db.session, _actor(), referral_id)
+    referral = workflow.withdraw(db.session, acting_user(), referral_id)
     db.session.commit()
     return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value)

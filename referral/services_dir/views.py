@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from flask import jsonify
-from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
-from referral.api import PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
 from referral.extensions import db
 from referral.reference.models import ServiceType
 from referral.referrals.schemas import Bool
@@ -15,9 +14,6 @@ from referral.services_dir.models import GivenBy, ServiceOutcome
 
 TYPES = [t.value for t in ServiceType]
 
-
-def _actor():  # type: ignore[no-untyped-def]
-    return current_user._get_current_object()
 
 
 class DirectoryArgs(Schema):
@@ -50,7 +46,7 @@ class RespondIn(Schema):
 @requires(Permission.SERVICES_DIRECTORY)
 def service_directory():  # type: ignore[no-untyped-def]
     args = load_args(DirectoryArgs())
-    items = services.directory(db.session, _actor(), args["area"], args["type"])
+    items = services.directory(db.session, acting_user(), args["area"], args["type"])
     db.session.commit()
     return jsonify(items=items, total=len(items))
 
@@ -59,7 +55,7 @@ def service_directory():  # type: ignore[no-untyped-def]
 @requires(Permission.CONSENT_RECORD)
 def record_consent(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(ConsentIn())
-    row = consent.change_consent(db.session, _actor(), referral_id, data)
+    row = consent.change_consent(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(scope=row.scope, granted=row.granted, given_by=row.given_by.value,
                    recorded_at=row.recorded_at.isoformat(),
@@ -70,7 +66,7 @@ def record_consent(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.SERVICE_REFERRAL_CREATE)
 def create_service_referral(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(ServiceReferralIn())
-    row = services.create_service_referral(db.session, _actor(), referral_id, data)
+    row = services.create_service_referral(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(id=row.id, status=row.status.value, provider_id=row.provider_id, service_type=row.service_type), 201
 
@@ -79,7 +75,7 @@ def create_service_referral(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.SERVICE_REFERRAL_READ)
 def list_service_referrals():  # type: ignore[no-untyped-def]
     args = load_args(PageArgs())
-    items, total = services.list_for_provider(db.session, _actor(), page=args["page"], per_page=args["per_page"])
+    items, total = services.list_for_provider(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     db.session.commit()
     return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
 
@@ -87,14 +83,14 @@ def list_service_referrals():  # type: ignore[no-untyped-def]
 @api.get("/service-referrals/<service_referral_id>")
 @requires(Permission.SERVICE_REFERRAL_READ)
 def read_service_referral(service_referral_id: str):  # type: ignore[no-untyped-def]
-    body = services.read_for_provider(db.session, _actor(), service_referral_id)
+    body = services.read_for_provider(db.session, acting_user(), service_referral_id)
     db.session.commit()
     return jsonify(body)
 
 
 def _respond(service_referral_id: str, verb: str):  # type: ignore[no-untyped-def]
     data = load_json(RespondIn()) if _has_body() else {}
-    row = services.respond(db.session, _actor(), service_referral_id, verb, data)
+    row = services.respond(db.session, acting_user(), service_referral_id, verb, data)
     db.session.commit()
     return jsonify(id=row.id, status=row.status.value, outcome=row.outcome.value if row.outcome else None)
 

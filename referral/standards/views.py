@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 from flask import jsonify
-from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
-from referral.api import PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
 from referral.extensions import db
 from referral.security.permissions import Permission, requires
 from referral.standards import services
 from referral.standards.models import CourseRequirement
 
-
-def _actor():  # type: ignore[no-untyped-def]
-    return current_user._get_current_object()
 
 
 class CourseIn(Schema):
@@ -46,7 +42,7 @@ def _course(c):  # type: ignore[no-untyped-def]
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def list_courses():  # type: ignore[no-untyped-def]
     args = load_args(PageArgs())
-    items, total = services.list_courses(db.session, _actor(), page=args["page"], per_page=args["per_page"])
+    items, total = services.list_courses(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     body = page_body([_course(c) for c in items], page=args["page"], per_page=args["per_page"], total=total)
     db.session.commit()
     return jsonify(body)
@@ -56,7 +52,7 @@ def list_courses():  # type: ignore[no-untyped-def]
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def save_course():  # type: ignore[no-untyped-def]
     data = load_json(CourseIn())
-    course, created = services.save_course(db.session, _actor(), data)
+    course, created = services.save_course(db.session, acting_user(), data)
     db.session.commit()
     return jsonify(_course(course)), 201 if created else 200
 
@@ -65,7 +61,7 @@ def save_course():  # type: ignore[no-untyped-def]
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def record_certification():  # type: ignore[no-untyped-def]
     data = load_json(CertificationIn())
-    cert = services.record_certification(_actor(), data["email"], data["course"], data["completed"])
+    cert = services.record_certification(acting_user(), data["email"], data["course"], data["completed"])
     db.session.commit()
     return jsonify(email=data["email"].lower(), course=cert.course.code, completed_on=cert.completed_on.isoformat(),
                    expires_on=cert.expires_on.isoformat()), 201
@@ -75,7 +71,7 @@ def record_certification():  # type: ignore[no-untyped-def]
 @requires(Permission.COMPLIANCE_SUMMARY)
 def compliance_summary():  # type: ignore[no-untyped-def]
     args = load_args(SummaryArgs())
-    body = services.compliance_summary(db.session, _actor(), unit_code=args["unit"], since=args["since"],
+    body = services.compliance_summary(db.session, acting_user(), unit_code=args["unit"], since=args["since"],
                                        until=args["until"])
     db.session.commit()
     return jsonify(body)

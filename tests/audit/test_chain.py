@@ -1,5 +1,4 @@
 """The hash chain: appends, verify, checkpoints, tampering, append-only protection."""
-import datetime as dt
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -1,7 +1,6 @@
 """Signing in with password and TOTP in a real Chromium, and signing out."""
 from __future__ import annotations
 
-import datetime as dt
 
 import pyotp
 import pytest

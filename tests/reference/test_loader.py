@@ -1,6 +1,5 @@
 """`reference load`: the YAML format of SPEC §10, idempotent, updates by code."""
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select

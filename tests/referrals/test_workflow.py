@@ -1,7 +1,6 @@
 """The workflow: routing eligibility, offers, acceptance, transitions, deadlines (SPEC §3)."""
 import datetime as dt
 
-import pytest
 import time_machine
 from sqlalchemy import select
 

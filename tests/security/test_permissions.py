@@ -1,6 +1,5 @@
 """The whole role → permission matrix, and deny-by-default for views."""
 import pytest
-from flask import Flask
 
 from referral.accounts.models import Role
 from referral.security.permissions import (

@@ -5,7 +5,6 @@ import json
 import pytest
 import time_machine
 
-from referral.extensions import db
 from tests.referrals.helpers import minimal
 
 # A few days back, so the officers' certificates (30 days old) are current and tokens still valid.

@@ -1,5 +1,4 @@
 """Five languages: every message translated in each, and the choice rules (SPEC §9, §10)."""
-from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir

@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.web import focal as _focal_pages  # noqa: F401  (registers pages on web)
     from referral.web import oversight as _oversight_pages  # noqa: F401
     from referral.web import police as _police_pages  # noqa: F401
+    from referral.web import provider as _provider_pages  # noqa: F401
     from referral.web.views import web
 
     # API calls carry a bearer token; those that ride a browser session are

@@ -64,7 +64,13 @@ def logout():  # type: ignore[no-untyped-def]
 def home():  # type: ignore[no-untyped-def]
     referrals: list = []
     offers: list = []
+    service_referrals: list = []
     user = current_user._get_current_object()
+    if user.role.value == "service_provider":
+        from referral.services_dir.services import list_for_provider
+
+        service_referrals, _count = list_for_provider(db.session, user, page=1, per_page=100)
+        db.session.commit()
     if user.role.value in ("focal_point", "officer", "supervisor"):
         from referral.referrals.services import list_referrals
 
@@ -77,4 +83,4 @@ def home():  # type: ignore[no-untyped-def]
             referrals = [r for r in referrals if r["id"] not in offered]
         db.session.commit()
     return render_template(f"home/{user.role.value}.html", logout_form=LogoutForm(), referrals=referrals,
-                           offers=offers)
+                           offers=offers, service_referrals=service_referrals)

@@ -37,7 +37,16 @@ def init_i18n(app: Flask) -> None:
         from flask_babel import get_locale
 
         return {"page_lang": str(get_locale() or "en"), "language_names": LANGUAGE_NAMES,
-                "stage_names": stage_names()}
+                "stage_names": stage_names(), "lang_url": lang_url}
+
+
+def lang_url(code: str) -> str:
+    """This page in another language, keeping its other query arguments (e.g. ``next``)."""
+    from urllib.parse import urlencode
+
+    args = {k: v for k, v in request.args.items() if k != "lang"}
+    args["lang"] = code
+    return request.path + "?" + urlencode(args)
 
 
 def stage_names() -> dict[str, str]:

@@ -47,7 +47,8 @@ class Answers(Schema):
 
 
 class Incident(Schema):
-    date = fields.Date(load_default=None, allow_none=True)
+    date = fields.Date(load_default=None, allow_none=True,
+                       validate=validate.Range(min=__import__("datetime").date(1900, 1, 1)))
     answers = fields.Nested(Answers, required=True)
     narrative = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=20000))
     location_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LOCATION_TYPES))

@@ -160,6 +160,14 @@ def status_view(referral: Referral) -> dict[str, Any]:
             "created_at": referral.created_at.isoformat()}
 
 
+def read_status(session: Session, actor: User, referral_id: str) -> dict[str, Any]:
+    """Reference and stage only (the status page): nothing is decrypted, and the audit says so."""
+    referral, _level = load_visible(session, actor, referral_id, "referral.read")
+    record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
+           fields=["reference", "status"])
+    return status_view(referral)
+
+
 def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, Any]:
     """What the actor may see of one case, decrypting only for those entitled to content; audited with the fields shown."""
     referral, level = load_visible(session, actor, referral_id, "referral.read")

@@ -49,8 +49,11 @@ def new_referral():  # type: ignore[no-untyped-def]
             referral = services.create_referral(db.session, user, data)
             db.session.commit()
             return redirect(url_for("web.referral_status", referral_id=referral.id, new=1))
-        except ValidationError:
+        except ValidationError as err:
             problem = _("Some answers are not valid. Please check the form.")
+            survivor = err.messages.get("survivor") if isinstance(err.messages, dict) else None
+            if isinstance(survivor, dict) and "phone" in survivor:
+                form.phone.errors = [_("Give her phone number for contact by phone or SMS.")]
         except DomainError as err:
             db.session.rollback()
             problem = err.message if err.status < 500 else _("Something went wrong.")
@@ -62,6 +65,6 @@ def new_referral():  # type: ignore[no-untyped-def]
 @web.get("/referrals/<referral_id>")
 @requires(Permission.REFERRAL_READ)
 def referral_status(referral_id: str):  # type: ignore[no-untyped-def]
-    body = services.read_referral(db.session, current_user._get_current_object(), referral_id)
+    body = services.read_status(db.session, current_user._get_current_object(), referral_id)
     db.session.commit()
     return _no_store(make_response(render_template("focal/status.html", case=body, logout_form=LogoutForm())))

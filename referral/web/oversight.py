@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import render_template, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import ValidationError
 
@@ -19,10 +20,10 @@ def oversight_dashboard():  # type: ignore[no-untyped-def]
     data = services.dashboard(db.session, current_user._get_current_object())
     db.session.commit()
     charts = [
-        bar_chart("Open cases by stage", data["open_by_stage"]),
-        bar_chart("Median hours to accept, by unit", data["median_hours_to_accept"], unit=" h"),
-        bar_chart("Step breaches by unit and month", data["breaches_by_unit_month"]),
-        bar_chart("Coverage gaps by unit", data["coverage_gaps"]),
+        bar_chart(_("Open cases by stage"), data["open_by_stage"]),
+        bar_chart(_("Median hours to accept, by unit"), data["median_hours_to_accept"], unit=" h"),
+        bar_chart(_("Step breaches by unit and month"), data["breaches_by_unit_month"]),
+        bar_chart(_("Coverage gaps by unit"), data["coverage_gaps"]),
     ]
     return render_template("oversight/dashboard.html", charts=charts, anomalies=data["anomalies"],
                            logout_form=LogoutForm())
@@ -33,15 +34,18 @@ def oversight_dashboard():  # type: ignore[no-untyped-def]
 def oversight_audit():  # type: ignore[no-untyped-def]
     from referral.oversight.views import AuditSearchArgs
 
-    raw = {k: v for k, v in request.args.items() if v}
+    fields = set(AuditSearchArgs().fields)
+    raw = {k: v for k, v in request.args.items() if v and k in fields}  # ?lang= and strays are not filters
     errors = {}
     try:
         args = AuditSearchArgs().load(raw)
     except ValidationError as err:
-        errors, args = err.messages, AuditSearchArgs().load({})
-    page, per_page = args.pop("page"), args.pop("per_page")
-    items, total = services.search_audit(db.session, current_user._get_current_object(), args,
-                                         page=page, per_page=per_page)
-    db.session.commit()
+        errors, args = err.messages, None
+    page, per_page = (args.pop("page"), args.pop("per_page")) if args else (1, 20)
+    items, total = [], 0
+    if args is not None:  # an invalid filter shows nothing rather than everything
+        items, total = services.search_audit(db.session, current_user._get_current_object(), args,
+                                             page=page, per_page=per_page)
+        db.session.commit()
     return render_template("oversight/audit.html", items=items, total=total, page=page, per_page=per_page,
                            filters=raw, errors=errors, logout_form=LogoutForm()), (422 if errors else 200)

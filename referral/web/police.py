@@ -34,6 +34,8 @@ def offers_for(user) -> list[dict]:  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_READ)
 def case_page(referral_id: str):  # type: ignore[no-untyped-def]
     user = current_user._get_current_object()
+    if user.role.value == "focal_point":  # focal points see the stage only, on their own page
+        return redirect(url_for("web.referral_status", referral_id=referral_id))
     case = services.read_referral(db.session, user, referral_id)
     compliance = None
     if "survivor" in case:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from referral.accounts import auth
@@ -39,8 +40,11 @@ def login():  # type: ignore[no-untyped-def]
             return render_template("login.html", form=form), 401
         raw = auth.start_session(user)
         db.session.commit()
-        session.clear()  # a new session id after login: no fixation
+        lang = session.get("lang")
+        session.clear()  # a new session after login: no fixation (the language choice stays)
         session[SESSION_KEY] = raw
+        if lang:
+            session["lang"] = lang
         return redirect(_safe_next(request.args.get("next")))
     status = 400 if request.method == "POST" else 200
     return render_template("login.html", form=form), status
@@ -55,7 +59,7 @@ def logout():  # type: ignore[no-untyped-def]
         auth.end_session(pointer)
         db.session.commit()
     session.clear()
-    flash("You have signed out.")
+    flash(_("You have signed out."))
     return redirect(url_for("web.login"))
 
 

@@ -64,3 +64,32 @@ def test_only_focal_points_use_the_referral_form(client, make_user):
     officer = make_user("officer")
     web_login(client, officer.email, PASSWORD, pyotp.TOTP(officer.totp_secret_plain).now())
     assert client.get("/referrals/new").status_code == 403
+
+
+def test_the_status_page_discloses_and_audits_the_stage_only(client, place, people, officers):
+    import pyotp
+
+    from referral.audit.models import AuditEvent
+
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "csrf_token": csrf_token(html)})
+    case_id = sent.headers["Location"].split("/referrals/")[1].split("?")[0]
+    sup_client = client.application.test_client()
+    supervisor = people["supervisor"][0]
+    web_login(sup_client, supervisor.email, PASSWORD, pyotp.TOTP(supervisor.totp_secret_plain).now())
+    page = sup_client.get(f"/referrals/{case_id}").get_data(as_text=True)
+    assert "CanaryFormName" not in page
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.actor_id == supervisor.id,
+                                                        AuditEvent.action == "referral.read")).all()[-1]
+    assert event.fields == '["reference","status"]'
+
+
+def test_sms_contact_without_a_phone_is_marked_on_the_phone_field(client, place, people):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    resp = client.post("/referrals/new", data={**FORM, "phone": "", "area": place["village"].code,
+                                               "csrf_token": csrf_token(html)})
+    assert resp.status_code == 422 and "Give her phone number" in resp.get_data(as_text=True)

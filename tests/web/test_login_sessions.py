@@ -125,3 +125,20 @@ def test_session_cookie_authenticates_api_but_writes_need_csrf(client, make_user
     allowed = client.post(f"/api/v1/admin/users/{target.id}/unlock",
                           headers={"X-CSRFToken": csrf_token(home.get_data(as_text=True))})
     assert allowed.status_code == 200
+
+
+def test_sign_out_works_from_an_error_page_and_keeps_the_language(client, make_user):
+    focal = make_user("focal_point")
+    client.get("/login?lang=ru")
+    web_login(client, focal.email, PASSWORD)
+    assert '<html lang="ru">' in client.get("/").get_data(as_text=True)  # the choice survives sign-in
+    missing = client.get("/no-such-page")
+    html = missing.get_data(as_text=True)
+    assert missing.status_code == 404 and 'id="quick-exit"' in html
+    client.post("/logout", data={"csrf_token": csrf_token(html)})
+    assert client.get("/").status_code == 302
+
+
+def test_language_links_keep_the_other_arguments(client):
+    html = client.get("/login?next=/oversight").get_data(as_text=True)
+    assert 'href="/login?next=%2Foversight&amp;lang=ky"' in html

@@ -40,3 +40,13 @@ def test_oversight_pages_refuse_other_roles(client, make_user):
         sign_in(c, user)
         assert c.get("/oversight").status_code == 403
         assert c.get("/oversight/audit").status_code == 403
+
+
+def test_a_language_switch_keeps_the_filters_and_a_bad_filter_shows_nothing(client, place, people, make_user):
+    client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=people["focal"][1])
+    auditor = make_user("oversight")
+    sign_in(client, auditor)
+    page = client.get("/oversight/audit?action=referral.create&lang=ru")
+    assert page.status_code == 200 and "1 events." in page.get_data(as_text=True)
+    bad = client.get("/oversight/audit?action=referral.create&since=2026-01-01T00:00:00")  # naive time
+    assert bad.status_code == 422 and "0 events." in bad.get_data(as_text=True)

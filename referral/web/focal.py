@@ -1,12 +1,16 @@
 """Focal-point pages: refer a survivor, follow the stage of what you referred."""
 from __future__ import annotations
 
-from flask import make_response, redirect, render_template, url_for
+from flask import flash, make_response, redirect, render_template, url_for
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import TextAreaField
+from wtforms.validators import Length, Optional
 from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import ValidationError
 
-from referral.errors import DomainError
+from referral.errors import DomainError, ValidationFailed
 from referral.extensions import db
 from referral.reference.models import Area
 from referral.referrals import services
@@ -67,4 +71,48 @@ def new_referral():  # type: ignore[no-untyped-def]
 def referral_status(referral_id: str):  # type: ignore[no-untyped-def]
     body = services.read_status(db.session, current_user._get_current_object(), referral_id)
     db.session.commit()
-    return _no_store(make_response(render_template("focal/status.html", case=body, logout_form=LogoutForm())))
+    return _no_store(make_response(render_template("focal/status.html", case=body, form=FocalActionForm(),
+                                                   logout_form=LogoutForm())))
+
+
+class FocalActionForm(FlaskForm):
+    text = TextAreaField(_l("More information"), validators=[Optional(), Length(max=5000)])
+
+
+def _focal_act(referral_id: str, call):  # type: ignore[no-untyped-def]
+    form = FocalActionForm()
+    if form.validate_on_submit():
+        try:
+            call(current_user._get_current_object(), form)
+            db.session.commit()
+            flash(_("Saved."))
+        except DomainError as err:
+            from referral.audit.service import keep_only_refusals_after_failure
+
+            if keep_only_refusals_after_failure(db.session):
+                db.session.commit()
+            if err.status == 404:
+                raise
+            flash(err.message)
+    else:
+        flash(_("The form expired. Reload the page and try again."))
+    return redirect(url_for("web.referral_status", referral_id=referral_id))
+
+
+@web.post("/referrals/<referral_id>/information")
+@requires(Permission.REFERRAL_ADD_INFORMATION)
+def referral_add_information(referral_id: str):  # type: ignore[no-untyped-def]
+    def add(user, form):  # type: ignore[no-untyped-def]
+        if not (form.text.data or "").strip():
+            raise ValidationFailed(_("Write the information first."))
+        services.add_information(db.session, user, referral_id, form.text.data.strip())
+
+    return _focal_act(referral_id, add)
+
+
+@web.post("/referrals/<referral_id>/withdraw")
+@requires(Permission.REFERRAL_WITHDRAW)
+def referral_withdraw(referral_id: str):  # type: ignore[no-untyped-def]
+    from referral.referrals import workflow
+
+    return _focal_act(referral_id, lambda user, form: workflow.withdraw(db.session, user, referral_id))

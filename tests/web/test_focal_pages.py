@@ -93,3 +93,21 @@ def test_sms_contact_without_a_phone_is_marked_on_the_phone_field(client, place,
     resp = client.post("/referrals/new", data={**FORM, "phone": "", "area": place["village"].code,
                                                "csrf_token": csrf_token(html)})
     assert resp.status_code == 422 and "Give her phone number" in resp.get_data(as_text=True)
+
+
+def test_focal_point_adds_information_and_withdraws_on_the_web(client, place, people, officers):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "csrf_token": csrf_token(html)})
+    status_url = sent.headers["Location"].split("?")[0]
+    page = client.get(status_url).get_data(as_text=True)
+    token = csrf_token(page)
+    client.post(status_url + "/information", data={"csrf_token": token, "text": "CanaryMoreInfo she moved"})
+    row = db.session.scalar(select(Referral).order_by(Referral.created_at.desc()))
+    db.session.refresh(row)
+    assert len(row.notes) == 1 and b"CanaryMoreInfo" not in bytes(row.notes[0].body_sealed)
+    assert "CanaryMoreInfo" not in client.get(status_url).get_data(as_text=True)  # stage only, even for her
+    client.post(status_url + "/withdraw", data={"csrf_token": token})
+    page = client.get(status_url).get_data(as_text=True)
+    assert "Withdrawn" in page and "Withdraw the referral" not in page

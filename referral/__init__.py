@@ -37,6 +37,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.i18n import init_i18n
 
     init_i18n(app)
+    from referral.web.labels import init_labels
+
+    init_labels(app)
 
     from referral import models  # noqa: F401  (registers every table on the metadata)
     from referral.accounts import identity  # noqa: F401  (registers the request loader)

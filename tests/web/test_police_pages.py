@@ -52,3 +52,12 @@ def test_supervisor_board_lists_the_units_cases(client, place, people, officers)
                        headers=people["focal"][1]).get_json()
     sign_in(client, people["supervisor"][0])
     assert case["reference"] in client.get("/").get_data(as_text=True)
+
+
+def test_code_values_are_shown_in_the_readers_language(client, place, people, officers):
+    case = client.post("/api/v1/referrals", json=submission(place["district"].code),
+                       headers=people["focal"][1]).get_json()
+    sign_in(client, officers[0][0])
+    html = client.get(f"/cases/{case['id']}?lang=ky").get_data(as_text=True)
+    assert "Физикалык зомбулук" in html and "Кызыкчылыктардын кагылышы" in html  # type and a decline reason
+    assert "physical_assault" not in html.replace('value="physical_assault"', "")

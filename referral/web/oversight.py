@@ -49,3 +49,26 @@ def oversight_audit():  # type: ignore[no-untyped-def]
         db.session.commit()
     return render_template("oversight/audit.html", items=items, total=total, page=page, per_page=per_page,
                            filters=raw, errors=errors, logout_form=LogoutForm()), (422 if errors else 200)
+
+
+@web.get("/oversight/statistics")
+@requires(Permission.STATS_READ)
+def oversight_statistics():  # type: ignore[no-untyped-def]
+    from referral.audit.service import record
+    from referral.db import utcnow
+    from referral.oversight.statistics import deidentified
+
+    report = deidentified(db.session, since=None, until=None, now=utcnow())
+    record(db.session, current_user._get_current_object(), "stats.deidentified", object_type="statistics")
+    db.session.commit()
+    return render_template("oversight/statistics.html", report=report, logout_form=LogoutForm())
+
+
+@web.get("/oversight/cases/<referral_id>/disclosures")
+@requires(Permission.AUDIT_READ)
+def oversight_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
+    items = services.disclosures(db.session, current_user._get_current_object(), referral_id)
+    db.session.commit()
+    response = render_template("oversight/disclosures.html", items=items, case_id=referral_id,
+                               logout_form=LogoutForm())
+    return response

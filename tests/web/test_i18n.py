@@ -8,7 +8,7 @@ from config.settings import PROJECT_ROOT
 from referral.i18n import LANGUAGES
 
 TRANSLATIONS = PROJECT_ROOT / "referral" / "translations"
-LOANWORDS = {"Телефон"}
+LOANWORDS = {"Телефон", "Статистика"}
 
 
 def extracted_messages() -> set[str]:

@@ -50,3 +50,24 @@ def test_a_language_switch_keeps_the_filters_and_a_bad_filter_shows_nothing(clie
     assert page.status_code == 200 and "1 events." in page.get_data(as_text=True)
     bad = client.get("/oversight/audit?action=referral.create&since=2026-01-01T00:00:00")  # naive time
     assert bad.status_code == 422 and "0 events." in bad.get_data(as_text=True)
+
+
+def test_statistics_and_disclosures_pages(client, place, people, make_user, login_as):
+    from tests.referrals.helpers import submission
+
+    case = client.post("/api/v1/referrals", json=submission(place["district"].code),  # statistics consent given
+                       headers=people["focal"][1]).get_json()
+    client.get(f"/api/v1/referrals/{case['id']}", headers=people["supervisor"][1])
+    auditor = make_user("oversight")
+    sign_in(client, auditor)
+    stats = client.get("/oversight/statistics?lang=uz").get_data(as_text=True)
+    assert "Statistika" in stats and "&lt;5" in stats  # one consented case: a small cell (escaped)
+    audit = client.get(f"/oversight/audit?case_id={case['id']}").get_data(as_text=True)
+    assert f"/oversight/cases/{case['id']}/disclosures" in audit
+    page = client.get(f"/oversight/cases/{case['id']}/disclosures")
+    assert page.status_code == 200 and "assignment" in page.get_data(as_text=True)
+    assert client.get("/oversight/cases/not-a-case/disclosures").status_code == 404
+    officer = make_user("officer")
+    other = client.application.test_client()
+    sign_in(other, officer)
+    assert other.get("/oversight/statistics").status_code == 403

@@ -1,7 +1,7 @@
 """Focal-point pages: refer a survivor, follow the stage of what you referred."""
 from __future__ import annotations
 
-from flask import flash, make_response, redirect, render_template, url_for
+from flask import make_response, redirect, render_template, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
@@ -17,6 +17,7 @@ from referral.referrals import services
 from referral.referrals.schemas import Submission
 from referral.security.permissions import Permission, requires
 from referral.web.forms import LogoutForm
+from referral.web.actions import run_page_action
 from referral.web.referral_forms import ReferralForm
 from referral.web.views import web
 
@@ -81,21 +82,7 @@ class FocalActionForm(FlaskForm):
 
 def _focal_act(referral_id: str, call):  # type: ignore[no-untyped-def]
     form = FocalActionForm()
-    if form.validate_on_submit():
-        try:
-            call(current_user._get_current_object(), form)
-            db.session.commit()
-            flash(_("Saved."))
-        except DomainError as err:
-            from referral.audit.service import keep_only_refusals_after_failure
-
-            if keep_only_refusals_after_failure(db.session):
-                db.session.commit()
-            if err.status == 404:
-                raise
-            flash(err.message)
-    else:
-        flash(_("The form expired. Reload the page and try again."))
+    run_page_action(form, lambda user: call(user, form))
     return redirect(url_for("web.referral_status", referral_id=referral_id))
 
 

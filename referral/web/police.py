@@ -7,7 +7,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
-from referral.errors import DomainError
+from referral.web.actions import run_page_action
 from referral.extensions import db
 from referral.referrals import services, workflow
 from referral.referrals.models import Referral
@@ -49,22 +49,7 @@ def case_page(referral_id: str):  # type: ignore[no-untyped-def]
 
 
 def _act(referral_id: str, call):  # type: ignore[no-untyped-def]
-    form = ActionForm()
-    if not form.validate_on_submit():
-        flash(_("The form expired. Reload the page and try again."))
-        return redirect(url_for("web.case_page", referral_id=referral_id))
-    try:
-        call(current_user._get_current_object())
-        db.session.commit()
-        flash(_("Saved."))
-    except DomainError as err:
-        from referral.audit.service import keep_only_refusals_after_failure
-
-        if keep_only_refusals_after_failure(db.session):
-            db.session.commit()
-        if err.status == 404:
-            raise
-        flash(err.message)
+    run_page_action(ActionForm(), call)
     return redirect(url_for("web.case_page", referral_id=referral_id))
 
 

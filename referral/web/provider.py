@@ -1,11 +1,10 @@
 """Provider pages: incoming service referrals, only the fields the survivor agreed to share."""
 from __future__ import annotations
 
-from flask import flash, make_response, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from referral.errors import DomainError
+from referral.web.actions import run_page_action
 from referral.extensions import db
 from referral.security.permissions import Permission, requires
 from referral.services_dir import services
@@ -29,23 +28,9 @@ def service_referral_page(service_referral_id: str):  # type: ignore[no-untyped-
 @web.post("/service-referrals/<service_referral_id>/<verb>")
 @requires(Permission.SERVICE_REFERRAL_RESPOND)
 def service_referral_respond(service_referral_id: str, verb: str):  # type: ignore[no-untyped-def]
-    form = ActionForm()
-    if verb not in services.TRANSITIONS or not form.validate_on_submit():
-        flash(_("The form expired. Reload the page and try again."))
-        return redirect(url_for("web.service_referral_page", service_referral_id=service_referral_id))
     outcome = request.form.get("outcome") or None
     data = {"outcome": outcome if outcome in {o.value for o in ServiceOutcome} else None,
             "note": (request.form.get("note") or "").strip()[:5000] or None}
-    try:
-        services.respond(db.session, current_user._get_current_object(), service_referral_id, verb, data)
-        db.session.commit()
-        flash(_("Saved."))
-    except DomainError as err:
-        from referral.audit.service import keep_only_refusals_after_failure
-
-        if keep_only_refusals_after_failure(db.session):
-            db.session.commit()
-        if err.status == 404:
-            raise
-        flash(err.message)
+    run_page_action(ActionForm(), lambda user: services.respond(db.session, user, service_referral_id, verb, data),
+                    valid=verb in services.TRANSITIONS)
     return redirect(url_for("web.service_referral_page", service_referral_id=service_referral_id))

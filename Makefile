@@ -25,8 +25,8 @@ translations: $(STAMP)
 
 # For developers: refresh the template and merge new messages into every catalog.
 extract-messages: $(STAMP)
-	$(BIN)/pybabel extract -q -F babel.cfg -k _l -o referral/translations/messages.pot .
-	$(BIN)/pybabel update -q -i referral/translations/messages.pot -d referral/translations
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o referral/translations/messages.pot .
+	$(BIN)/pybabel update -i referral/translations/messages.pot -d referral/translations
 
 migrate: install
 	$(FLASK) db upgrade

@@ -49,8 +49,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.standards import views as _standards_views  # noqa: F401
     from referral.services_dir import views as _services_views  # noqa: F401
     from referral.oversight import views as _oversight_views  # noqa: F401
+    from referral.reference import views as _reference_views  # noqa: F401
     from referral.api import api
     from referral.health import health
+    from referral.web import admin as _admin_pages  # noqa: F401  (registers pages on web)
     from referral.web import focal as _focal_pages  # noqa: F401  (registers pages on web)
     from referral.web import oversight as _oversight_pages  # noqa: F401
     from referral.web import police as _police_pages  # noqa: F401

@@ -40,6 +40,7 @@ class UnitIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     areas = fields.List(fields.String(validate=CODE), required=True, validate=validate.Length(min=1))
     routing = fields.String(load_default=RoutingMode.direct.value, validate=_one_of(RoutingMode))
+    closure_approval = fields.Boolean(load_default=False)
 
 
 class OrganisationIn(Schema):
@@ -133,6 +134,7 @@ def load_reference(data: dict[str, Any], *, default_validity_months: int) -> Cou
     units = _by_code(Unit)
     for item in data["units"]:
         values = {"name": item["name"], "routing_mode": RoutingMode(item["routing"]),
+                  "closure_approval": item["closure_approval"],
                   "areas": resolve_areas(item["areas"], f"Unit {item['code']}")}
         row = units.get(item["code"])
         if row is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table, UniqueConstraint, select
+from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table, UniqueConstraint, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from referral.db import Base, code, intpk, name
@@ -92,6 +92,8 @@ class Unit(Base):
     routing_mode: Mapped[RoutingMode] = mapped_column(
         enum_column(RoutingMode, "routing_mode"), default=RoutingMode.direct
     )
+    # Closures by officers wait for the unit supervisor's approval (SPEC §3.7).
+    closure_approval: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     areas: Mapped[list[Area]] = relationship(secondary=unit_areas, order_by="Area.code")

@@ -86,6 +86,9 @@ class Referral(Base):
     escalated_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(48))
+    # A closure waiting for the supervisor (units that require approval): the case stays in progress.
+    closure_requested_at: Mapped[dt.datetime | None]
+    closure_requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     # The handling standard in force at submission: later versions never re-judge this case.
     standard_id: Mapped[int | None] = mapped_column(ForeignKey("standards.id", ondelete="RESTRICT"), index=True)
     # services_only cases: the area's coordinating provider instead of a police unit.

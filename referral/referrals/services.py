@@ -18,7 +18,7 @@ from referral.errors import NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
-from referral.referrals.workflow_models import Alert, AlertKind
+from referral.referrals.workflow_models import Alert, AlertKind, ProtectionOrder
 from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, require
@@ -192,6 +192,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
               "text": None if erased else crypto.open_note(n, data_key)} for n in referral.notes]
     body.update({
         "unit": referral.unit.code if referral.unit else None, "erased": erased, "outcome": referral.outcome,
+        "closure_pending": referral.closure_requested_at is not None,
         "survivor": {"name": sealed["survivor.name"], "phone": sealed["survivor.phone"],
                      "address": sealed["survivor.address"], "age_group": referral.age_group, "sex": referral.sex,
                      "disability": referral.disability, "language": referral.survivor_language,
@@ -206,6 +207,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "consents": consent_view(session, referral),
         "service_referrals": service_timeline(session, referral, data_key),
         "actions": action_timeline(session, referral, data_key),
+        "protection_orders": protection_orders(session, referral),
         "notes": notes,
     })
     body["matches"] = related_cases(session, actor, referral)
@@ -270,6 +272,12 @@ def action_timeline(session: Session, referral: Referral, data_key: bytes | None
         out.append({"id": action.id, "type": action.type.value, "created_at": action.created_at.isoformat(),
                     "actor_id": action.actor_id, "note": note})
     return out
+
+
+def protection_orders(session: Session, referral: Referral) -> list[dict[str, Any]]:
+    return [{"issued_on": o.issued_on.isoformat(), "expires_on": o.expires_on.isoformat(), "extensions": o.extensions}
+            for o in session.scalars(select(ProtectionOrder).where(ProtectionOrder.referral_id == referral.id)
+                                     .order_by(ProtectionOrder.id))]
 
 
 def related_cases(session: Session, actor: User, referral: Referral) -> dict[str, list[str]]:

@@ -49,7 +49,8 @@ def add_information(referral_id: str):  # type: ignore[no-untyped-def]
 
 def _state(referral):  # type: ignore[no-untyped-def]
     return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
-                   assigned_officer_id=referral.assigned_officer_id)
+                   assigned_officer_id=referral.assigned_officer_id,
+                   closure_pending=referral.closure_requested_at is not None)
 
 
 def _optional_body() -> None:
@@ -111,6 +112,24 @@ def add_action(referral_id: str):  # type: ignore[no-untyped-def]
 def close(referral_id: str):  # type: ignore[no-untyped-def]
     data = load_json(CloseIn())
     referral = workflow.close(db.session, acting_user(), referral_id, data["outcome"])
+    db.session.commit()
+    return _state(referral)
+
+
+@api.post("/referrals/<referral_id>/close/approve")
+@requires(Permission.REFERRAL_REASSIGN)
+def approve_closure(referral_id: str):  # type: ignore[no-untyped-def]
+    _optional_body()
+    referral = workflow.decide_closure(db.session, acting_user(), referral_id, approve=True)
+    db.session.commit()
+    return _state(referral)
+
+
+@api.post("/referrals/<referral_id>/close/reject")
+@requires(Permission.REFERRAL_REASSIGN)
+def reject_closure(referral_id: str):  # type: ignore[no-untyped-def]
+    _optional_body()
+    referral = workflow.decide_closure(db.session, acting_user(), referral_id, approve=False)
     db.session.commit()
     return _state(referral)
 

@@ -209,13 +209,63 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
         raise NotFound("No such referral.")
     if referral.status is not Status.in_progress:
         raise _transition_error(referral, "closed (it must be in progress)")
+    if referral.closure_requested_at is not None:
+        raise InvalidTransition("This closure is already waiting for the supervisor's approval.")
     missing = closure_checklist(session, referral)
     if missing:
         raise InvalidTransition(f"Before closing, complete: {', '.join(missing)}.")
+    if needs_closure_approval(actor, referral):
+        referral.outcome, referral.closure_requested_at, referral.closure_requested_by_id = outcome, now, actor.id
+        session.flush()
+        record(session, actor, "referral.close_request", object_type="referral", object_id=referral.id,
+               reason=outcome)
+        return referral
+    _finish_closure(session, actor, referral, outcome, now)
+    record(session, actor, "referral.close", object_type="referral", object_id=referral.id, reason=outcome)
+    return referral
+
+
+def needs_closure_approval(actor: User, referral: Referral) -> bool:
+    """In a unit that requires it, an officer's closure waits for the supervisor; the supervisor's own does not."""
+    unit = referral.unit
+    return bool(unit is not None and unit.closure_approval and actor.role is not Role.supervisor)
+
+
+def _finish_closure(session: Session, actor: User, referral: Referral, outcome: str, now: dt.datetime) -> None:
     referral.status, referral.closed_at, referral.outcome = Status.closed, now, outcome
+    referral.closure_requested_at = referral.closure_requested_by_id = None
     session.add(CaseAction(referral_id=referral.id, actor_id=actor.id, type=ActionType.closure, created_at=now))
     session.flush()
-    record(session, actor, "referral.close", object_type="referral", object_id=referral.id, reason=outcome)
+
+
+def _drop_closure_request(referral: Referral) -> None:
+    if referral.closure_requested_at is not None:
+        referral.outcome = referral.closure_requested_at = referral.closure_requested_by_id = None
+
+
+def decide_closure(session: Session, actor: User, referral_id: str, approve: bool, *,
+                   now: dt.datetime | None = None) -> Referral:
+    """The unit supervisor approves a requested closure (the checklist is checked again) or sends it back."""
+    now = now or utcnow()
+    require(actor, Permission.REFERRAL_REASSIGN)  # the supervisor's own powers over the unit's cases
+    action = "referral.close_approve" if approve else "referral.close_reject"
+    referral, level = _locked(session, actor, referral_id, action)
+    if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
+        record(session, actor, action, object_type="referral", object_id=referral.id, outcome=DENIED,
+               reason="not this supervisor's unit")
+        raise NotFound("No such referral.")
+    if referral.status is not Status.in_progress or referral.closure_requested_at is None:
+        raise InvalidTransition("No closure is waiting for approval on this case.")
+    outcome = referral.outcome or "other"
+    if approve:
+        missing = closure_checklist(session, referral)
+        if missing:
+            raise InvalidTransition(f"Before closing, complete: {', '.join(missing)}.")
+        _finish_closure(session, actor, referral, outcome, now)
+    else:
+        _drop_closure_request(referral)
+        session.flush()
+    record(session, actor, action, object_type="referral", object_id=referral.id, reason=outcome)
     return referral
 
 
@@ -253,6 +303,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
         raise ValidationFailed(fields={"officer_id": ["Not an eligible officer of this unit for this case."]})
     _cancel_open_offers(session, referral, now, "reassigned")
     referral.assigned_officer_id, referral.accepted_at = None, None
+    _drop_closure_request(referral)
     session.add(Offer(referral_id=referral.id, officer_id=target.id, offered_at=now,
                       deadline=routing.accept_deadline(referral, now)))
     referral.status = Status.offered
@@ -272,6 +323,7 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, "withdrawn")
     _cancel_open_offers(session, referral, now, "withdrawn")
+    _drop_closure_request(referral)
     referral.status, referral.closed_at = Status.withdrawn, now
     session.flush()
     record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id)

@@ -32,6 +32,24 @@ LABELS = {
     # service referral outcomes
     "referred": _l("Referred on"), "provided": _l("Provided"), "already_received": _l("Already received elsewhere"),
     "declined_by_survivor": _l("Declined by her"), "service_unavailable": _l("Service unavailable"),
+    # break-glass reviews
+    "justified": _l("Justified"), "unjustified": _l("Not justified"),
+    # service types
+    "shelter": _l("Shelter"), "health": _l("Health care"), "legal": _l("Legal aid"),
+    "psychosocial": _l("Psychosocial support"), "economic": _l("Economic support"),
+    "child_protection": _l("Child protection"),
+    # service referral statuses
+    "suggested": _l("Suggested"), "accepted": _l("Accepted"), "declined": _l("Declined"), "completed": _l("Completed"),
+    # fields a service referral may share
+    "survivor.name": _l("Her name"), "survivor.phone": _l("Her phone"), "survivor.address": _l("Her address"),
+    "survivor.age_group": _l("Her age group"), "survivor.sex": _l("Her sex"),
+    "survivor.disability": _l("Disability"), "survivor.language": _l("Her language"),
+    "survivor.safe_contact": _l("How to contact her safely"), "incident.date": _l("Date of the incident"),
+    "incident.narrative": _l("What happened"), "incident.location_type": _l("Type of place"),
+    "incident.immediate_danger": _l("Whether she is in danger now"), "perpetrator.name": _l("Perpetrator's name"),
+    "perpetrator.relationship": _l("Perpetrator's relationship to her"),
+    "perpetrator.details": _l("Perpetrator's details"), "gbv_type": _l("Type of violence"),
+    "flags": _l("Case flags"),
 }
 
 

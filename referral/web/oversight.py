@@ -1,7 +1,7 @@
 """Oversight pages: the dashboard with SVG charts and the audit search (server-rendered)."""
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import ValidationError
@@ -10,7 +10,9 @@ from referral.extensions import db
 from referral.oversight import services
 from referral.oversight.charts import bar_chart
 from referral.security.permissions import Permission, requires
+from referral.web.actions import run_page_action
 from referral.web.forms import LogoutForm
+from referral.web.police import ActionForm
 from referral.web.views import web
 
 
@@ -72,3 +74,44 @@ def oversight_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
     response = render_template("oversight/disclosures.html", items=items, case_id=referral_id,
                                logout_form=LogoutForm())
     return response
+
+
+@web.route("/oversight/break-glass", methods=["GET", "POST"])
+@requires(Permission.BREAK_GLASS)
+def oversight_break_glass():  # type: ignore[no-untyped-def]
+    """Open time-limited access to one case with a justification; review other auditors' openings."""
+    from referral.oversight.views import BreakGlassIn
+
+    form, user = ActionForm(), current_user._get_current_object()
+    errors: dict = {}
+    values = {"case_id": request.values.get("case_id", "")[:64], "justification": ""}
+    if request.method == "POST":
+        raw = {"case_id": request.form.get("case_id", "").strip(),
+               "justification": request.form.get("justification", "").strip(),
+               "hours": request.form.get("hours") or None}
+        try:
+            data = BreakGlassIn().load(raw)
+        except ValidationError as err:
+            errors = err.messages
+            values = {"case_id": raw["case_id"][:64], "justification": ""}  # never echo a justification back
+        else:
+            granted: list = []
+            hours = data["hours"] or current_app.config["BREAK_GLASS_DEFAULT_HOURS"]
+            run_page_action(form, lambda actor: granted.append(services.open_break_glass(
+                db.session, actor, data["case_id"], data["justification"], hours)))
+            if granted:
+                return redirect(url_for("web.case_page", referral_id=granted[0].referral_id))
+            return redirect(url_for("web.oversight_break_glass"))
+    queue = services.review_queue(db.session, user)
+    db.session.commit()
+    return render_template("oversight/break_glass.html", form=form, queue=queue, errors=errors, values=values,
+                           me=user.id, logout_form=LogoutForm()), (422 if errors else 200)
+
+
+@web.post("/oversight/break-glass/<int:grant_id>/review")
+@requires(Permission.BREAK_GLASS)
+def oversight_break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
+    outcome = request.form.get("outcome", "")
+    run_page_action(ActionForm(), lambda actor: services.review_break_glass(db.session, actor, grant_id, outcome),
+                    valid=outcome in ("justified", "unjustified"))
+    return redirect(url_for("web.oversight_break_glass"))

@@ -1,7 +1,9 @@
 """Officer and supervisor pages: offers, the case page with its timeline and compliance, case work."""
 from __future__ import annotations
 
-from flask import flash, make_response, redirect, render_template, request, url_for
+import datetime as dt
+
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -10,13 +12,17 @@ from sqlalchemy import select
 from referral.web.actions import run_page_action
 from referral.extensions import db
 from referral.referrals import services, workflow
-from referral.referrals.models import Referral
+from referral.referrals.board import reassign_candidates
+from referral.referrals.models import Referral, parse_case_id
 from referral.referrals.schemas import ACTION_TYPES
 from referral.referrals.workflow_models import Offer, OfferStatus
 from referral.security.permissions import Permission, requires
+from referral.services_dir.services import SHAREABLE, providers_for
 from referral.standards.services import read_compliance
 from referral.web.forms import LogoutForm
 from referral.web.views import web
+
+ORDER_ACTIONS = ("protection_order_issued", "protection_order_extended")
 
 
 class ActionForm(FlaskForm):
@@ -30,6 +36,16 @@ def offers_for(user) -> list[dict]:  # type: ignore[no-untyped-def]
              "deadline": o.deadline} for o, r in rows]
 
 
+def _case_extras(user, case: dict) -> dict:  # type: ignore[no-untyped-def]
+    """Choices the page offers for work on a case the user may read in full: no case content here."""
+    referral = db.session.get(Referral, parse_case_id(case["id"]))
+    if referral is None or "survivor" not in case:
+        return {"candidates": [], "providers": []}
+    providers = [{"value": f"{org.id}:{service.value}", "name": org.name, "service": service.value}
+                 for org in providers_for(db.session, referral.area, None) for service in org.service_types]
+    return {"candidates": reassign_candidates(db.session, user, referral), "providers": providers}
+
+
 @web.get("/cases/<referral_id>")
 @requires(Permission.REFERRAL_READ)
 def case_page(referral_id: str):  # type: ignore[no-untyped-def]
@@ -40,17 +56,26 @@ def case_page(referral_id: str):  # type: ignore[no-untyped-def]
     compliance = None
     if "survivor" in case:
         compliance = read_compliance(db.session, user, referral_id)
+    extras = _case_extras(user, case)
     db.session.commit()
     response = make_response(render_template(
         "police/case.html", case=case, compliance=compliance, form=ActionForm(), logout_form=LogoutForm(),
-        action_types=ACTION_TYPES, outcomes=workflow.CLOSE_OUTCOMES, reasons=workflow.DECLINE_REASONS))
+        action_types=ACTION_TYPES, outcomes=workflow.CLOSE_OUTCOMES, reasons=workflow.DECLINE_REASONS,
+        shareable=SHAREABLE, is_supervisor=user.role.value == "supervisor", **extras))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _act(referral_id: str, call):  # type: ignore[no-untyped-def]
-    run_page_action(ActionForm(), call)
+def _act(referral_id: str, call, *, valid: bool = True):  # type: ignore[no-untyped-def]
+    run_page_action(ActionForm(), call, valid=valid)
     return redirect(url_for("web.case_page", referral_id=referral_id))
+
+
+def _date(name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(request.form.get(name, ""))
+    except ValueError:
+        return None
 
 
 @web.post("/cases/<referral_id>/accept")
@@ -75,8 +100,14 @@ def case_action(referral_id: str):  # type: ignore[no-untyped-def]
     if kind not in ACTION_TYPES:
         flash(_("Choose what you did."))
         return redirect(url_for("web.case_page", referral_id=referral_id))
-    return _act(referral_id, lambda user: workflow.add_action(db.session, user, referral_id,
-                                                               {"type": kind, "note": note}))
+    data: dict = {"type": kind, "note": note}
+    if kind in ORDER_ACTIONS:
+        expires_on = _date("order_expires_on")
+        if expires_on is None:
+            flash(_("Give the date the protection order ends."))
+            return redirect(url_for("web.case_page", referral_id=referral_id))
+        data["protection_order"] = {"issued_on": _date("order_issued_on"), "expires_on": expires_on}
+    return _act(referral_id, lambda user: workflow.add_action(db.session, user, referral_id, data))
 
 
 @web.post("/cases/<referral_id>/close")
@@ -84,3 +115,33 @@ def case_action(referral_id: str):  # type: ignore[no-untyped-def]
 def case_close(referral_id: str):  # type: ignore[no-untyped-def]
     outcome = request.form.get("outcome", "")
     return _act(referral_id, lambda user: workflow.close(db.session, user, referral_id, outcome))
+
+
+@web.post("/cases/<referral_id>/close/<decision>")
+@requires(Permission.REFERRAL_REASSIGN)
+def case_close_decision(referral_id: str, decision: str):  # type: ignore[no-untyped-def]
+    if decision not in ("approve", "reject"):
+        abort(404)
+    return _act(referral_id, lambda user: workflow.decide_closure(db.session, user, referral_id,
+                                                                   approve=decision == "approve"))
+
+
+@web.post("/cases/<referral_id>/reassign")
+@requires(Permission.REFERRAL_REASSIGN)
+def case_reassign(referral_id: str):  # type: ignore[no-untyped-def]
+    raw = request.form.get("officer_id", "")
+    officer_id = int(raw) if raw.isdigit() and len(raw) < 10 else 0  # 0: the service says "not eligible"
+    return _act(referral_id, lambda user: workflow.reassign(db.session, user, referral_id, officer_id))
+
+
+@web.post("/cases/<referral_id>/service-referrals")
+@requires(Permission.SERVICE_REFERRAL_CREATE)
+def case_service_referral(referral_id: str):  # type: ignore[no-untyped-def]
+    from referral.services_dir.services import create_service_referral
+
+    provider, _sep, service_type = request.form.get("provider", "").partition(":")
+    share = [p for p in request.form.getlist("share") if p in SHAREABLE]
+    known = provider.isdigit() and len(provider) < 10
+    # An unknown choice reaches the service as provider 0, which it refuses with a clear message.
+    data = {"provider_id": int(provider) if known else 0, "service_type": service_type, "share": share}
+    return _act(referral_id, lambda user: create_service_referral(db.session, user, referral_id, data))

@@ -75,7 +75,13 @@ def home():  # type: ignore[no-untyped-def]
 
         service_referrals, _count = list_for_provider(db.session, user, page=1, per_page=100)
         db.session.commit()
-    if user.role.value in ("focal_point", "officer", "supervisor"):
+    board: dict = {}
+    if user.role.value == "supervisor" and user.unit_id is not None:
+        from referral.referrals.board import unit_board
+
+        board = unit_board(db.session, user)
+        db.session.commit()
+    elif user.role.value in ("focal_point", "officer", "supervisor"):
         from referral.referrals.services import list_referrals
 
         referrals, _total = list_referrals(db.session, user, page=1, per_page=100)
@@ -87,4 +93,4 @@ def home():  # type: ignore[no-untyped-def]
             referrals = [r for r in referrals if r["id"] not in offered]
         db.session.commit()
     return render_template(f"home/{user.role.value}.html", logout_form=LogoutForm(), referrals=referrals,
-                           offers=offers, service_referrals=service_referrals)
+                           offers=offers, service_referrals=service_referrals, board=board)

@@ -17,6 +17,8 @@ CASE_ROUTES = {
     ("POST", "/api/v1/referrals/<referral_id>/actions"): ({"type": "contact_made", "note": "called"}, "officer",
                                                          "accepted"),
     ("POST", "/api/v1/referrals/<referral_id>/close"): ({"outcome": "no_further_action"}, "officer", "in_progress"),
+    ("POST", "/api/v1/referrals/<referral_id>/close/approve"): (None, "supervisor", "closure_pending"),
+    ("POST", "/api/v1/referrals/<referral_id>/close/reject"): (None, "supervisor", "closure_pending"),
     ("POST", "/api/v1/referrals/<referral_id>/reassign"): ("other_officer", "supervisor", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/withdraw"): (None, "focal", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/consents"): ({"scope": "statistics", "granted": False}, "focal",
@@ -74,11 +76,18 @@ def case(client, place, actors):
 
 def bring_to(client, actors, case, state):
     _officer, headers = actors["officer"]
-    if state in ("accepted", "in_progress"):
+    if state in ("accepted", "in_progress", "closure_pending"):
         assert client.post(f"/api/v1/referrals/{case}/accept", headers=headers).status_code == 200
-    if state == "in_progress":
+    if state in ("in_progress", "closure_pending"):
         assert client.post(f"/api/v1/referrals/{case}/actions", json={"type": "contact_attempt"},
                            headers=headers).status_code == 201
+    if state == "closure_pending":
+        from referral.referrals.models import Referral
+
+        db.session.get(Referral, case).unit.closure_approval = True
+        db.session.flush()
+        resp = client.post(f"/api/v1/referrals/{case}/close", json={"outcome": "other"}, headers=headers)
+        assert resp.get_json()["closure_pending"] is True
 
 
 def body_for(body, actors):

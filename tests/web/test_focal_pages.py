@@ -111,3 +111,32 @@ def test_focal_point_adds_information_and_withdraws_on_the_web(client, place, pe
     client.post(status_url + "/withdraw", data={"csrf_token": token})
     page = client.get(status_url).get_data(as_text=True)
     assert "Withdrawn" in page and "Withdraw the referral" not in page
+
+
+def transferred(client, url: str) -> tuple[int, str]:
+    """Bytes of the page and of every stylesheet and script it loads (what a phone downloads)."""
+    import re
+
+    page = client.get(url)
+    assert page.status_code == 200, url
+    html = page.get_data(as_text=True)
+    total = len(page.get_data())
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
+        with client.get(asset) as response:
+            total += len(response.get_data())
+    return total, html
+
+
+def test_every_focal_page_is_small_and_has_quick_exit(client, place, people, officers):
+    """Issue 8: each focal-point page at most 30 KB transferred, with the quick-exit control."""
+    size, html = transferred(client, "/login")
+    assert size <= 30 * 1024 and 'id="quick-exit"' in html
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "csrf_token": csrf_token(html)})
+    status_url = sent.headers["Location"].split("?")[0]
+    for url in ("/", "/referrals/new", status_url, "/referrals/new?lang=ky", "/?lang=tg", status_url + "?lang=uz"):
+        size, html = transferred(client, url)
+        assert size <= 30 * 1024, f"{url}: {size} bytes"
+        assert 'id="quick-exit"' in html, url

@@ -31,7 +31,7 @@ def test_provider_sees_only_shared_fields_and_completes(client, place, people, o
     done = web_client.post(f"/service-referrals/{sr['id']}/complete",
                            data={"csrf_token": csrf_token(html), "outcome": "provided", "note": "seen"})
     assert done.status_code == 302
-    assert "completed" in web_client.get(f"/service-referrals/{sr['id']}").get_data(as_text=True)
+    assert "<strong>Completed</strong>" in web_client.get(f"/service-referrals/{sr['id']}").get_data(as_text=True)
     other, _o = login_as("service_provider")
     stranger = client.application.test_client()
     web_login(stranger, other.email, PASSWORD, pyotp.TOTP(other.totp_secret_plain).now())

@@ -1,0 +1,152 @@
+"""Each audience's main flow in real Chromium, with and without JavaScript.
+
+An officer accepts an offer and works the case (action, protection order, service
+referral, closure request); the supervisor approves the closure from the unit
+board; the provider accepts and completes the service referral; an auditor reads
+the dashboard, opens the case through break-glass, and another auditor reviews it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyotp
+import pytest
+from playwright.sync_api import expect
+
+from referral.accounts.services import NewUser, create_user
+from referral.extensions import db
+from referral.reference.models import (
+    Area, AreaKind, Organisation, OrganisationKind, OrganisationService, ServiceType, Unit,
+)
+from referral.referrals.schemas import Submission
+from referral.referrals.services import create_referral
+from referral.standards.models import Course, CourseRequirement
+from referral.standards.services import record_certification
+from tests.referrals.helpers import canaries, submission
+
+pytestmark = pytest.mark.browser
+PASSWORD = "audience browser passphrase"
+
+
+def make_world(live_app, tag: str) -> dict:
+    """A district with a unit requiring closure approval, a group, a clinic, one of each role and an offered case."""
+    with live_app.app_context():
+        district = Area(code=f"AU{tag}-D", name=f"Audience district {tag}", kind=AreaKind.district)
+        unit = Unit(code=f"U-AU{tag}", name="Audience police", areas=[district], closure_approval=True)
+        group = Organisation(code=f"WG-AU{tag}", name="Audience group", kind=OrganisationKind.womens_group,
+                             areas=[district])
+        clinic = Organisation(code=f"HC-AU{tag}", name=f"Audience clinic {tag}", kind=OrganisationKind.provider,
+                              areas=[district], services=[OrganisationService(service_type=ServiceType.health)])
+        db.session.add_all([district, unit, group, clinic])
+        if db.session.query(Course).filter_by(code="AU-CORE").first() is None:
+            db.session.add(Course(code="AU-CORE", name="Core", validity_months=24, required_for=CourseRequirement.all))
+        db.session.flush()
+        people = {}
+        for key, role, extra in (("focal", "focal_point", {"org": group.code}),
+                                 ("officer", "officer", {"unit": unit.code, "gender": "female", "languages": ["ky", "ru"]}),
+                                 ("supervisor", "supervisor", {"unit": unit.code}),
+                                 ("provider", "service_provider", {"org": clinic.code}),
+                                 ("auditor", "oversight", {}), ("reviewer", "oversight", {})):
+            user, secret = create_user(None, NewUser(email=f"{key}.{tag}@audience.amanat.example", name=f"{key} {tag}",
+                                                     role=role, password=PASSWORD, **extra))
+            people[key] = (user.email, secret)
+        record_certification(None, people["officer"][0], "AU-CORE", dt.date.today() - dt.timedelta(days=10))
+        values = canaries()
+        focal = db.session.scalar(db.select(type(user)).where(type(user).email == people["focal"][0]))
+        referral = create_referral(db.session, focal, Submission().load(submission(district.code, values)))
+        db.session.commit()
+        return {"people": people, "case_id": referral.id, "reference": referral.reference, "values": values}
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["with-js", "without-js"])
+def world(request, live_app):
+    return make_world(live_app, "J" if request.param else "N") | {"javascript": request.param}
+
+
+def open_as(browser, base, world, who):
+    context = browser.new_context(java_script_enabled=world["javascript"])
+    page = context.new_page()
+    email, secret = world["people"][who]
+    page.goto(f"{base}/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    return context, page
+
+
+def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, world):
+    reference, values = world["reference"], world["values"]
+    # Officer: the offer, accept, work, protection order, service referral, closure request.
+    context, page = open_as(browser, live_server, world, "officer")
+    try:
+        expect(page.get_by_role("heading", name="Your cases")).to_be_visible()
+        page.get_by_role("link", name=reference).click()
+        assert values["survivor.name"] not in page.content()  # an offer shows no content
+        page.get_by_role("button", name="Accept").click()
+        expect(page.get_by_text(values["survivor.name"])).to_be_visible()
+        assert reference not in page.title() and "Canary" not in page.title()
+        page.get_by_label("What did you do?").select_option("risk_assessment")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        page.get_by_label("What did you do?").select_option("protection_order_issued")
+        page.get_by_label("Ends on").fill((dt.date.today() + dt.timedelta(days=30)).isoformat())
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("heading", name="Protection orders")).to_be_visible()
+        page.get_by_label("Her name").check()
+        page.get_by_role("button", name="Send to the service").click()
+        expect(page.get_by_role("heading", name="Service referrals")).to_be_visible()
+        page.get_by_label("Outcome").select_option("services_provided")
+        page.get_by_role("button", name="Close case").click()
+        expect(page.locator("#closure-pending")).to_contain_text("waiting for the supervisor")
+        assert "/cases/" in page.url and "Canary" not in page.url
+    finally:
+        context.close()
+
+    # Supervisor: the closure waits on the unit board; approve it.
+    context, page = open_as(browser, live_server, world, "supervisor")
+    try:
+        expect(page.get_by_role("heading", name="Closures to approve (1)")).to_be_visible()
+        page.get_by_role("link", name=reference).click()
+        page.get_by_role("button", name="Approve closure").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        expect(page.locator("p strong").first).to_have_text("Closed")
+    finally:
+        context.close()
+
+    # Provider: only the shared field, then accept and complete.
+    context, page = open_as(browser, live_server, world, "provider")
+    try:
+        expect(page.get_by_role("heading", name="Incoming service referrals")).to_be_visible()
+        page.get_by_role("link", name=reference).click()
+        expect(page.get_by_text(values["survivor.name"])).to_be_visible()
+        assert values["incident.narrative"] not in page.content()
+        page.get_by_role("button", name="Accept").click()
+        page.get_by_label("Outcome").select_option("provided")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("p strong")).to_have_text("Completed")
+    finally:
+        context.close()
+
+    # Oversight: dashboard and audit search, then break-glass into the case.
+    context, page = open_as(browser, live_server, world, "auditor")
+    try:
+        page.goto(f"{live_server}/oversight")
+        expect(page.locator("svg").first).to_be_visible()
+        page.get_by_role("link", name="Audit search").click()
+        expect(page.get_by_role("heading", name="Audit search")).to_be_visible()
+        page.goto(f"{live_server}/oversight/break-glass?case_id={world['case_id']}")
+        page.get_by_label("Why do you need to see this case?").fill("Complaint 2026/77 asks how this case was handled.")
+        page.get_by_role("button", name="Open the case").click()
+        expect(page.get_by_text(values["survivor.name"])).to_be_visible()
+    finally:
+        context.close()
+    context, page = open_as(browser, live_server, world, "reviewer")
+    try:
+        page.goto(f"{live_server}/oversight/break-glass")
+        page.get_by_role("button", name="Justified").first.click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        expect(page.get_by_role("cell", name="Justified").first).to_be_visible()
+    finally:
+        context.close()

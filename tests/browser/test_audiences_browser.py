@@ -8,6 +8,7 @@ the dashboard, opens the case through break-glass, and another auditor reviews i
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pyotp
 import pytest
@@ -22,6 +23,7 @@ from referral.referrals.schemas import Submission
 from referral.referrals.services import create_referral
 from referral.standards.models import Course, CourseRequirement
 from referral.standards.services import record_certification
+from config.settings import PROJECT_ROOT
 from tests.referrals.helpers import canaries, submission
 
 pytestmark = pytest.mark.browser
@@ -60,11 +62,19 @@ def make_world(live_app, tag: str) -> dict:
 
 @pytest.fixture(scope="module", params=[True, False], ids=["with-js", "without-js"])
 def world(request, live_app):
-    return make_world(live_app, "J" if request.param else "N") | {"javascript": request.param}
+    shots = PROJECT_ROOT / "docs" / "screenshots"
+    return make_world(live_app, "J" if request.param else "N") | {"javascript": request.param, "shots": shots}
+
+
+def shot(page, world, name: str) -> None:
+    """With REFERRAL_SCREENSHOTS=1 the main pages (a 360-pixel phone, JavaScript on) refresh docs/screenshots."""
+    if os.environ.get("REFERRAL_SCREENSHOTS") == "1" and world["javascript"]:
+        page.screenshot(path=str(world["shots"] / f"{name}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing overflows sideways
 
 
 def open_as(browser, base, world, who):
-    context = browser.new_context(java_script_enabled=world["javascript"])
+    context = browser.new_context(java_script_enabled=world["javascript"], viewport={"width": 360, "height": 740})
     page = context.new_page()
     email, secret = world["people"][who]
     page.goto(f"{base}/login")
@@ -100,6 +110,7 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
         page.get_by_label("Outcome").select_option("services_provided")
         page.get_by_role("button", name="Close case").click()
         expect(page.locator("#closure-pending")).to_contain_text("waiting for the supervisor")
+        shot(page, world, "officer-case-en")
         assert "/cases/" in page.url and "Canary" not in page.url
     finally:
         context.close()
@@ -108,6 +119,7 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
     context, page = open_as(browser, live_server, world, "supervisor")
     try:
         expect(page.get_by_role("heading", name="Closures to approve (1)")).to_be_visible()
+        shot(page, world, "supervisor-board-en")
         page.get_by_role("link", name=reference).click()
         page.get_by_role("button", name="Approve closure").click()
         expect(page.get_by_role("status")).to_have_text("Saved.")
@@ -122,6 +134,7 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
         page.get_by_role("link", name=reference).click()
         expect(page.get_by_text(values["survivor.name"])).to_be_visible()
         assert values["incident.narrative"] not in page.content()
+        shot(page, world, "provider-referral-en")
         page.get_by_role("button", name="Accept").click()
         page.get_by_label("Outcome").select_option("provided")
         page.get_by_role("button", name="Save").click()
@@ -134,6 +147,7 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
     try:
         page.goto(f"{live_server}/oversight")
         expect(page.locator("svg").first).to_be_visible()
+        shot(page, world, "oversight-dashboard-en")
         page.get_by_role("link", name="Audit search").click()
         expect(page.get_by_role("heading", name="Audit search")).to_be_visible()
         page.goto(f"{live_server}/oversight/break-glass?case_id={world['case_id']}")
@@ -148,5 +162,6 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
         page.get_by_role("button", name="Justified").first.click()
         expect(page.get_by_role("status")).to_have_text("Saved.")
         expect(page.get_by_role("cell", name="Justified").first).to_be_visible()
+        shot(page, world, "break-glass-review-en")
     finally:
         context.close()

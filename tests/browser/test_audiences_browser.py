@@ -48,7 +48,8 @@ def make_world(live_app, tag: str) -> dict:
                                  ("officer", "officer", {"unit": unit.code, "gender": "female", "languages": ["ky", "ru"]}),
                                  ("supervisor", "supervisor", {"unit": unit.code}),
                                  ("provider", "service_provider", {"org": clinic.code}),
-                                 ("auditor", "oversight", {}), ("reviewer", "oversight", {})):
+                                 ("auditor", "oversight", {}), ("reviewer", "oversight", {}),
+                                 ("admin", "admin", {})):
             user, secret = create_user(None, NewUser(email=f"{key}.{tag}@audience.amanat.example", name=f"{key} {tag}",
                                                      role=role, password=PASSWORD, **extra))
             people[key] = (user.email, secret)
@@ -163,5 +164,30 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
         expect(page.get_by_role("status")).to_have_text("Saved.")
         expect(page.get_by_role("cell", name="Justified").first).to_be_visible()
         shot(page, world, "break-glass-review-en")
+    finally:
+        context.close()
+
+
+def test_admin_creates_an_officer_and_records_a_certification(browser, live_server, world):
+    tag = "j" if world["javascript"] else "n"
+    context, page = open_as(browser, live_server, world, "admin")
+    try:
+        expect(page.get_by_role("heading", name="Administration")).to_be_visible()
+        page.goto(f"{live_server}/admin/users")
+        page.get_by_label("E-mail", exact=True).fill(f"new.officer.{tag}@audience.amanat.example")
+        page.get_by_label("Name").fill("New Officer")
+        page.locator("#role").select_option("officer")  # the filter above has a "Role" too
+        page.get_by_label("Unit code (officers and supervisors)").fill(f"U-AU{tag.upper()}")
+        page.get_by_label("Password (8 to 128 characters)").fill("a long new officer passphrase")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Account created")).to_be_visible()
+        assert "secret" not in page.url.lower()
+        shot(page, world, "admin-account-created-en")
+        page.goto(f"{live_server}/admin/courses")
+        page.get_by_label("E-mail of the officer or supervisor").fill(f"new.officer.{tag}@audience.amanat.example")
+        page.get_by_label("Course", exact=True).select_option("AU-CORE")
+        page.get_by_label("Completed on (YYYY-MM-DD)").fill(dt.date.today().isoformat())
+        page.get_by_role("button", name="Record").click()
+        expect(page.get_by_role("status")).to_contain_text("Certification recorded")
     finally:
         context.close()

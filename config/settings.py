@@ -66,6 +66,13 @@ class BaseConfig:
     REDIS_URL: str | None = None
     RATELIMIT_ENABLED = True
     SMS_SECRET: str | None = None
+    SMS_WINDOW_SECONDS = 300
+    # Outbound channels: console unless a gateway or mail server is set.
+    SMS_GATEWAY_URL: str | None = None
+    SMS_GATEWAY_KEY: str | None = None
+    SMTP_HOST: str | None = None
+    SMTP_PORT = 25
+    SMTP_FROM = "amanat@localhost"
 
     # Authentication (SPEC §7).
     LOCKOUT_THRESHOLD = 5
@@ -113,6 +120,10 @@ class BaseConfig:
             settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
         if env.get("REFERRAL_SMS_SECRET"):
             settings["SMS_SECRET"] = env["REFERRAL_SMS_SECRET"]
+        for name in ("SMS_GATEWAY_URL", "SMS_GATEWAY_KEY", "SMTP_HOST", "SMTP_FROM"):
+            if env.get(f"REFERRAL_{name}"):
+                settings[name] = env[f"REFERRAL_{name}"]
+        settings["SMTP_PORT"] = env_int("REFERRAL_SMTP_PORT", cls.SMTP_PORT, minimum=1)
         settings["PROXY_HOPS"] = env_int("REFERRAL_PROXY_HOPS", cls.PROXY_HOPS)
         settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
         settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)

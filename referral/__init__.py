@@ -48,6 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.referrals import views as _referral_views  # noqa: F401
     from referral.standards import views as _standards_views  # noqa: F401
     from referral.services_dir import views as _services_views  # noqa: F401
+    from referral.notify import views as _notify_views  # noqa: F401
     from referral.oversight import views as _oversight_views  # noqa: F401
     from referral.reference import views as _reference_views  # noqa: F401
     from referral.api import api

@@ -339,5 +339,8 @@ def sla_tick_command(now_text: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli, stats_cli):
+    from referral.notify.cli import outbox_cli
+
+    for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli, stats_cli,
+                  outbox_cli):
         app.cli.add_command(group)

@@ -9,3 +9,4 @@ from referral.referrals.models import CaseNote, Referral  # noqa: F401
 from referral.referrals.workflow_models import Alert, CaseAction, Offer, ProtectionOrder  # noqa: F401
 from referral.services_dir.models import Consent, ServiceReferral  # noqa: F401
 from referral.oversight.models import BreakGlassGrant  # noqa: F401
+from referral.notify.models import OutboxMessage, SmsReceipt  # noqa: F401

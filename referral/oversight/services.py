@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import User
 from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
+from referral.notify import events
 from referral.db import utcnow
 from referral.errors import NotFound, ValidationFailed
 from referral.oversight.models import BreakGlassGrant
@@ -127,6 +128,7 @@ def open_break_glass(session: Session, actor: User, case_id_raw: str, justificat
                                                 row_id=str(grant.id))
     record(session, actor, "break_glass.open", object_type="referral", object_id=referral.id,
            reason=f"BREAK-GLASS grant {grant.id} until {grant.expires_at.isoformat()}")
+    events.break_glass_opened(session, actor)
     return grant
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Gender, Role, User
+from referral.notify import events
 from referral.audit.service import record
 from referral.reference.models import Area, Unit, unit_areas
 from referral.referrals.models import Referral, Status
@@ -123,6 +124,7 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
     session.flush()
     record(session, actor, "referral.offer", object_type="referral", object_id=referral.id,
            reason=f"offered to {len(offers)} officer(s) in {unit.code}, deadline {deadline.isoformat()}")
+    events.offered(session, referral, officers)
     return offers
 
 
@@ -135,3 +137,4 @@ def escalate(session: Session, referral: Referral, *, now: dt.datetime, reason: 
                           unit_id=referral.unit_id, created_at=now))
     session.flush()
     record(session, actor, "referral.escalate", object_type="referral", object_id=referral.id, reason=reason)
+    events.escalated(session, referral)

@@ -17,6 +17,7 @@ from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from referral.notify import events
 from referral.referrals import crypto, routing
 from referral.referrals.models import Referral, Status, new_id, parse_case_id
 from referral.referrals.workflow_models import (
@@ -86,6 +87,7 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
     referral.first_accepted_at = referral.first_accepted_at or now
     session.flush()
     record(session, actor, "referral.accept", object_type="referral", object_id=referral.id)
+    events.survivor(session, referral, "survivor_contact")  # "your contact will call you soon", if she agreed
     return referral
 
 
@@ -322,8 +324,12 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
         raise NotFound("No such referral.")
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, "withdrawn")
+    told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
+    told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
+                                                           Offer.status == OfferStatus.open)).all()
     _cancel_open_offers(session, referral, now, "withdrawn")
     _drop_closure_request(referral)
+    events.withdrawn(session, referral, told)
     referral.status, referral.closed_at = Status.withdrawn, now
     session.flush()
     record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id)
@@ -358,6 +364,7 @@ def sla_tick(session: Session, *, now: dt.datetime | None = None) -> dict[str, i
                    reason=f"acceptance deadline missed by officer {offer.officer_id}")
         session.add(Alert(kind=AlertKind.acceptance_missed, referral_id=referral.id, unit_id=referral.unit_id,
                           created_at=now))
+        events.breached(session, referral)
         referral.escalated_at = now
         session.flush()
         still_open = session.scalar(select(Offer.id).where(Offer.referral_id == referral.id,

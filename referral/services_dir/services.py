@@ -12,6 +12,7 @@ from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import InvalidTransition, NotFound, ValidationFailed
+from referral.notify import events
 from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
@@ -151,6 +152,7 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     session.flush()
     record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
            reason=f"to {provider.code} for {service_type}", fields=data["share"])
+    events.service_referral(session, referral, provider.id)
     return row
 
 

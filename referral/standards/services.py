@@ -13,6 +13,7 @@ from referral.errors import Conflict, NotFound, ValidationFailed
 from referral.extensions import db
 from referral.security.permissions import Permission, require
 from referral.standards.models import Certification, Course
+from referral.notify import events
 
 POLICE_ROLES = (Role.officer, Role.supervisor)
 
@@ -148,6 +149,7 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
                                                     due_at=result.due_at or now, recorded_at=now)):
                 continue
             stats["step_breaches"] += 1
+            events.breached(session, referral)
             record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
                    reason=f"step {result.code} overdue since {result.due_at.isoformat() if result.due_at else '-'}")
     soon = now.date() + dt.timedelta(days=30)
@@ -158,6 +160,9 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
         if not _insert_once(session, CertificationReminder(certification_id=cert.id, sent_at=now)):
             continue
         stats["certificate_reminders"] += 1
+        holder = session.get(User, cert.user_id)
+        if holder is not None:
+            events.certificate_expiring(session, holder, cert.expires_on)
         record(session, None, "training.reminder", object_type="user", object_id=cert.user_id,
                reason=f"{cert.course.code} expires {cert.expires_on.isoformat()}")
     session.flush()

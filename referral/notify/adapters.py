@@ -1,0 +1,82 @@
+"""Delivery adapters: console (default), a generic HTTP SMS gateway, SMTP.
+
+Each takes the message's idempotency key; the HTTP gateway receives it as the
+``Idempotency-Key`` header, so a message re-sent after a worker died mid-delivery
+is delivered once by a gateway that honours it. E-mail carries it in the
+Message-ID, which lets a receiving system drop the duplicate.
+"""
+from __future__ import annotations
+
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from typing import Protocol
+
+from flask import current_app
+
+
+class DeliveryFailed(Exception):
+    """The gateway refused or could not be reached; the message is retried later."""
+
+
+class Adapter(Protocol):
+    def send(self, key: str, address: str, text: str) -> None: ...
+
+
+class ConsoleAdapter:
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    def send(self, key: str, address: str, text: str) -> None:
+        print(f"[{self.channel}] to {address} (key {key}): {text}", flush=True)
+
+
+class HttpSmsAdapter:
+    """POST ``{"to", "text"}`` as JSON with a bearer key and the idempotency key."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 10.0) -> None:
+        self.url, self.api_key, self.timeout = url, api_key, timeout
+
+    def send(self, key: str, address: str, text: str) -> None:
+        body = json.dumps({"to": address, "text": text}).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (operator URL)
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise DeliveryFailed(f"gateway answered {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeliveryFailed(f"gateway unreachable ({type(exc).__name__})") from None
+
+
+class SmtpAdapter:
+    def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0) -> None:
+        self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+
+    def send(self, key: str, address: str, text: str) -> None:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self.sender, address, "Amanat"
+        message["Message-ID"] = f"<{key}@amanat>"
+        message.set_content(text)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryFailed(f"mail server refused or unreachable ({type(exc).__name__})") from None
+
+
+def adapters_from_settings() -> dict[str, Adapter]:
+    config = current_app.config
+    sms: Adapter = ConsoleAdapter("sms")
+    if config.get("SMS_GATEWAY_URL"):
+        sms = HttpSmsAdapter(config["SMS_GATEWAY_URL"], config.get("SMS_GATEWAY_KEY"))
+    email: Adapter = ConsoleAdapter("email")
+    if config.get("SMTP_HOST"):
+        email = SmtpAdapter(config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25),
+                            config.get("SMTP_FROM") or "amanat@localhost")
+    return {"sms": sms, "email": email}

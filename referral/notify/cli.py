@@ -1,0 +1,31 @@
+"""``flask outbox deliver [--once]``: the notification worker."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from flask.cli import AppGroup
+
+from referral.extensions import db
+
+outbox_cli = AppGroup("outbox", help="Notifications.")
+
+
+@outbox_cli.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (default: keep polling).")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls when idle.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many messages.")
+def deliver_command(once: bool, interval: float, limit: int | None) -> None:
+    """Deliver pending messages with retries and backoff; dead-letter after the last attempt."""
+    from referral.notify.adapters import adapters_from_settings
+    from referral.notify.outbox import deliver
+
+    adapters = adapters_from_settings()
+    while True:
+        counts = deliver(db.session, adapters, limit=limit)
+        if once:
+            click.echo(json.dumps(counts))
+            return
+        if not any(counts.values()):
+            time.sleep(interval)

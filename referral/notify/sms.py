@@ -1,0 +1,154 @@
+"""SMS intake from feature phones (SPEC §9): signature, replay guard, the structured code.
+
+``GBV <area code> <type> <age group> <danger>`` creates a routed referral and
+replies with its reference; ``STATUS <reference>`` answers with the stage; any
+other text gets a short reply showing the format. Keywords may be written in
+Kyrgyz, Russian, Tajik or Uzbek, and the reply comes in the language used.
+Nothing of the message text is stored outside the case itself.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from referral.accounts.models import Role, User
+from referral.accounts.services import normalise_phone
+from referral.audit.service import DENIED, record
+from referral.errors import Conflict, DomainError, Forbidden, Unauthenticated
+from referral.notify.models import Channel, SmsReceipt
+from referral.notify.outbox import enqueue
+from referral.referrals.schemas import AGE_GROUPS
+
+REPORT_WORDS = {"GBV": "en", "ГН": "ru", "НАСИЛИЕ": "ru", "ЗОМБУЛУК": "ky", "ХУШУНАТ": "tg", "ZORAVONLIK": "uz"}
+STATUS_WORDS = {"STATUS": "en", "СТАТУС": "ru", "АБАЛ": "ky", "ҲОЛАТ": "tg", "HOLAT": "uz"}
+TYPE_ANSWER = {"R": "penetration", "S": "sexual_contact", "P": "physical_assault", "F": "forced_marriage",
+               "D": "denial_of_resources", "E": "psychological_abuse"}
+YES = {"Y", "YES", "ДА", "ООБА", "ҲА", "HA"}
+NO = {"N", "NO", "НЕТ", "ЖОК", "НЕ", "YOQ", "YOʻQ", "YO'Q"}
+# Cyrillic letters that look like the Latin type letters, as a Cyrillic keyboard types them.
+LOOKALIKES = str.maketrans({"Р": "P", "Е": "E", "С": "S"})
+ANSWERS = tuple(TYPE_ANSWER.values())
+
+
+class SmsNotConfigured(DomainError):
+    status = 503
+    code = "sms_not_configured"
+    message = "SMS intake is not configured on this server."
+
+
+@dataclass
+class Parsed:
+    kind: str                     # "report", "status" or "malformed"
+    language: str | None = None
+    data: dict[str, Any] | None = None
+    reference: str | None = None
+
+
+def verify_signature(raw_body: bytes, timestamp: str, signature: str, *, now: dt.datetime) -> None:
+    """401 for a missing, wrong or stale signature; the secret comes from REFERRAL_SMS_SECRET."""
+    secret = current_app.config.get("SMS_SECRET")
+    if not secret:
+        raise SmsNotConfigured()
+    if not timestamp.isdigit() or len(timestamp) > 12 or not signature.startswith("sha256="):
+        raise Unauthenticated("Missing or malformed signature.")
+    if abs(now.timestamp() - int(timestamp)) > current_app.config["SMS_WINDOW_SECONDS"]:
+        raise Unauthenticated("The signature is too old.")
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature[len("sha256="):].strip().lower()):
+        raise Unauthenticated("Wrong signature.")
+
+
+def refuse_replay(session: Session, signature: str) -> None:
+    """The same signed message twice is a replay (409); the unique row makes racing copies fail too."""
+    digest = hashlib.sha256(signature.encode()).hexdigest()
+    if session.scalar(select(SmsReceipt.id).where(SmsReceipt.signature_hash == digest)) is not None:
+        raise Conflict("This message was already received.", code="replay")
+    try:
+        with session.begin_nested():
+            session.add(SmsReceipt(signature_hash=digest))
+    except IntegrityError:
+        raise Conflict("This message was already received.", code="replay") from None
+
+
+def parse(text: str) -> Parsed:
+    words = text.upper().replace("ʼ", "'").split()
+    if not words:
+        return Parsed("malformed")
+    head = words[0]
+    if head in STATUS_WORDS:
+        if len(words) != 2:
+            return Parsed("malformed", STATUS_WORDS[head])
+        return Parsed("status", STATUS_WORDS[head], reference=words[1])
+    if head not in REPORT_WORDS:
+        return Parsed("malformed")
+    language = REPORT_WORDS[head]
+    if len(words) != 5:
+        return Parsed("malformed", language)
+    _head, area, kind, age, danger = words
+    kind = kind.translate(LOOKALIKES)
+    if kind not in TYPE_ANSWER or age not in AGE_GROUPS or (danger not in YES and danger not in NO):
+        return Parsed("malformed", language)
+    answers = {name: name == TYPE_ANSWER[kind] for name in ANSWERS}
+    # The format has no consent field: the focal point sends the code only with the survivor's
+    # agreement that the police receive it (docs/decisions.md); nothing else is consented.
+    data = {"area": area, "survivor": {"age_group": age},
+            "incident": {"answers": answers, "immediate_danger": danger in YES},
+            "consent": {"police": True, "services": False, "sms_contact": False, "statistics": False,
+                        "given_by": "survivor"}}
+    return Parsed("report", language, data=data)
+
+
+def _sender(session: Session, raw_phone: str) -> User:
+    try:
+        phone = normalise_phone(raw_phone)
+    except ValueError:
+        phone = None
+    user = session.scalar(select(User).where(User.phone == phone)) if phone else None
+    if user is None or user.role is not Role.focal_point or not user.active:
+        record(session, None, "sms.inbound", object_type="sms", outcome=DENIED, reason="unregistered sender")
+        raise Forbidden("This phone is not registered to a focal point.")
+    return user
+
+
+def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datetime) -> dict[str, Any]:
+    """Act on one verified message from a focal point; the reply goes through the outbox."""
+    from referral.referrals.models import Referral
+    from referral.referrals.services import create_referral
+
+    user = _sender(session, raw_phone)
+    parsed = parse(text[:480])
+    language = parsed.language or None
+
+    def reply(template: str, **params: Any) -> None:
+        enqueue(session, template, params, channel=Channel.sms, address=user.phone, user=user, language=language)
+
+    if parsed.kind == "report":
+        try:
+            with session.begin_nested():
+                referral = create_referral(session, user, parsed.data or {}, now=now)
+        except DomainError:  # e.g. an unknown area code: the format reminder, nothing stored
+            reply("sms_format")
+            return {"result": "malformed"}
+        reply("sms_received", reference=referral.reference)
+        return {"result": "created", "reference": referral.reference}
+    if parsed.kind == "status":
+        referral = session.scalar(select(Referral).where(Referral.reference == parsed.reference,
+                                                         Referral.submitter_id == user.id))
+        record(session, user, "referral.read", object_type="referral",
+               object_id=referral.id if referral else None, fields=["reference", "status"] if referral else [],
+               outcome="allowed" if referral else DENIED, reason="sms status")
+        if referral is None:
+            reply("sms_unknown_reference")
+            return {"result": "unknown_reference"}
+        reply("sms_status", reference=referral.reference, stage=referral.status.value)
+        return {"result": "status", "reference": referral.reference}
+    reply("sms_format")
+    return {"result": "malformed"}

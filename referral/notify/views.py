@@ -1,0 +1,30 @@
+"""API: the SMS gateway webhook (SPEC §9)."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from referral.api import api
+from referral.db import utcnow
+from referral.errors import ValidationFailed
+from referral.extensions import db
+from referral.notify import sms
+from referral.security.permissions import public
+
+
+@api.post("/sms/inbound")
+@public
+def sms_inbound():  # type: ignore[no-untyped-def]
+    """Signed by the gateway: 401 if not, 409 for a replay, 403 for an unregistered phone."""
+    now = utcnow()
+    raw = request.get_data(cache=True)
+    sms.verify_signature(raw, request.headers.get("X-Amanat-Timestamp", ""),
+                         request.headers.get("X-Amanat-Signature", ""), now=now)
+    sender, text = request.form.get("from", ""), request.form.get("text", "")
+    if not sender or len(sender) > 32:
+        raise ValidationFailed(fields={"from": ["Give the sender's number."]})
+    if len(text) > 1600:
+        raise ValidationFailed(fields={"text": ["At most 1,600 characters."]})
+    sms.refuse_replay(db.session, request.headers["X-Amanat-Signature"])
+    result = sms.handle_inbound(db.session, sender, text, now=now)
+    db.session.commit()
+    return jsonify(result)

@@ -1,0 +1,139 @@
+"""The SMS webhook (SPEC §9): signature, window, replay, registered phones, the code in five languages."""
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from referral.audit.models import AuditEvent
+from referral.extensions import db
+from referral.notify.models import OutboxMessage
+from referral.referrals.models import Referral
+
+SECRET = "test-sms-secret"
+PHONE = "+996555123001"
+
+
+@pytest.fixture()
+def sms_app(app):
+    app.config["SMS_SECRET"] = SECRET
+    yield app
+    app.config["SMS_SECRET"] = None
+
+
+@pytest.fixture()
+def focal_phone(people):
+    focal = people["focal"][0]
+    focal.phone = PHONE
+    focal.languages = "ky,ru"
+    db.session.flush()
+    return focal
+
+
+def send(client, text, *, sender=PHONE, secret=SECRET, ts=None, signature=None):
+    body = urlencode({"from": sender, "text": text}).encode()
+    ts = str(int(time.time()) if ts is None else ts)
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {"X-Amanat-Timestamp": ts, "X-Amanat-Signature": signature or f"sha256={mac}",
+               "Content-Type": "application/x-www-form-urlencoded"}
+    return client.post("/api/v1/sms/inbound", data=body, headers=headers)
+
+
+def replies():
+    db.session.expire_all()
+    return db.session.scalars(select(OutboxMessage).where(OutboxMessage.template.like("sms_%"))
+                              .order_by(OutboxMessage.id)).all()
+
+
+def test_a_valid_code_creates_a_routed_referral_and_replies_with_its_reference(client, sms_app, place, focal_phone,
+                                                                              officers):
+    resp = send(client, f"GBV {place['district'].code} P 26-40 N")
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["result"] == "created"
+    referral = db.session.scalar(select(Referral).where(Referral.reference == body["reference"]))
+    assert referral.gbv_type == "physical_assault" and referral.status.value == "offered"
+    assert referral.submitter_id == focal_phone.id and referral.immediate_danger is False
+    [reply] = replies()
+    assert reply.template == "sms_received" and reply.address == PHONE and reply.language == "en"
+    assert json.loads(reply.params) == {"reference": body["reference"]}
+
+
+@pytest.mark.parametrize("text, lang, gbv_type, danger", [
+    ("ЗОМБУЛУК {area} R 15-17 ООБА", "ky", "rape", True),
+    ("насилие {area} e 41-60 нет", "ru", "psychological_abuse", False),
+    ("ХУШУНАТ {area} F 12-14 ҲА", "tg", "forced_marriage", True),
+    ("zoravonlik {area} D 61+ yoq", "uz", "denial_of_resources", False),
+    ("GBV {area} Р 18-25 Y", "en", "physical_assault", True),   # a Cyrillic Р typed for P
+])
+def test_keywords_in_every_language(client, sms_app, place, focal_phone, officers, text, lang, gbv_type, danger):
+    body = send(client, text.format(area=place["district"].code)).get_json()
+    referral = db.session.scalar(select(Referral).where(Referral.reference == body["reference"]))
+    assert referral.gbv_type == gbv_type and referral.immediate_danger is danger
+    assert replies()[-1].language == lang
+
+
+def test_status_answers_with_the_stage_of_ones_own_referral_only(client, sms_app, place, focal_phone, officers,
+                                                                 login_as):
+    reference = send(client, f"GBV {place['district'].code} P 26-40 N").get_json()["reference"]
+    assert send(client, f"СТАТУС {reference}").get_json() == {"result": "status", "reference": reference}
+    reply = replies()[-1]
+    assert reply.template == "sms_status" and reply.language == "ru"
+    assert json.loads(reply.params) == {"reference": reference, "stage": "offered"}
+    # Another focal point's reference is "not found", and the denial is audited.
+    other, _h = login_as("focal_point", organisation=place["group"])
+    other.phone = "+996555123002"
+    db.session.flush()
+    assert send(client, f"STATUS {reference}", sender="+996555123002").get_json()["result"] == "unknown_reference"
+    assert replies()[-1].template == "sms_unknown_reference"
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.actor_id == other.id,
+                                                         AuditEvent.outcome == "denied")).all()
+    assert denied
+
+
+@pytest.mark.parametrize("text", ["hello", "GBV", "GBV KG P 26-40", "GBV {area} X 26-40 N", "GBV {area} P 30 N",
+                                  "GBV {area} P 26-40 MAYBE", "GBV NO-SUCH-AREA P 26-40 N", "STATUS", ""])
+def test_a_malformed_message_gets_the_format_and_stores_nothing(client, sms_app, place, focal_phone, text):
+    resp = send(client, text.format(area=place["district"].code))
+    assert resp.status_code == 200 and resp.get_json() == {"result": "malformed"}
+    assert db.session.scalar(select(Referral)) is None
+    assert replies()[-1].template == "sms_format"
+
+
+def test_signatures_windows_and_replays(client, sms_app, place, focal_phone, officers):
+    text = f"GBV {place['district'].code} P 26-40 N"
+    assert send(client, text, secret="wrong").status_code == 401
+    assert send(client, text, signature="sha256=").status_code == 401
+    assert send(client, text, signature="md5=abc").status_code == 401
+    assert send(client, text, ts=int(time.time()) - 301).status_code == 401
+    assert send(client, text, ts=int(time.time()) + 301).status_code == 401
+    assert send(client, text, ts="abc").status_code == 401
+    ts = int(time.time())
+    assert send(client, text, ts=ts).status_code == 200
+    again = send(client, text, ts=ts)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "replay"
+    assert db.session.scalars(select(Referral)).all().__len__() == 1
+
+
+def test_unregistered_phones_are_refused_without_a_reply(client, sms_app, place, focal_phone, make_user):
+    assert send(client, f"GBV {place['district'].code} P 26-40 N", sender="+996555999999").status_code == 403
+    officer = make_user("officer")
+    officer.phone = "+996555123009"
+    db.session.flush()
+    assert send(client, "STATUS R-AAAA-BBBB", sender="+996555123009").status_code == 403  # not a focal point
+    assert send(client, "hello", sender="not a phone").status_code == 403
+    assert replies() == []
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sms.inbound",
+                                                      AuditEvent.outcome == "denied")) is not None
+
+
+def test_without_a_configured_secret_the_webhook_is_unavailable(client, place, focal_phone):
+    assert send(client, "hello").status_code == 503
+
+
+def test_bad_bodies(client, sms_app, focal_phone):
+    assert send(client, "x" * 1601).status_code == 422
+    assert send(client, "hello", sender="").status_code == 422

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy.orm import joinedload
 from sqlalchemy import select, update
 
 from referral.accounts.models import ApiToken, User, UserSession
@@ -219,7 +220,8 @@ def resolve_token(raw: str, *, now: dt.datetime | None = None) -> ApiToken | Non
     now = now or utcnow()
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(raw)))
+    row = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
+                            .where(ApiToken.token_hash == digest(raw)))
     if row is None or row.revoked_at is not None or row.expires_at <= now or not row.user.active:
         return None
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:

@@ -7,6 +7,7 @@ Message-ID, which lets a receiving system drop the duplicate.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import smtplib
 import urllib.error
@@ -30,7 +31,8 @@ class ConsoleAdapter:
         self.channel = channel
 
     def send(self, key: str, address: str, text: str) -> None:
-        print(f"[{self.channel}] to {address} (key {key}): {text}", flush=True)
+        # The address is masked: a survivor's phone must not land in a log.
+        print(f"[{self.channel}] to …{address[-3:]} (key {key}): {text}", flush=True)
 
 
 class HttpSmsAdapter:
@@ -50,7 +52,7 @@ class HttpSmsAdapter:
                 response.read()
         except urllib.error.HTTPError as exc:
             raise DeliveryFailed(f"gateway answered {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
             raise DeliveryFailed(f"gateway unreachable ({type(exc).__name__})") from None
 
 

@@ -23,6 +23,10 @@ from referral.notify.models import Channel, MessageStatus, OutboxMessage
 from referral.notify.templates import LANGUAGES, check_params, render
 
 MAX_ATTEMPTS = 8
+
+
+class Undeliverable(Exception):
+    """Never to be sent (no address, consent withdrawn): dead at once, not retried."""
 BACKOFF_SECONDS = (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)
 
 
@@ -78,10 +82,17 @@ def _address(session: Session, message: OutboxMessage) -> str | None:
     from referral.referrals import crypto
     from referral.referrals.models import Referral
 
+    from referral.referrals.models import Status
+    from referral.services_dir.consent import is_active
+
     referral = session.get(Referral, message.survivor_case_id)
-    data_key = crypto.case_key(referral) if referral is not None else None
+    # Consent and her choice of contact are checked again now: a withdrawal acts on queued messages too.
+    if (referral is None or referral.safe_contact_method != "sms" or referral.status is Status.withdrawn
+            or not is_active(session, referral.id, "sms_contact")):
+        raise Undeliverable("no longer allowed to contact her")
+    data_key = crypto.case_key(referral)
     if data_key is None:
-        return None
+        raise Undeliverable("no address (erased case)")
     record(session, None, "outbox.deliver", object_type="referral", object_id=referral.id,
            reason=f"message {message.key}", fields=["survivor.phone"])
     return crypto.open_referral_field(referral, data_key, "survivor.phone")
@@ -98,24 +109,37 @@ def deliver_one(session: Session, adapters: dict[str, Adapter], *, now: dt.datet
     if message is None:
         session.rollback()
         return None
+    message_id = message.id
     message.attempts += 1
     try:
         address = _address(session, message)
         if not address:
-            raise DeliveryFailed("no address (erased case or no contact)")
+            raise Undeliverable("no address")
         text = render(message.template, message.language, json.loads(message.params))
         adapters[message.channel.value].send(message.key, address, text)
+    except Undeliverable as exc:
+        message.status, message.last_error = MessageStatus.dead, str(exc)
     except DeliveryFailed as exc:
-        message.last_error = str(exc)[:200]
-        if message.attempts >= max_attempts or message.last_error.startswith("no address"):
-            message.status = MessageStatus.dead
-        else:
-            delay = BACKOFF_SECONDS[min(message.attempts - 1, len(BACKOFF_SECONDS) - 1)]
-            message.next_attempt_at = now + dt.timedelta(seconds=delay)
+        _retry_later(message, str(exc), now, max_attempts)
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the queue behind it
+        session.rollback()
+        message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id)
+                                 .with_for_update().execution_options(populate_existing=True))
+        message.attempts += 1
+        _retry_later(message, f"unexpected {type(exc).__name__}", now, max_attempts)  # the type only: no content
     else:
         message.status, message.sent_at, message.last_error = MessageStatus.sent, now, None
     session.commit()
     return message
+
+
+def _retry_later(message: OutboxMessage, error: str, now: dt.datetime, max_attempts: int) -> None:
+    message.last_error = error[:200]
+    if message.attempts >= max_attempts:
+        message.status = MessageStatus.dead
+    else:
+        delay = BACKOFF_SECONDS[min(message.attempts - 1, len(BACKOFF_SECONDS) - 1)]
+        message.next_attempt_at = now + dt.timedelta(seconds=delay)
 
 
 def deliver(session: Session, adapters: dict[str, Adapter], *, limit: int | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +22,15 @@ from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
 from referral.accounts.services import normalise_phone
-from referral.audit.service import DENIED, record
+from referral.audit.service import DENIED, PENDING, record
 from referral.errors import Conflict, DomainError, Forbidden, Unauthenticated
 from referral.notify.models import Channel, SmsReceipt
 from referral.notify.outbox import enqueue
 from referral.referrals.schemas import AGE_GROUPS
 
-REPORT_WORDS = {"GBV": "en", "ГН": "ru", "НАСИЛИЕ": "ru", "ЗОМБУЛУК": "ky", "ХУШУНАТ": "tg", "ZORAVONLIK": "uz"}
-STATUS_WORDS = {"STATUS": "en", "СТАТУС": "ru", "АБАЛ": "ky", "ҲОЛАТ": "tg", "HOLAT": "uz"}
+# The spec's own keywords (GBV, STATUS) say nothing of the language: the reply follows the account's.
+REPORT_WORDS = {"GBV": None, "ГН": "ru", "НАСИЛИЕ": "ru", "ЗОМБУЛУК": "ky", "ХУШУНАТ": "tg", "ZORAVONLIK": "uz"}
+STATUS_WORDS = {"STATUS": None, "СТАТУС": "ru", "АБАЛ": "ky", "ҲОЛАТ": "tg", "HOLAT": "uz"}
 TYPE_ANSWER = {"R": "penetration", "S": "sexual_contact", "P": "physical_assault", "F": "forced_marriage",
                "D": "denial_of_resources", "E": "psychological_abuse"}
 YES = {"Y", "YES", "ДА", "ООБА", "ҲА", "HA"}
@@ -52,23 +54,30 @@ class Parsed:
     reference: str | None = None
 
 
-def verify_signature(raw_body: bytes, timestamp: str, signature: str, *, now: dt.datetime) -> None:
-    """401 for a missing, wrong or stale signature; the secret comes from REFERRAL_SMS_SECRET."""
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+
+
+def verify_signature(raw_body: bytes, timestamp: str, signature: str, *, now: dt.datetime) -> str:
+    """401 for a missing, malformed, wrong or stale signature; returns the verified MAC (lower-case hex)."""
     secret = current_app.config.get("SMS_SECRET")
     if not secret:
         raise SmsNotConfigured()
-    if not timestamp.isdigit() or len(timestamp) > 12 or not signature.startswith("sha256="):
+    given = SIGNATURE.fullmatch(signature.strip())
+    if not TIMESTAMP.fullmatch(timestamp) or given is None:
         raise Unauthenticated("Missing or malformed signature.")
     if abs(now.timestamp() - int(timestamp)) > current_app.config["SMS_WINDOW_SECONDS"]:
         raise Unauthenticated("The signature is too old.")
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature[len("sha256="):].strip().lower()):
+    if not hmac.compare_digest(expected.encode(), given.group(1).lower().encode()):
         raise Unauthenticated("Wrong signature.")
+    return expected
 
 
-def refuse_replay(session: Session, signature: str) -> None:
-    """The same signed message twice is a replay (409); the unique row makes racing copies fail too."""
-    digest = hashlib.sha256(signature.encode()).hexdigest()
+def refuse_replay(session: Session, timestamp: str, mac: str) -> None:
+    """The same signed message twice is a replay (409), however its hex is written; the unique row
+    makes racing copies fail too."""
+    digest = hashlib.sha256(f"{timestamp}.{mac}".encode()).hexdigest()
     if session.scalar(select(SmsReceipt.id).where(SmsReceipt.signature_hash == digest)) is not None:
         raise Conflict("This message was already received.", code="replay")
     try:
@@ -131,10 +140,12 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
         enqueue(session, template, params, channel=Channel.sms, address=user.phone, user=user, language=language)
 
     if parsed.kind == "report":
+        staged = len(session.info.get(PENDING, []))
         try:
             with session.begin_nested():
                 referral = create_referral(session, user, parsed.data or {}, now=now)
         except DomainError:  # e.g. an unknown area code: the format reminder, nothing stored
+            del session.info.get(PENDING, [])[staged:]  # no audit event for a case that was never made
             reply("sms_format")
             return {"result": "malformed"}
         reply("sms_received", reference=referral.reference)

@@ -7,6 +7,7 @@ fits one 70-character SMS segment with the longest parameter (a test counts).
 from __future__ import annotations
 
 import re
+import string
 from typing import Any
 
 from referral.errors import ValidationFailed
@@ -16,7 +17,8 @@ PARAMS = {
     "reference": re.compile(r"^R-[0-9A-Z]{4}-[0-9A-Z]{4}$"),
     "date": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
     "count": re.compile(r"^\d{1,4}$"),
-    "stage": re.compile(r"^[a-z_]{1,16}$"),   # a status code, shown through STAGES
+    "stage": re.compile(r"^(submitted|offered|declined|accepted|in_progress|escalated|closed|withdrawn|"
+                        r"services_only)$"),   # a case status, shown through STAGES
 }
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -128,10 +130,16 @@ STAGES: dict[str, dict[str, str]] = {
 LANGUAGES = ("ky", "ru", "tg", "uz", "en")
 
 
+def placeholders(template: str) -> set[str]:
+    return {name for _text, name, _spec, _conv in string.Formatter().parse(TEMPLATES[template]["en"]) if name}
+
+
 def check_params(template: str, params: dict[str, Any]) -> dict[str, str]:
-    """Only the known parameters, each of its own shape; anything else is refused before it is stored."""
+    """Exactly the template's parameters, each of its own shape; anything else is refused before it is stored."""
     if template not in TEMPLATES:
         raise ValidationFailed(f"Unknown message template {template}.")
+    if set(params) != placeholders(template):
+        raise ValidationFailed(f"Template {template} takes {sorted(placeholders(template))}.")
     clean = {}
     for key, value in params.items():
         pattern = PARAMS.get(key)

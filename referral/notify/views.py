@@ -17,14 +17,14 @@ def sms_inbound():  # type: ignore[no-untyped-def]
     """Signed by the gateway: 401 if not, 409 for a replay, 403 for an unregistered phone."""
     now = utcnow()
     raw = request.get_data(cache=True)
-    sms.verify_signature(raw, request.headers.get("X-Amanat-Timestamp", ""),
-                         request.headers.get("X-Amanat-Signature", ""), now=now)
+    timestamp = request.headers.get("X-Amanat-Timestamp", "")
+    mac = sms.verify_signature(raw, timestamp, request.headers.get("X-Amanat-Signature", ""), now=now)
     sender, text = request.form.get("from", ""), request.form.get("text", "")
     if not sender or len(sender) > 32:
         raise ValidationFailed(fields={"from": ["Give the sender's number."]})
     if len(text) > 1600:
         raise ValidationFailed(fields={"text": ["At most 1,600 characters."]})
-    sms.refuse_replay(db.session, request.headers["X-Amanat-Signature"])
+    sms.refuse_replay(db.session, timestamp, mac)
     result = sms.handle_inbound(db.session, sender, text, now=now)
     db.session.commit()
     return jsonify(result)

@@ -280,6 +280,9 @@ def protection_orders(session: Session, referral: Referral) -> list[dict[str, An
                                      .order_by(ProtectionOrder.id))]
 
 
+RELATED_LIMIT = 50
+
+
 def related_cases(session: Session, actor: User, referral: Referral) -> dict[str, list[str]]:
     """Other cases with the same survivor phone or perpetrator, found by blind index without decrypting.
 
@@ -296,7 +299,9 @@ def related_cases(session: Session, actor: User, referral: Referral) -> dict[str
         if key == "same_phone":  # the same survivor reported twice; repeat perpetrators have no window
             query = query.where(Referral.created_at >= referral.created_at - window,
                                 Referral.created_at <= referral.created_at + window)
-        for other in session.scalars(query.order_by(Referral.created_at)):
+        # The most recent matches are enough to prompt a person to look; a prolific perpetrator must not
+        # make every read of every one of their cases slower.
+        for other in session.scalars(query.order_by(Referral.created_at.desc()).limit(RELATED_LIMIT)):
             if case_view(actor, other) is CaseView.CONTENT:
                 found[key].append(other.reference)
     return found

@@ -312,6 +312,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     session.flush()
     record(session, actor, "referral.reassign", object_type="referral", object_id=referral.id,
            reason=f"offered to officer {target.id}")
+    events.offered(session, referral, [target])
     return referral
 
 

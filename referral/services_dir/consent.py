@@ -45,11 +45,22 @@ def current(session: Session, referral_id: str, scope: str) -> Consent | None:
                           .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1))
 
 
+def latest_by_scope(session: Session, referral_id: str) -> dict[str, Consent]:
+    """The latest record of every scope of a case, in one query."""
+    latest: dict[str, Consent] = {}
+    for row in session.scalars(select(Consent).where(Consent.referral_id == referral_id)
+                               .order_by(Consent.recorded_at, Consent.id)):
+        latest[row.scope] = row
+    return latest
+
+
+def _active(row: Consent | None, now: dt.datetime) -> bool:
+    return bool(row and row.granted and row.withdrawn_at is None and (row.expires_at is None or row.expires_at > now))
+
+
 def is_active(session: Session, referral_id: str, scope: str, now: dt.datetime | None = None) -> bool:
     """Granted, not withdrawn, not expired — checked at every access, so a withdrawal acts at once."""
-    now = now or utcnow()
-    row = current(session, referral_id, scope)
-    return bool(row and row.granted and row.withdrawn_at is None and (row.expires_at is None or row.expires_at > now))
+    return _active(current(session, referral_id, scope), now or utcnow())
 
 
 def _may_record(actor: User, referral: Referral, level: CaseView | None) -> bool:
@@ -109,11 +120,8 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
 
 def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    out = {}
-    for scope in SCOPES:
-        row = current(session, referral.id, scope)
-        if row is not None:
-            out[scope] = {"active": is_active(session, referral.id, scope, now), "given_by": row.given_by.value,
-                          "recorded_at": row.recorded_at.isoformat(),
-                          "expires_at": row.expires_at.isoformat() if row.expires_at else None}
-    return out
+    latest = latest_by_scope(session, referral.id)
+    return {scope: {"active": _active(row, now), "given_by": row.given_by.value,
+                    "recorded_at": row.recorded_at.isoformat(),
+                    "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+            for scope in SCOPES if (row := latest.get(scope)) is not None}

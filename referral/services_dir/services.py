@@ -78,6 +78,7 @@ def route_to_coordinator(session: Session, actor: User, referral: Referral, coor
             session.flush()
             record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
                    reason=f"services-only case to coordinator {coordinator.code}", fields=COORDINATION_SHARE)
+            events.service_referral(session, referral, coordinator.id)
             return row
     return None
 

@@ -257,3 +257,71 @@ def test_smtp_adapter_failure_is_retryable():
 
     with pytest.raises(DeliveryFailed):
         SmtpAdapter("127.0.0.1", 9, "amanat@test.example", timeout=2).send("k", "a@b.example", "x")
+
+
+def test_a_withdrawn_consent_stops_a_queued_message_to_her(client, place, people, officers):
+    body = submission(place["district"].code)
+    case = client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).get_json()
+    client.post(f"/api/v1/referrals/{case['id']}/accept", headers=officers[0][1])
+    [message] = messages("survivor_contact")
+    resp = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=officers[0][1],
+                       json={"scope": "sms_contact", "granted": False})
+    assert resp.status_code in (200, 201)
+    sms = Recorder()
+    deliver(db.session, {"sms": sms, "email": Recorder()})
+    assert [s for s in sms.sent if s[0] == message.key] == []
+    message = messages("survivor_contact")[0]
+    assert message.status is MessageStatus.dead and message.last_error == "no longer allowed to contact her"
+
+
+def test_an_unexpected_error_never_stops_the_queue(db_session):
+    first = enqueue(db.session, "break_glass", {}, channel=Channel.sms, address="+996555000001")
+    second = enqueue(db.session, "break_glass", {}, channel=Channel.sms, address="+996555000002")
+    db.session.commit()  # queued by an earlier request
+
+    class Breaks:
+        sent = []
+
+        def send(self, key, address, text):
+            if key == first.key:
+                raise RuntimeError("CanarySurvivorName in a stack trace")
+            self.sent.append(key)
+
+    adapter = Breaks()
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    counts = deliver(db.session, {"sms": adapter, "email": adapter}, now=now)
+    assert counts == {"sent": 1, "retry": 1, "dead": 0} and adapter.sent == [second.key]
+    broken = db.session.scalar(select(OutboxMessage).where(OutboxMessage.key == first.key))
+    assert broken.status is MessageStatus.pending and broken.attempts == 1
+    assert broken.last_error == "unexpected RuntimeError"  # the type only, never the text
+
+
+def test_the_console_masks_the_address(capsys):
+    ConsoleAdapter("sms").send("k9", "+996555000123", "Amanat: received. Reference R-AAAA-BBBB.")
+    out = capsys.readouterr().out
+    assert "+996555000123" not in out and "123" in out
+
+
+def test_reassignment_tells_the_new_officer(client, place, people, officers):
+    (first, first_h), (second, _h) = officers
+    case = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                       headers=people["focal"][1]).get_json()
+    offered = {m.user_id for m in messages("new_offer")}
+    target = second if second.id not in offered else first
+    resp = client.post(f"/api/v1/referrals/{case['id']}/reassign", headers=people["supervisor"][1],
+                       json={"officer_id": target.id})
+    assert resp.status_code == 200
+    assert messages("new_offer")[-1].user_id == target.id
+
+
+def test_the_coordinator_hears_of_a_services_only_case(client, place, people, login_as):
+    from tests.factories import OrganisationFactory
+
+    coordinator = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["psychosocial"],
+                                      coordinator=True)
+    staff, _h = login_as("service_provider", organisation=coordinator)
+    body = minimal(place["district"].code)
+    body["consent"] = {**body["consent"], "police": False, "services": True}
+    resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
+    assert resp.get_json()["status"] == "services_only"
+    assert [m.user_id for m in messages("service_referral")] == [staff.id]

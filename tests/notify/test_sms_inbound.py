@@ -33,12 +33,17 @@ def focal_phone(people):
     return focal
 
 
-def send(client, text, *, sender=PHONE, secret=SECRET, ts=None, signature=None):
+MISSING = object()
+
+
+def send(client, text, *, sender=PHONE, secret=SECRET, ts=None, signature=None, upper=False):
     body = urlencode({"from": sender, "text": text}).encode()
     ts = str(int(time.time()) if ts is None else ts)
     mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    headers = {"X-Amanat-Timestamp": ts, "X-Amanat-Signature": signature or f"sha256={mac}",
+    headers = {"X-Amanat-Timestamp": ts, "X-Amanat-Signature": signature or f"sha256={mac.upper() if upper else mac}",
                "Content-Type": "application/x-www-form-urlencoded"}
+    if signature is MISSING:
+        del headers["X-Amanat-Signature"]
     return client.post("/api/v1/sms/inbound", data=body, headers=headers)
 
 
@@ -58,7 +63,8 @@ def test_a_valid_code_creates_a_routed_referral_and_replies_with_its_reference(c
     assert referral.gbv_type == "physical_assault" and referral.status.value == "offered"
     assert referral.submitter_id == focal_phone.id and referral.immediate_danger is False
     [reply] = replies()
-    assert reply.template == "sms_received" and reply.address == PHONE and reply.language == "en"
+    # GBV is the spec's own keyword: the reply is in the language of her account (Kyrgyz here).
+    assert reply.template == "sms_received" and reply.address == PHONE and reply.language == "ky"
     assert json.loads(reply.params) == {"reference": body["reference"]}
 
 
@@ -67,7 +73,7 @@ def test_a_valid_code_creates_a_routed_referral_and_replies_with_its_reference(c
     ("насилие {area} e 41-60 нет", "ru", "psychological_abuse", False),
     ("ХУШУНАТ {area} F 12-14 ҲА", "tg", "forced_marriage", True),
     ("zoravonlik {area} D 61+ yoq", "uz", "denial_of_resources", False),
-    ("GBV {area} Р 18-25 Y", "en", "physical_assault", True),   # a Cyrillic Р typed for P
+    ("GBV {area} Р 18-25 Y", "ky", "physical_assault", True),   # a Cyrillic Р typed for P; her own language
 ])
 def test_keywords_in_every_language(client, sms_app, place, focal_phone, officers, text, lang, gbv_type, danger):
     body = send(client, text.format(area=place["district"].code)).get_json()
@@ -137,3 +143,17 @@ def test_without_a_configured_secret_the_webhook_is_unavailable(client, place, f
 def test_bad_bodies(client, sms_app, focal_phone):
     assert send(client, "x" * 1601).status_code == 422
     assert send(client, "hello", sender="").status_code == 422
+
+
+def test_a_replay_with_the_hex_in_other_letters_is_still_a_replay(client, sms_app, place, focal_phone, officers):
+    text = f"GBV {place['district'].code} P 26-40 N"
+    ts = int(time.time())
+    assert send(client, text, ts=ts).status_code == 200
+    assert send(client, text, ts=ts, upper=True).status_code == 409
+    assert len(db.session.scalars(select(Referral)).all()) == 1
+
+
+@pytest.mark.parametrize("ts, signature", [("²", None), ("1" * 13, None), (None, "sha256=éé"),
+                                           (None, "sha256=" + "g" * 64), (None, MISSING)])
+def test_odd_headers_are_401_never_500(client, sms_app, focal_phone, ts, signature):
+    assert send(client, "hello", ts=ts, signature=signature).status_code == 401

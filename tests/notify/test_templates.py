@@ -59,3 +59,12 @@ def test_unknown_templates_and_stage_codes():
     with pytest.raises(ValidationFailed):
         render("nope", "en", {})
     assert render("sms_status", "xx", {"reference": "R-AAAA-BBBB", "stage": "closed"}) == "Amanat: R-AAAA-BBBB: closed."
+
+
+def test_templates_take_exactly_their_parameters_and_stage_only_a_status():
+    with pytest.raises(ValidationFailed):
+        render("new_offer", "ru", {})  # a missing parameter is refused when queued, not at delivery
+    with pytest.raises(ValidationFailed):
+        render("break_glass", "ru", {"reference": "R-AAAA-BBBB"})  # one it does not use
+    with pytest.raises(ValidationFailed):
+        render("sms_status", "ru", {"reference": "R-AAAA-BBBB", "stage": "aigul_bishkek"})

@@ -325,3 +325,29 @@ def test_the_coordinator_hears_of_a_services_only_case(client, place, people, lo
     resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
     assert resp.get_json()["status"] == "services_only"
     assert [m.user_id for m in messages("service_referral")] == [staff.id]
+
+
+def test_sla_tick_tells_the_supervisor_of_a_missed_deadline_and_officers_of_expiring_certificates(
+        client, runner, place, people, officers, make_user, certify):
+    import time_machine
+
+    from referral.standards.services import add_months
+
+    t0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+    with time_machine.travel(t0, tick=False):
+        case = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                           headers=people["focal"][1]).get_json()
+    assert messages("breach") == []
+    assert runner.invoke(args=["sla", "tick", "--now", (t0 + dt.timedelta(hours=25)).isoformat()]).exit_code == 0
+    [breach] = messages("breach")
+    assert breach.user_id == people["supervisor"][0].id
+    assert json.loads(breach.params) == {"reference": case["reference"]}
+    soon = make_user("officer")
+    today = dt.date.today()
+    certify(soon, "core", completed=add_months(today, -24) + dt.timedelta(days=10))
+    runner.invoke(args=["sla", "tick", "--now", dt.datetime.now(dt.UTC).isoformat()])
+    [reminder] = [m for m in messages("certificate_expiring") if m.user_id == soon.id]
+    from referral.standards.models import Certification
+
+    expires = db.session.scalar(select(Certification.expires_on).where(Certification.user_id == soon.id))
+    assert json.loads(reminder.params) == {"date": expires.isoformat()}

@@ -9,7 +9,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install translations extract-messages migrate seed run test test-sqlite test-postgres otp clean
+.PHONY: install translations extract-messages migrate seed run test test-sqlite test-postgres otp clean bench
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ test-postgres: install
 		echo "* Only the SQLite run above was done. Set PG_TEST_URL to run it."; \
 		echo "********************************************************************"; \
 	fi
+
+# Performance against the bare stack (needs PostgreSQL at PG_TEST_URL and Debian's wrk); see docs/performance.md.
+bench: install
+	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/http_bench.py --database-url "$(PG_TEST_URL)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

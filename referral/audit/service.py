@@ -147,75 +147,10 @@ def _drop_pending_on_rollback(session: Session, previous_transaction: Any) -> No
         session.info[PENDING] = []
 
 
-# -- verification --------------------------------------------------------------
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    count: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
-    checkpoints: int = 0
-
-
-def verify(session: Session, *, public_key: Any = None,
-           progress: Callable[[int], None] | None = None, batch: int = 5000) -> VerifyResult:
-    """Recompute the whole chain; name the first bad sequence number.
-
-    Catches edited, deleted, swapped, forged and (with checkpoints, or the head
-    row) truncated events. ``public_key`` checks the checkpoint signatures.
-    """
-    from referral.audit.checkpoints import checkpoint_message
-
-    # Checkpoints first, then the head: every checkpoint read was signed at or
-    # before this head, so one beyond it is evidence of a cut tail. Events
-    # appended while we read are checked next time, not taken for breakage.
-    cp_table = AuditCheckpoint.__table__
-    checkpoints = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
-    head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
-    limit = head.seq if head is not None else None
-    expected_seq, prev, count = 1, GENESIS, 0
-    hashes_at: dict[int, bytes] = {}
-    wanted = {c.seq for c in checkpoints}
-    last_seq = 0
-    while True:
-        # Plain rows, not ORM objects: a long chain must not fill the identity map.
-        table = AuditEvent.__table__
-        query = select(table).where(table.c.seq >= expected_seq)
-        if limit is not None:
-            query = query.where(table.c.seq <= limit)
-        rows = session.execute(query.order_by(table.c.seq).limit(batch)).all()
-        if not rows:
-            break
-        for row in rows:
-            if row.seq != expected_seq:
-                return VerifyResult(False, count, expected_seq, f"event {expected_seq} is missing")
-            if bytes(row.prev_hash) != prev:
-                return VerifyResult(False, count, row.seq, f"event {row.seq} does not follow event {row.seq - 1}")
-            computed = link_hash(prev, row.seq, row_payload(row))
-            if computed != bytes(row.hash):
-                return VerifyResult(False, count, row.seq, f"event {row.seq} was altered")
-            if row.seq in wanted:
-                hashes_at[row.seq] = computed
-            prev, expected_seq, last_seq = computed, row.seq + 1, row.seq
-            count += 1
-        if progress:
-            progress(count)
-    if head is not None and (head.seq != last_seq or (last_seq and bytes(head.hash) != prev)):
-        return VerifyResult(False, count, last_seq + 1, f"the chain ends at {last_seq} but its head says {head.seq}")
-    for cp in checkpoints:
-        if public_key is not None:
-            try:
-                public_key.verify(bytes(cp.signature), checkpoint_message(cp.seq, bytes(cp.hash), cp.ts))
-            except Exception:  # cryptography raises InvalidSignature
-                return VerifyResult(False, count, cp.seq, f"checkpoint at {cp.seq} has a bad signature")
-        if cp.seq > last_seq:
-            return VerifyResult(False, count, last_seq + 1,
-                                f"a checkpoint vouches for event {cp.seq} but the chain ends at {last_seq}")
-        if hashes_at.get(cp.seq) != bytes(cp.hash):
-            return VerifyResult(False, count, cp.seq, f"event {cp.seq} differs from its checkpoint")
-    return VerifyResult(True, count, checkpoints=len(checkpoints))
-
+# -- verification lives in referral.audit.verify (re-exported here for callers) ---------
 
 def chain_length(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+
+from referral.audit.verify import VerifyResult, verify  # noqa: E402,F401  (the public name callers use)

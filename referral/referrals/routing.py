@@ -20,15 +20,16 @@ OPEN_CASE_STATES = (Status.accepted, Status.in_progress)
 
 
 def covering_unit(session: Session, area: Area, *, exclude: int | None = None) -> Unit | None:
-    """The unit covering ``area`` or its nearest ancestor (optionally not ``exclude``)."""
-    for place in area.lineage():
-        query = select(Unit).join(unit_areas).where(unit_areas.c.area_id == place.id, Unit.active.is_(True))
-        if exclude is not None:
-            query = query.where(Unit.id != exclude)
-        unit = session.scalar(query.order_by(Unit.id))
-        if unit is not None:
-            return unit
-    return None
+    """The unit covering ``area`` or its nearest ancestor (optionally not ``exclude``), in one query."""
+    places = area.lineage()
+    query = (select(unit_areas.c.area_id, Unit).join(Unit, Unit.id == unit_areas.c.unit_id)
+             .where(unit_areas.c.area_id.in_([p.id for p in places]), Unit.active.is_(True)))
+    if exclude is not None:
+        query = query.where(Unit.id != exclude)
+    found: dict[int, Unit] = {}
+    for area_id, unit in session.execute(query.order_by(Unit.id)):
+        found.setdefault(area_id, unit)
+    return next((found[p.id] for p in places if p.id in found), None)
 
 
 def required_courses(session: Session, referral: Referral) -> list[Course]:
@@ -36,16 +37,24 @@ def required_courses(session: Session, referral: Referral) -> list[Course]:
     return list(session.scalars(select(Course).where(Course.required_for.in_(wanted))))
 
 
+def _certified(session: Session, officer_ids: list[int], courses: list[Course], today: dt.date) -> dict[int, set[int]]:
+    """For each officer, the ids of ``courses`` they hold a current certification for (one query)."""
+    held: dict[int, set[int]] = {officer_id: set() for officer_id in officer_ids}
+    if not officer_ids or not courses:
+        return held
+    rows = session.execute(select(Certification.user_id, Certification.course_id).where(
+        Certification.user_id.in_(officer_ids), Certification.course_id.in_([c.id for c in courses]),
+        Certification.completed_on <= today, Certification.expires_on > today)).all()
+    for user_id, course_id in rows:
+        held[user_id].add(course_id)
+    return held
+
+
 def missing_certifications(session: Session, officer: User, referral: Referral, today: dt.date) -> list[str]:
     """Codes of the required courses ``officer`` holds no current certification for."""
-    missing = []
-    for course in required_courses(session, referral):
-        current = session.scalar(select(func.count()).select_from(Certification).where(
-            Certification.user_id == officer.id, Certification.course_id == course.id,
-            Certification.completed_on <= today, Certification.expires_on > today))
-        if not current:
-            missing.append(course.code)
-    return missing
+    courses = required_courses(session, referral)
+    held = _certified(session, [officer.id], courses, today)[officer.id]
+    return [course.code for course in courses if course.id not in held]
 
 
 def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
@@ -54,18 +63,12 @@ def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today
     excluded = set(exclude)
     officers = session.scalars(select(User).where(User.unit_id == unit.id, User.role == Role.officer,
                                                   User.active.is_(True)).order_by(User.id)).all()
-    chosen = []
-    for officer in officers:
-        if officer.id in excluded:
-            continue
-        if referral.officer_gender == "female" and officer.gender is not Gender.female:
-            continue
-        if referral.survivor_language and referral.survivor_language not in officer.language_list:
-            continue
-        if missing_certifications(session, officer, referral, today):
-            continue
-        chosen.append(officer)
-    return chosen
+    candidates = [o for o in officers if o.id not in excluded
+                  and not (referral.officer_gender == "female" and o.gender is not Gender.female)
+                  and not (referral.survivor_language and referral.survivor_language not in o.language_list)]
+    courses = required_courses(session, referral)
+    held = _certified(session, [o.id for o in candidates], courses, today)
+    return [o for o in candidates if all(course.id in held[o.id] for course in courses)]
 
 
 def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:

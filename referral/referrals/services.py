@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
@@ -135,7 +135,9 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
 def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
     """The case and how much ``actor`` may see of it; a case they may not see is 404 and a denied event."""
     case_id = parse_case_id(referral_id)
-    referral = session.get(Referral, case_id) if case_id else None
+    # The area, unit and notes every full read shows, loaded with the case rather than one by one.
+    referral = session.get(Referral, case_id, options=[joinedload(Referral.area), joinedload(Referral.unit),
+                                                       selectinload(Referral.notes)]) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,

@@ -16,9 +16,10 @@ from referral.security.permissions import Permission, requires
 def submit_referral():  # type: ignore[no-untyped-def]
     data = load_json(Submission())
     referral = services.create_referral(db.session, acting_user(), data)
+    body = jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
+                   gbv_type=referral.gbv_type, flags=referral.flag_list)  # before the commit expires the row
     db.session.commit()
-    return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
-                   gbv_type=referral.gbv_type, flags=referral.flag_list), 201
+    return body, 201
 
 
 @api.get("/referrals")

@@ -101,3 +101,18 @@ def test_verify_api_is_for_oversight_and_is_audited(client, login_as, cases):
     for role in ("officer", "supervisor", "admin", "focal_point", "service_provider"):
         _user, other = login_as(role)
         assert client.get("/api/v1/audit/verify", headers=other).status_code == 403
+
+
+def test_audit_verify_since_checkpoint(runner, app, cases, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "AUDIT_SIGNING_KEY_PATH", str(tmp_path / "missing.pem"))
+    refused = runner.invoke(args=["audit", "verify", "--since-checkpoint"])
+    assert refused.exit_code == 2 and "signing key" in refused.output
+    monkeypatch.setitem(app.config, "AUDIT_SIGNING_KEY_PATH", str(tmp_path / "signing.pem"))
+    seq = json.loads(runner.invoke(args=["audit", "checkpoint"]).output)["seq"]
+    from referral.audit.service import record
+
+    record(db.session, None, "test.after", object_type="referral")
+    db.session.commit()
+    ok = runner.invoke(args=["audit", "verify", "--since-checkpoint"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.startswith("ok: 1 events from sequence ") and f"from sequence {seq + 1}" in ok.stdout

@@ -1,0 +1,216 @@
+"""``make bench``: Amanat against the bare stack, over HTTP, measured in the same run.
+
+    .venv/bin/python bench/http_bench.py [--database-url URL] [--seconds 10] [--connections 8]
+
+Starts gunicorn (2 sync workers) twice on fresh PostgreSQL databases: Amanat
+(``wsgi:app``, rate limits off) and the bare app in ``bench/bare_app.py``; loads
+each with wrk (Debian's ``wrk``) and prints throughput, p50 and p99, and the
+ratios the performance goals are stated in (issue 10):
+
+- full referral submission (classify, seal under a new case key, route, audit)
+  vs a bare insert of the same JSON as a row: goal >= 0.6x;
+- an audited, decrypting case read by the unit supervisor vs a bare row read,
+  8 concurrent clients: goal >= 0.8x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.trust_core import fresh_pg  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+GOALS = {"submit": 0.6, "read": 0.8}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, timeout: float = 30, ok_statuses: tuple[int, ...] = ()) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code in ok_statuses:
+                return
+            time.sleep(0.2)
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def gunicorn(app: str, env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    return subprocess.Popen([str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                             "--log-level", "warning", app], cwd=ROOT, env=env)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+LUA = """
+wrk.method = "{method}"
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+local template = {body}
+local counter = 0
+request = function()
+  if template == nil then return wrk.format() end
+  counter = counter + 1
+  -- a different perpetrator per case, as in life: no case has thousands of "related" cases
+  local body = template:gsub("TAGTAG", tostring(math.random(1, 1000000000)) .. "x" .. counter)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    """A Lua string literal of ``text``'s UTF-8 bytes (LuaJIT knows no \\u escapes)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        out.append(ch if 32 <= byte < 127 and ch not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: str | None = None,
+        token: str | None = None, tmp: Path) -> dict[str, float]:
+    script = tmp / f"wrk-{time.time_ns()}.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    script.write_text(LUA.format(method=method, body=lua_string(body) if body else "nil", auth=auth))
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(errors.group(1)) if errors else 0}
+
+
+def prepare_amanat(env: dict[str, str]) -> dict[str, str]:
+    """Migrate, seed the demo, and mint bearer tokens for a focal point and the unit's supervisor."""
+    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
+    subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(flask + ["demo", "seed"], cwd=ROOT, env=env, check=True, capture_output=True)
+    code = (
+        "import json\n"
+        "from referral import create_app\n"
+        "from referral.extensions import db\n"
+        "from referral.accounts.models import User\n"
+        "from referral.accounts.auth import issue_token\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    out = {}\n"
+        "    for key, email in (('focal', 'focal.alamudun@demo.amanat.example'),\n"
+        "                       ('supervisor', 'supervisor.alamudun@demo.amanat.example')):\n"
+        "        user = db.session.scalar(db.select(User).where(User.email == email))\n"
+        "        out[key] = issue_token(user)[0]\n"
+        "    db.session.commit()\n"
+        "    print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def submission_body() -> str:
+    from tests.referrals.helpers import submission
+
+    body = submission("KG-C-ALM")
+    body["perpetrator"]["name"] = "Perpetrator TAGTAG"
+    body["perpetrator"]["details"] = "Details TAGTAG"
+    body["survivor"].pop("phone")  # no duplicate search across thousands of identical phones
+    body["survivor"]["safe_contact"]["method"] = "via_focal_point"
+    return json.dumps(body, ensure_ascii=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url", default=os.environ.get("PG_TEST_URL",
+                                                                 "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="amanat-http-bench-"))
+    amanat_url, drop_amanat = fresh_pg(args.database_url)
+    bare_url, drop_bare = fresh_pg(args.database_url)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRAL_")}
+    amanat_env = {**base_env, "REFERRAL_ENV": "development", "REFERRAL_DATABASE_URL": amanat_url,
+                  "REFERRAL_KEYRING": str(tmp / "keyring.json"),
+                  "REFERRAL_AUDIT_SIGNING_KEY": str(tmp / "audit.pem"), "REFERRAL_RATELIMIT_ENABLED": "false"}
+    bare_env = {**base_env, "BENCH_DATABASE_URL": bare_url.replace("postgresql://", "postgresql+psycopg://", 1)}
+    servers: list[subprocess.Popen] = []
+    try:
+        tokens = prepare_amanat(amanat_env)
+        a_port, b_port = free_port(), free_port()
+        servers.append(gunicorn("wsgi:app", amanat_env, a_port, args.workers))
+        servers.append(gunicorn("bench.bare_app:app", bare_env, b_port, args.workers))
+        wait_up(f"http://127.0.0.1:{a_port}/healthz")
+        wait_up(f"http://127.0.0.1:{b_port}/rows/0", ok_statuses=(404,))
+        body = submission_body()
+        common = {"seconds": args.seconds, "connections": args.connections, "tmp": tmp}
+        print(f"gunicorn {args.workers} sync workers each, wrk {args.connections} connections, {args.seconds} s a run")
+        # Warm both up, then measure.
+        wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **{**common, "seconds": 2})
+        wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
+            **{**common, "seconds": 2})
+        bare_insert = wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **common)
+        submit = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
+                     **common)
+        case = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{a_port}/api/v1/referrals", data=body.encode(), method="POST",
+            headers={"Authorization": f"Bearer {tokens['focal']}", "Content-Type": "application/json"})).read())
+        bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **common)
+        read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **common)
+        rows = [("submit (POST /api/v1/referrals)", submit, bare_insert, "submit"),
+                ("audited read (GET /api/v1/referrals/{id})", read, bare_read, "read")]
+        print(f"{'measure':44} {'amanat/s':>9} {'bare/s':>9} {'ratio':>6} {'goal':>5}  p50/p99 amanat  p50/p99 bare")
+        failed = False
+        for label, mine, bare, goal in rows:
+            ratio = mine["rps"] / bare["rps"]
+            ok = ratio >= GOALS[goal] and mine["errors"] == 0
+            failed |= not ok
+            print(f"{label:44} {mine['rps']:9.0f} {bare['rps']:9.0f} {ratio:5.2f}x {GOALS[goal]:4.1f}x"
+                  f"  {mine['p50']:6.1f}/{mine['p99']:6.1f} ms  {bare['p50']:5.1f}/{bare['p99']:6.1f} ms"
+                  f"  {'ok' if ok else 'BELOW GOAL'}{'' if not mine['errors'] else ' ERRORS ' + str(mine['errors'])}")
+        sys.exit(1 if failed and args.strict else 0)
+    finally:
+        for proc in servers:
+            stop(proc)
+        drop_amanat()
+        drop_bare()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

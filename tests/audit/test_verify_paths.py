@@ -1,0 +1,72 @@
+"""The two ways of verifying (SQL inside PostgreSQL, Python elsewhere) agree, in windows and incrementally."""
+import datetime as dt
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+
+from referral.audit.checkpoints import sign_head
+from referral.audit.service import record, verify
+from referral.extensions import db
+from tests.audit.test_chain import append, base_seq, unprotect
+
+AWKWARD = ['quote " and backslash \\ and slash /', "new\nline\ttab\rreturn", "control \x01\x1f and \x7f",
+           "Кыргызча өңү, тоҷикӣ ҳқҷғ, oʻzbekcha", "emoji 🙂 and \u2028 separator", "", None]
+
+
+def test_awkward_text_hashes_the_same_in_sql_and_python(db_session):
+    start = base_seq()
+    for i, reason in enumerate(AWKWARD):
+        record(db.session, None, "test.awkward", object_type=None if reason is None else "referral",
+               object_id=None if i % 2 else f"id-{i}", reason=reason, fields=["survivor.name", "incident.narrative"])
+    db.session.commit()
+    result = verify(db.session)
+    assert result.ok, result.problem
+    assert result.count == start + len(AWKWARD)
+    unprotect()
+    db.session.execute(text("UPDATE audit_events SET reason = :r WHERE seq = :s"),
+                       {"r": 'quote " and backslash \\ and slash  /', "s": start + 1})
+    bad = verify(db.session)
+    assert not bad.ok and bad.first_bad_seq == start + 1
+
+
+@pytest.mark.parametrize("where", ["first window", "second window", "window edge"])
+def test_small_windows_find_the_same_first_bad_event(db_session, where):
+    start = base_seq()
+    append(10)
+    assert verify(db.session, pg_step=3).ok
+    unprotect()
+    target = {"first window": start + 2, "second window": start + 5, "window edge": start + 4}[where]
+    db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": target})
+    result = verify(db.session, pg_step=3)
+    assert not result.ok and result.first_bad_seq == target and "missing" in result.problem
+    assert result.count == target - 1
+
+
+def test_incremental_verification_starts_at_the_newest_signed_checkpoint(db_session):
+    key = Ed25519PrivateKey.generate()
+    append(5)
+    checkpoint = sign_head(db.session, key)
+    db.session.commit()
+    append(4)
+    whole = verify(db.session, public_key=key.public_key())
+    since = verify(db.session, public_key=key.public_key(), since_checkpoint=True)
+    assert whole.ok and since.ok and since.count == 4 and since.started_at == checkpoint.seq + 1
+    unprotect()
+    # Before the checkpoint: only the full run sees it (that is what incremental means).
+    db.session.execute(text("UPDATE audit_events SET reason = 'x' WHERE seq = :s"), {"s": checkpoint.seq - 1})
+    assert verify(db.session, public_key=key.public_key(), since_checkpoint=True).ok
+    assert verify(db.session, public_key=key.public_key()).first_bad_seq == checkpoint.seq - 1
+    # After it: both do.
+    db.session.execute(text("UPDATE audit_events SET reason = 'y' WHERE seq = :s"), {"s": checkpoint.seq + 2})
+    assert verify(db.session, public_key=key.public_key(), since_checkpoint=True).first_bad_seq == checkpoint.seq + 2
+    # The event the checkpoint vouches for, altered: incremental refuses to start from it.
+    db.session.execute(text("UPDATE audit_events SET hash = :h WHERE seq = :s"), {"h": bytes(32), "s": checkpoint.seq})
+    assert verify(db.session, public_key=key.public_key(), since_checkpoint=True).first_bad_seq == checkpoint.seq
+
+
+def test_times_keep_their_microseconds_across_both_paths(db_session):
+    for micro in (0, 1, 999999):
+        record(db.session, None, "test.time", now=dt.datetime(2026, 1, 2, 3, 4, 5, micro, tzinfo=dt.UTC))
+    db.session.commit()
+    assert verify(db.session).ok

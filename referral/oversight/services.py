@@ -30,7 +30,8 @@ AUDIT_COLUMNS = ("seq", "ts", "actor_id", "actor_role", "action", "object_type",
 def _audit_query(filters: dict[str, Any]) -> Any:
     query = select(AuditEvent)
     if filters.get("case_id"):
-        query = query.where(AuditEvent.object_id == filters["case_id"])
+        # Every event about a case names it as a "referral": the (object_type, object_id) index serves it.
+        query = query.where(AuditEvent.object_type == "referral", AuditEvent.object_id == filters["case_id"])
     if filters.get("actor_id") is not None:
         query = query.where(AuditEvent.actor_id == filters["actor_id"])
     if filters.get("action"):
@@ -90,7 +91,8 @@ def disclosures(session: Session, actor: User, referral_id: str) -> list[dict[st
         record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="no such case")
         raise NotFound("No such referral.")
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.object_id == case_id, AuditEvent.outcome == "allowed",
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.object_type == "referral",
+                                                    AuditEvent.object_id == case_id, AuditEvent.outcome == "allowed",
                                                     AuditEvent.fields != "[]").order_by(AuditEvent.seq)).all()
     record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id)
     return [{"seq": e.seq, "ts": e.ts.isoformat(), "actor_id": e.actor_id, "actor_role": e.actor_role,

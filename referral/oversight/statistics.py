@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from referral.referrals.models import Referral
-from referral.services_dir import consent
 from referral.services_dir.models import ServiceReferral
 
 SMALL = 5
@@ -55,31 +54,61 @@ def suppress(counts: Counter[str]) -> dict[str, Any]:
 
 def deidentified(session: Session, *, since: dt.date | None, until: dt.date | None,
                  now: dt.datetime) -> dict[str, Any]:
-    query = select(Referral)
+    """Set-based: one query for the consenting cases' de-identified columns, one for service outcomes,
+    the area tree once; then counting in memory (a year of cases in well under a second)."""
+    from sqlalchemy import and_, or_
+
+    from referral.reference.models import Area
+    from referral.services_dir.models import Consent
+
+    latest = (select(Consent.id).where(Consent.referral_id == Referral.id, Consent.scope == "statistics")
+              .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1).correlate(Referral).scalar_subquery())
+    query = (select(Referral.id, Referral.gbv_type, Referral.age_group, Referral.sex, Referral.area_id,
+                    Referral.created_at, Referral.perpetrator_relationship, Referral.incident_date)
+             .join(Consent, and_(Consent.id == latest, Consent.granted.is_(True), Consent.withdrawn_at.is_(None),
+                                 or_(Consent.expires_at.is_(None), Consent.expires_at > now))))
     if since:
         query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
     if until:
         query = query.where(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
                                                                       tzinfo=dt.UTC))
+    rows = session.execute(query).all()
+    districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
     tables: dict[str, Counter[str]] = {d: Counter() for d in DIMENSIONS}
-    counted = 0
-    for referral in session.scalars(query):
-        if not consent.is_active(session, referral.id, "statistics", now):
-            continue
-        counted += 1
-        tables["gbv_type"][referral.gbv_type] += 1
-        tables["age_group"][referral.age_group] += 1
-        tables["sex"][referral.sex or "unknown"] += 1
-        tables["district"][district_of(referral)] += 1
-        tables["month"][referral.created_at.strftime("%Y-%m")] += 1
-        tables["perpetrator_relationship"][referral.perpetrator_relationship or "unknown"] += 1
-        tables["time_to_report"][report_bucket(referral.incident_date, referral.created_at)] += 1
+    for row in rows:
+        tables["gbv_type"][row.gbv_type] += 1
+        tables["age_group"][row.age_group] += 1
+        tables["sex"][row.sex or "unknown"] += 1
+        tables["district"][districts.get(row.area_id, "unknown")] += 1
+        tables["month"][row.created_at.strftime("%Y-%m")] += 1
+        tables["perpetrator_relationship"][row.perpetrator_relationship or "unknown"] += 1
+        tables["time_to_report"][report_bucket(row.incident_date, row.created_at)] += 1
+    if rows:
+        counted_ids = select(query.subquery().c.id)
         for outcome in session.scalars(select(ServiceReferral.outcome).where(
-                ServiceReferral.referral_id == referral.id, ServiceReferral.outcome.is_not(None))):
+                ServiceReferral.referral_id.in_(counted_ids), ServiceReferral.outcome.is_not(None))):
             tables["service_outcome"][outcome.value] += 1
+    counted = len(rows)
     return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
             "cases": counted if counted >= SMALL or counted == 0 else "<5",
             "tables": {name: suppress(counts) for name, counts in tables.items()}}
+
+
+def _districts(areas: list[Any]) -> dict[int, str]:
+    """Each area's district code (itself when it has no district above it), from the whole tree at once."""
+    by_id = {a.id: a for a in areas}
+    out: dict[int, str] = {}
+    for area in areas:
+        node, seen = area, set()
+        while node is not None and node.id not in seen:
+            seen.add(node.id)
+            if str(getattr(node.kind, "value", node.kind)) == "district":
+                out[area.id] = node.code
+                break
+            node = by_id.get(node.parent_id)
+        else:
+            out[area.id] = area.code
+    return out
 
 
 def as_csv_rows(report: dict[str, Any]) -> list[list[str]]:

@@ -67,17 +67,54 @@ def case_facts(session: Any, referral: Any) -> Any:
     from sqlalchemy import func as sa_func
 
     from referral.referrals.workflow_models import CaseAction, Offer
-    from referral.standards.compliance import CaseFacts
 
     offered_at = session.scalar(select(sa_func.min(Offer.offered_at)).where(Offer.referral_id == referral.id))
     actions = session.execute(select(CaseAction.type, CaseAction.created_at).where(
         CaseAction.referral_id == referral.id).order_by(CaseAction.created_at, CaseAction.id)).all()
+    return _facts_from(referral, offered_at, tuple((t.value, when) for t, when in actions))
+
+
+def _facts_from(referral: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
+    from referral.standards.compliance import CaseFacts
+
     return CaseFacts(
         submitted_at=referral.created_at, offered_at=offered_at, accepted_at=referral.first_accepted_at,
-        incident_date=referral.incident_date, closed_at=referral.closed_at, withdrawn=referral.status.value == "withdrawn",
-        flags=tuple(referral.flag_list),
-        gbv_type=referral.gbv_type, relationship=referral.perpetrator_relationship, age_group=referral.age_group,
-        urgent=referral.is_urgent, actions=tuple((t.value, when) for t, when in actions))
+        incident_date=referral.incident_date, closed_at=referral.closed_at,
+        withdrawn=referral.status.value == "withdrawn", flags=tuple(referral.flag_list), gbv_type=referral.gbv_type,
+        relationship=referral.perpetrator_relationship, age_group=referral.age_group, urgent=referral.is_urgent,
+        actions=actions)
+
+
+def bulk_facts(session: Any, query: Any) -> list[tuple[Any, Any, Any]]:
+    """(case, facts, parsed standard) for every case of ``query`` in three queries, not three per case.
+
+    Only the de-identified columns are loaded: a summary never touches sealed data.
+    """
+    import json as _json
+    from collections import defaultdict
+
+    from sqlalchemy import func as sa_func
+    from sqlalchemy.orm import load_only
+
+    from referral.referrals.models import Referral
+    from referral.referrals.workflow_models import CaseAction, Offer
+    from referral.standards.models import Standard
+
+    cases = session.scalars(query.options(load_only(
+        Referral.id, Referral.created_at, Referral.first_accepted_at, Referral.incident_date, Referral.closed_at,
+        Referral.status, Referral.flags, Referral.gbv_type, Referral.perpetrator_relationship, Referral.age_group,
+        Referral.standard_id, Referral.assigned_officer_id))).all()
+    ids = query.with_only_columns(Referral.id).subquery()
+    offered = dict(session.execute(select(Offer.referral_id, sa_func.min(Offer.offered_at))
+                                   .where(Offer.referral_id.in_(select(ids.c.id))).group_by(Offer.referral_id)).all())
+    actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for referral_id, kind, when in session.execute(
+            select(CaseAction.referral_id, CaseAction.type, CaseAction.created_at)
+            .where(CaseAction.referral_id.in_(select(ids.c.id))).order_by(CaseAction.created_at, CaseAction.id)):
+        actions[referral_id].append((kind.value, when))
+    bodies = {s.id: _json.loads(s.body) for s in session.scalars(select(Standard))}
+    return [(case, _facts_from(case, offered.get(case.id), tuple(actions.get(case.id, ()))),
+             bodies.get(case.standard_id)) for case in cases]
 
 
 def compliance_of(session: Any, referral: Any, now: dt.datetime) -> list[Any]:
@@ -258,15 +295,16 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
     to_accept: list[float] = []
     to_contact: list[float] = []
     cases = 0
-    for referral in session.scalars(query):
+    from referral.standards.compliance import evaluate
+
+    for referral, facts, standard in bulk_facts(session, query):
         cases += 1
-        facts = case_facts(session, referral)
         if facts.accepted_at:
             to_accept.append((facts.accepted_at - facts.submitted_at).total_seconds() / 3600)
             contact = [when for kind, when in facts.actions if kind == "contact_made"]
             if contact:
                 to_contact.append((contact[0] - facts.accepted_at).total_seconds() / 3600)
-        for result in compliance_of(session, referral, now):
+        for result in (evaluate(standard, facts, now) if standard is not None else []):
             step_counts[result.code][result.status] += 1
             if referral.assigned_officer_id:
                 by_officer[referral.assigned_officer_id][result.status] += 1

@@ -173,3 +173,32 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     with out.open() as fh:
         rows = list(csv.reader(fh))
     assert ["gbv_type", "psychological_abuse", "<5"] in rows and ["gbv_type", "forced_marriage", "suppressed"] in rows
+
+
+def test_statistics_follow_the_latest_consent_record_and_count_districts_and_outcomes(
+        client, place, people, auditor, officers, login_as):
+    from tests.factories import OrganisationFactory
+
+    focal_h = people["focal"][1]
+    ids = []
+    for _ in range(7):
+        body = minimal(place["village"].code)
+        body["consent"] = {**body["consent"], "statistics": True, "services": True}
+        ids.append(client.post("/api/v1/referrals", json=body, headers=focal_h).get_json()["id"])
+    # The survivor withdraws her statistics consent on one case: the latest record wins.
+    resp = client.post(f"/api/v1/referrals/{ids[0]}/consents", headers=focal_h,
+                       json={"scope": "statistics", "granted": False})
+    assert resp.status_code in (200, 201), resp.get_json()
+    # A service outcome on another.
+    officer_h = officers[0][1]
+    offered = [i for i in ids[1:] if client.post(f"/api/v1/referrals/{i}/accept", headers=officer_h).status_code == 200]
+    clinic = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"])
+    _staff, staff_h = login_as("service_provider", organisation=clinic)
+    sr = client.post(f"/api/v1/referrals/{offered[0]}/service-referrals", headers=officer_h,
+                     json={"provider_id": clinic.id, "service_type": "health", "share": []}).get_json()
+    assert client.post(f"/api/v1/service-referrals/{sr['id']}/complete", headers=staff_h,
+                       json={"outcome": "provided"}).status_code == 200
+    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    assert report["cases"] == 6
+    assert report["tables"]["district"]["cells"] == {place["district"].code: 6}  # the village's district
+    assert report["tables"]["service_outcome"]["cells"] == {"provided": "<5"}

@@ -115,6 +115,20 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(errors.group(1)) if errors else 0}
 
 
+def workers_rss_mb(master: subprocess.Popen) -> list[float]:
+    """Resident memory of each gunicorn worker (children of the master), in MB."""
+    out = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()
+    sizes = []
+    for pid in out:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return sizes
+
+
 def prepare_amanat(env: dict[str, str]) -> dict[str, str]:
     """Migrate, seed the demo, and mint bearer tokens for a focal point and the unit's supervisor."""
     flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
@@ -184,6 +198,7 @@ def main() -> None:
         wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **{**common, "seconds": 2})
         wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
             **{**common, "seconds": 2})
+        rss_before = workers_rss_mb(servers[0])
         bare_insert = wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **common)
         submit = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
                      **common)
@@ -192,6 +207,8 @@ def main() -> None:
             headers={"Authorization": f"Bearer {tokens['focal']}", "Content-Type": "application/json"})).read())
         bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **common)
         read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **common)
+        served = (submit["rps"] + read["rps"]) * args.seconds
+        rss_after = workers_rss_mb(servers[0])
         rows = [("submit (POST /api/v1/referrals)", submit, bare_insert, "submit"),
                 ("audited read (GET /api/v1/referrals/{id})", read, bare_read, "read")]
         print(f"{'measure':44} {'amanat/s':>9} {'bare/s':>9} {'ratio':>6} {'goal':>5}  p50/p99 amanat  p50/p99 bare")
@@ -203,6 +220,8 @@ def main() -> None:
             print(f"{label:44} {mine['rps']:9.0f} {bare['rps']:9.0f} {ratio:5.2f}x {GOALS[goal]:4.1f}x"
                   f"  {mine['p50']:6.1f}/{mine['p99']:6.1f} ms  {bare['p50']:5.1f}/{bare['p99']:6.1f} ms"
                   f"  {'ok' if ok else 'BELOW GOAL'}{'' if not mine['errors'] else ' ERRORS ' + str(mine['errors'])}")
+        print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
+              f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
         sys.exit(1 if failed and args.strict else 0)
     finally:
         for proc in servers:

@@ -12,6 +12,7 @@ signature holds, starting from the hash it vouches for (incremental runs).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from referral.audit.chain import link_hash, row_payload
+from referral.audit.chain import canonical_fields, link_hash, row_payload
 from referral.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
 
 
@@ -66,15 +67,16 @@ _PG_COUNTS = text("SELECT count(*) AS n, min(seq) AS first_seq, max(seq) AS last
 _PG_HASHES = text(f"""
 SELECT min(seq + 0) AS altered FROM audit_events  -- "+ 0": a plain scan, not an ordered index walk
 WHERE seq >= :lo AND seq <= :hi
-  AND sha256(prev_hash || int8send(seq) || convert_to({_PAYLOAD_SQL}, 'UTF8')) <> hash
+  -- IS DISTINCT FROM: a NULL anywhere (e.g. ts = 'infinity' formats to NULL) is a difference, never a pass
+  AND sha256(prev_hash || int8send(seq) || convert_to({_PAYLOAD_SQL}, 'UTF8')) IS DISTINCT FROM hash
 """)
 _PG_LINKS = text("""
-SELECT seq, before_seq IS NULL AND seq > :lo AS before_missing FROM (
+SELECT seq, before_seq FROM (
     SELECT seq, prev_hash, lag(seq) OVER w AS before_seq, lag(hash) OVER w AS before_hash
     FROM audit_events WHERE seq >= :lo AND seq <= :hi WINDOW w AS (ORDER BY seq)
 ) linked
-WHERE (seq = :lo AND prev_hash <> :prev)
-   OR (seq > :lo AND (before_seq IS NULL OR before_seq <> seq - 1 OR prev_hash <> before_hash))
+WHERE (seq = :lo AND prev_hash IS DISTINCT FROM :prev)
+   OR (seq > :lo AND (before_seq IS NULL OR before_seq <> seq - 1 OR prev_hash IS DISTINCT FROM before_hash))
 ORDER BY seq LIMIT 1
 """)
 _PRIORITY = {"missing": 0, "link": 1, "altered": 2}
@@ -91,15 +93,22 @@ def _scan_pg(session: Session, lo: int, prev: bytes, limit: int | None, step: in
         hi = min(lo + step - 1, top)
         sums = session.execute(_PG_COUNTS, {"lo": lo, "hi": hi}).one()
         if not sums.n:
-            break  # nothing left: a cut tail shows against the head
+            # An empty window: the end of the chain, or a gap as wide as a window. Never assume the head
+            # row will tell (it is not append-only protected): look for anything beyond.
+            beyond = session.scalar(select(AuditEvent.seq).where(AuditEvent.seq > hi).order_by(AuditEvent.seq)
+                                    .limit(1))
+            if beyond is not None:
+                return _Scan(False, count, last_seq, last_hash, lo, _MESSAGES["missing"].format(lo))
+            break
         found: list[tuple[int, str]] = []
         if sums.first_seq != lo:
             found.append((lo, "missing"))
         link = session.execute(_PG_LINKS, {"lo": lo, "hi": hi, "prev": prev}).first()
         if link is not None:
-            gap = link.before_missing or (link.seq > lo and session.scalar(
-                select(AuditEvent.seq).where(AuditEvent.seq == link.seq - 1)) is None)
-            found.append((link.seq - 1, "missing") if gap else (link.seq, "link"))
+            if link.seq > lo and (link.before_seq is None or link.before_seq != link.seq - 1):
+                found.append(((link.before_seq or lo - 1) + 1, "missing"))  # the first of the missing run
+            else:
+                found.append((link.seq, "link"))
         altered = session.scalar(_PG_HASHES, {"lo": lo, "hi": hi})
         if altered is not None:
             found.append((altered, "altered"))
@@ -134,8 +143,12 @@ def _scan_python(session: Session, lo: int, prev: bytes, limit: int | None, batc
                 return _Scan(False, count, last_seq, prev, expected_seq, f"event {expected_seq} is missing")
             if bytes(row.prev_hash) != prev:
                 return _Scan(False, count, last_seq, prev, row.seq, f"event {row.seq} does not follow event {row.seq - 1}")
-            computed = link_hash(prev, row.seq, row_payload(row))
-            if computed != bytes(row.hash):
+            try:
+                canonical = canonical_fields(json.loads(row.fields)) == row.fields  # as SQL hashes the raw text
+                computed = link_hash(prev, row.seq, row_payload(row)) if canonical else None
+            except (ValueError, TypeError, AttributeError, OverflowError):
+                computed = None  # a row that cannot even be encoded was not written by us
+            if computed is None or computed != bytes(row.hash):
                 return _Scan(False, count, last_seq, prev, row.seq, f"event {row.seq} was altered")
             prev, expected_seq, last_seq = computed, row.seq + 1, row.seq
             count += 1
@@ -170,8 +183,13 @@ def verify(session: Session, *, public_key: Any = None, progress: Callable[[int]
     if since_checkpoint and checkpoints and public_key is not None:
         newest = checkpoints[-1]
         start, prev = newest.seq + 1, bytes(newest.hash)
-        stored = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == newest.seq))
-        if stored is None or bytes(stored) != prev:
+        row = session.execute(select(AuditEvent.__table__).where(AuditEvent.seq == newest.seq)).first()
+        try:
+            intact = row is not None and bytes(row.hash) == prev and \
+                link_hash(bytes(row.prev_hash), row.seq, row_payload(row)) == prev
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            intact = False
+        if not intact:
             return VerifyResult(False, 0, newest.seq, f"event {newest.seq} differs from its checkpoint", started_at=start)
     if session.get_bind().dialect.name == "postgresql":
         scan = _scan_pg(session, start, prev, limit, pg_step, progress)

@@ -11,7 +11,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from referral.referrals.models import Referral
@@ -61,12 +61,16 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
     from referral.reference.models import Area
     from referral.services_dir.models import Consent
 
-    latest = (select(Consent.id).where(Consent.referral_id == Referral.id, Consent.scope == "statistics")
-              .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1).correlate(Referral).scalar_subquery())
+    # The latest statistics record of every case, ranked once (a window, not a subquery per case).
+    ranked = select(Consent.referral_id, Consent.granted, Consent.withdrawn_at, Consent.expires_at,
+                    func.row_number().over(partition_by=Consent.referral_id,
+                                           order_by=(Consent.recorded_at.desc(), Consent.id.desc())).label("rank")
+                    ).where(Consent.scope == "statistics").subquery()
     query = (select(Referral.id, Referral.gbv_type, Referral.age_group, Referral.sex, Referral.area_id,
                     Referral.created_at, Referral.perpetrator_relationship, Referral.incident_date)
-             .join(Consent, and_(Consent.id == latest, Consent.granted.is_(True), Consent.withdrawn_at.is_(None),
-                                 or_(Consent.expires_at.is_(None), Consent.expires_at > now))))
+             .join(ranked, and_(ranked.c.referral_id == Referral.id, ranked.c.rank == 1,
+                                ranked.c.granted.is_(True), ranked.c.withdrawn_at.is_(None),
+                                or_(ranked.c.expires_at.is_(None), ranked.c.expires_at > now))))
     if since:
         query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
     if until:

@@ -5,7 +5,7 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.accounts.models import User
@@ -51,6 +51,11 @@ SEALED_FIELDS: dict[str, str] = {
 
 class Referral(Base):
     __tablename__ = "referrals"
+    __table_args__ = (
+        # An officer's queue and a unit's board, newest first, without sorting every case they ever had.
+        Index("ix_referrals_officer_created", "assigned_officer_id", "created_at"),
+        Index("ix_referrals_unit_created", "unit_id", "created_at"),
+    )
 
     # Random ids: nothing about a case (count, order) can be read from its URL.
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -219,25 +219,41 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
 
 
 def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
-    """Cases the actor may see, stage only (no decryption in lists)."""
+    """Cases the actor may see, newest first, stage only (no decryption in lists)."""
     require(actor, Permission.REFERRAL_READ)
-    query = select(Referral)
-    if actor.role.value == "focal_point":
-        query = query.where(Referral.submitter_id == actor.id)
-    elif actor.role.value == "supervisor" and actor.unit_id is not None:
-        query = query.where(Referral.unit_id == actor.unit_id)
-    elif actor.role.value == "officer":
-        from referral.referrals.workflow_models import Offer, OfferStatus
-
-        offered = select(Offer.referral_id).where(Offer.officer_id == actor.id, Offer.status == OfferStatus.open)
-        query = query.where((Referral.assigned_officer_id == actor.id) | Referral.id.in_(offered))
+    newest = (Referral.created_at.desc(), Referral.id.desc())
+    if actor.role.value == "officer":
+        rows, total = _officer_queue(session, actor, page=page, per_page=per_page)
     else:
-        query = query.where(False)  # providers, oversight, admin: never through this list
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Referral.created_at.desc(), Referral.id)
-                           .limit(per_page).offset((page - 1) * per_page)).all()
+        query = select(Referral)
+        if actor.role.value == "focal_point":
+            query = query.where(Referral.submitter_id == actor.id)
+        elif actor.role.value == "supervisor" and actor.unit_id is not None:
+            query = query.where(Referral.unit_id == actor.unit_id)
+        else:
+            query = query.where(False)  # providers, oversight, admin: never through this list
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(*newest).limit(per_page).offset((page - 1) * per_page)).all()
     record(session, actor, "referral.list", object_type="referral", reason=f"{len(rows)} of {total} shown")
     return [status_view(r) for r in rows], total
+
+
+def _officer_queue(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[Referral], int]:
+    """Assigned cases and open offers, merged newest first: each side walks its own index and stops
+    after the rows the page needs, instead of sorting an officer's whole history."""
+    from referral.referrals.workflow_models import Offer, OfferStatus
+
+    newest = (Referral.created_at.desc(), Referral.id.desc())
+    offered = select(Offer.referral_id).where(Offer.officer_id == actor.id, Offer.status == OfferStatus.open)
+    assigned_q = select(Referral).where(Referral.assigned_officer_id == actor.id)
+    offered_q = select(Referral).where(Referral.id.in_(offered),
+                                       (Referral.assigned_officer_id != actor.id) | Referral.assigned_officer_id.is_(None))
+    total = sum(session.scalar(q.with_only_columns(func.count(Referral.id))) or 0 for q in (assigned_q, offered_q))
+    wanted = page * per_page
+    merged = [*session.scalars(assigned_q.order_by(*newest).limit(wanted)),
+              *session.scalars(offered_q.order_by(*newest).limit(wanted))]
+    merged.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return merged[(page - 1) * per_page:wanted], total
 
 
 def add_information(session: Session, actor: User, referral_id: str, text: str) -> CaseNote:

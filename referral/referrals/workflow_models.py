@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import Date, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.accounts.models import User
@@ -25,6 +25,8 @@ class Offer(Base):
     """A case offered to one officer until a deadline; pool units get one offer per officer."""
 
     __tablename__ = "offers"
+    # An officer's open offers (the queue) without reading every offer they ever had.
+    __table_args__ = (Index("ix_offers_officer_status", "officer_id", "status"),)
 
     id: Mapped[intpk]
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), index=True)

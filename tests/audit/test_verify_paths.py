@@ -70,3 +70,56 @@ def test_times_keep_their_microseconds_across_both_paths(db_session):
         record(db.session, None, "test.time", now=dt.datetime(2026, 1, 2, 3, 4, 5, micro, tzinfo=dt.UTC))
     db.session.commit()
     assert verify(db.session).ok
+
+
+@pytest.mark.parametrize("step", [3, 1_000_000])
+def test_a_gap_of_several_rows_names_its_first_missing_event(db_session, step):
+    start = base_seq()
+    append(12)
+    unprotect()
+    db.session.execute(text("DELETE FROM audit_events WHERE seq BETWEEN :a AND :b"), {"a": start + 4, "b": start + 8})
+    result = verify(db.session, pg_step=step)
+    assert not result.ok and result.first_bad_seq == start + 4
+
+
+def test_a_window_wide_gap_is_found_even_without_the_head_row(db_session):
+    start = base_seq()
+    append(12)
+    unprotect()
+    db.session.execute(text("DELETE FROM audit_events WHERE seq BETWEEN :a AND :b"), {"a": start + 4, "b": start + 9})
+    db.session.execute(text("UPDATE audit_head SET id = 2"))
+    result = verify(db.session, pg_step=3)
+    assert not result.ok and result.first_bad_seq == start + 4
+
+
+def test_a_rewrite_that_makes_the_payload_null_is_caught(db_session):
+    if db.session.bind.dialect.name != "postgresql":
+        pytest.skip("an 'infinity' time exists on PostgreSQL only")
+    start = base_seq()
+    append(5)
+    unprotect()
+    db.session.execute(text("UPDATE audit_events SET ts = 'infinity', reason = 'rewritten' WHERE seq = :s"),
+                       {"s": start + 3})
+    result = verify(db.session)
+    assert not result.ok and result.first_bad_seq == start + 3
+
+
+def test_reformatted_fields_text_is_caught_on_both_paths(db_session):
+    start = base_seq()
+    append(4)
+    unprotect()
+    db.session.execute(text("UPDATE audit_events SET fields = :f WHERE seq = :s"),
+                       {"f": '[ "survivor.name" ]', "s": start + 2})
+    assert verify(db.session).first_bad_seq == start + 2
+
+
+def test_incremental_verification_recomputes_the_checkpointed_event(db_session):
+    key = Ed25519PrivateKey.generate()
+    append(3)
+    checkpoint = sign_head(db.session, key)
+    db.session.commit()
+    append(2)
+    unprotect()
+    db.session.execute(text("UPDATE audit_events SET reason = 'edited' WHERE seq = :s"), {"s": checkpoint.seq})
+    result = verify(db.session, public_key=key.public_key(), since_checkpoint=True)
+    assert not result.ok and result.first_bad_seq == checkpoint.seq

@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument("--memory-requests", type=int, default=10_000,
+                        help="requests served before worker memory is read again")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -207,7 +209,11 @@ def main() -> None:
             headers={"Authorization": f"Bearer {tokens['focal']}", "Content-Type": "application/json"})).read())
         bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **common)
         read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **common)
-        served = (submit["rps"] + read["rps"]) * args.seconds
+        # Memory: keep reading until about --memory-requests more have been served, then look again.
+        soak = max(5, int(args.memory_requests / max(read["rps"], 1)) + 1)
+        more = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"],
+                   **{**common, "seconds": soak})
+        served = (submit["rps"] + read["rps"]) * args.seconds + more["rps"] * soak
         rss_after = workers_rss_mb(servers[0])
         rows = [("submit (POST /api/v1/referrals)", submit, bare_insert, "submit"),
                 ("audited read (GET /api/v1/referrals/{id})", read, bare_read, "read")]

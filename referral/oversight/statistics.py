@@ -11,7 +11,8 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
 from referral.referrals.models import Referral
@@ -61,32 +62,37 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
     from referral.reference.models import Area
     from referral.services_dir.models import Consent
 
-    # The latest statistics record of every case, ranked once (a window, not a subquery per case).
-    ranked = select(Consent.referral_id, Consent.granted, Consent.withdrawn_at, Consent.expires_at,
-                    func.row_number().over(partition_by=Consent.referral_id,
-                                           order_by=(Consent.recorded_at.desc(), Consent.id.desc())).label("rank")
-                    ).where(Consent.scope == "statistics").subquery()
+    # A case counts when its latest statistics record is in force: an active record with no newer one
+    # (an anti-join the database answers with a hash, where ranking every record needed a sort).
+    newer = aliased(Consent)
+    superseded = exists().where(newer.referral_id == Consent.referral_id, newer.scope == "statistics",
+                                or_(newer.recorded_at > Consent.recorded_at,
+                                    and_(newer.recorded_at == Consent.recorded_at, newer.id > Consent.id)))
     query = (select(Referral.id, Referral.gbv_type, Referral.age_group, Referral.sex, Referral.area_id,
                     Referral.created_at, Referral.perpetrator_relationship, Referral.incident_date)
-             .join(ranked, and_(ranked.c.referral_id == Referral.id, ranked.c.rank == 1,
-                                ranked.c.granted.is_(True), ranked.c.withdrawn_at.is_(None),
-                                or_(ranked.c.expires_at.is_(None), ranked.c.expires_at > now))))
+             .join(Consent, and_(Consent.referral_id == Referral.id, Consent.scope == "statistics",
+                                 Consent.granted.is_(True), Consent.withdrawn_at.is_(None),
+                                 or_(Consent.expires_at.is_(None), Consent.expires_at > now)))
+             .where(~superseded))
     if since:
         query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
     if until:
         query = query.where(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
                                                                       tzinfo=dt.UTC))
-    rows = session.execute(query).all()
+    rows = session.execute(query).tuples().all()
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
-    tables: dict[str, Counter[str]] = {d: Counter() for d in DIMENSIONS}
-    for row in rows:
-        tables["gbv_type"][row.gbv_type] += 1
-        tables["age_group"][row.age_group] += 1
-        tables["sex"][row.sex or "unknown"] += 1
-        tables["district"][districts.get(row.area_id, "unknown")] += 1
-        tables["month"][row.created_at.strftime("%Y-%m")] += 1
-        tables["perpetrator_relationship"][row.perpetrator_relationship or "unknown"] += 1
-        tables["time_to_report"][report_bucket(row.incident_date, row.created_at)] += 1
+    # Columns counted whole (Counter runs in C), months by (year, month) and named once at the end.
+    _ids, types, ages, sexes, area_ids, created, relationships, incidents = zip(*rows) if rows else ((),) * 8
+    months = Counter((when.year, when.month) for when in created)
+    tables: dict[str, Counter[str]] = {
+        "gbv_type": Counter(types), "age_group": Counter(ages),
+        "sex": Counter(sex or "unknown" for sex in sexes),
+        "district": Counter(districts.get(area_id, "unknown") for area_id in area_ids),
+        "month": Counter({f"{year:04d}-{month:02d}": n for (year, month), n in months.items()}),
+        "perpetrator_relationship": Counter(rel or "unknown" for rel in relationships),
+        "time_to_report": Counter(map(report_bucket, incidents, created)),
+        "service_outcome": Counter(),
+    }
     if rows:
         counted_ids = select(query.subquery().c.id)
         for outcome in session.scalars(select(ServiceReferral.outcome).where(

@@ -74,12 +74,13 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
                                  Consent.granted.is_(True), Consent.withdrawn_at.is_(None),
                                  or_(Consent.expires_at.is_(None), Consent.expires_at > now)))
              .where(~superseded))
+    period = []
     if since:
-        query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
+        period.append(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
     if until:
-        query = query.where(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
-                                                                      tzinfo=dt.UTC))
-    rows = session.execute(query).tuples().all()
+        period.append(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
+                                                                tzinfo=dt.UTC))
+    rows = session.execute(query.where(*period)).tuples().all()
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
     # Columns counted whole (Counter runs in C), months by (year, month) and named once at the end.
     _ids, types, ages, sexes, area_ids, created, relationships, incidents = zip(*rows) if rows else ((),) * 8
@@ -94,10 +95,14 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
         "service_outcome": Counter(),
     }
     if rows:
-        counted_ids = select(query.subquery().c.id)
-        for outcome in session.scalars(select(ServiceReferral.outcome).where(
-                ServiceReferral.referral_id.in_(counted_ids), ServiceReferral.outcome.is_not(None))):
-            tables["service_outcome"][outcome.value] += 1
+        # Outcomes of the period's service referrals, kept for the counted cases only (a set lookup,
+        # rather than running the consent query a second time inside an IN).
+        counted_ids = set(_ids)
+        outcomes = (select(ServiceReferral.referral_id, ServiceReferral.outcome)
+                    .join(Referral, Referral.id == ServiceReferral.referral_id)
+                    .where(ServiceReferral.outcome.is_not(None), *period))
+        tables["service_outcome"] = Counter(outcome.value for referral_id, outcome in session.execute(outcomes)
+                                            if referral_id in counted_ids)
     counted = len(rows)
     return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
             "cases": counted if counted >= SMALL or counted == 0 else "<5",

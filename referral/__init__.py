@@ -94,6 +94,19 @@ def _install_request_hooks(app: Flask) -> None:
         g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
 
     @app.before_request
+    def _refuse_nul():  # type: ignore[no-untyped-def]
+        # No text column can hold a NUL byte (PostgreSQL refuses it): say so plainly, before anything runs.
+        from referral.errors import BadRequest
+
+        # Path parts are not checked here: a malformed id is "not found" like any other (parse_case_id).
+        values = [v for _k, vs in request.args.lists() for v in vs]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            request.get_data(cache=True)  # keep the raw body: the SMS webhook's signature covers it
+            values += [v for _k, vs in request.form.lists() for v in vs]
+        if any("\x00" in v for v in values):
+            raise BadRequest("Text may not contain NUL characters.", code="nul_character")
+
+    @app.before_request
     def _guard():  # type: ignore[no-untyped-def]
         outcome = guard_request()
         if outcome is not None:

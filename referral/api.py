@@ -47,6 +47,16 @@ def _field_errors(messages: Any) -> dict[str, Any]:
     return {"_schema": messages if isinstance(messages, list) else [str(messages)]}
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def load_json(schema: Schema) -> Any:
     """Parse the request body with ``schema``: 415/400 for a bad body, 422 with field errors."""
     if not request.is_json:
@@ -56,6 +66,8 @@ def load_json(schema: Schema) -> Any:
         raise BadRequest("The body is not valid JSON.", code="malformed_json")
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="malformed_json")
+    if _has_nul(body):
+        raise BadRequest("Text may not contain NUL characters.", code="nul_character")
     try:
         return schema.load(body)
     except ValidationError as err:

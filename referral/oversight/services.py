@@ -16,7 +16,7 @@ from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
 from referral.notify import events
 from referral.db import utcnow
-from referral.errors import NotFound, ValidationFailed
+from referral.errors import Conflict, NotFound, ValidationFailed
 from referral.oversight.models import BreakGlassGrant
 from referral.referrals import crypto
 from referral.referrals.models import Referral, parse_case_id
@@ -160,6 +160,10 @@ def review_break_glass(session: Session, actor: User, grant_id: int, outcome: st
         raise NotFound("No such break-glass grant.")
     if grant.user_id == actor.id:
         raise ValidationFailed(fields={"outcome": ["Someone else must review your own break-glass access."]})
+    if grant.reviewed_at is not None:
+        record(session, actor, "break_glass.review", object_type="referral", object_id=grant.referral_id,
+               outcome=DENIED, reason=f"grant {grant.id} already reviewed")
+        raise Conflict("This break-glass access has already been reviewed.")
     grant.reviewed_at, grant.reviewed_by_id, grant.review_outcome = now or utcnow(), actor.id, outcome
     record(session, actor, "break_glass.review", object_type="referral", object_id=grant.referral_id,
            reason=f"grant {grant.id}: {outcome}")

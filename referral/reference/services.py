@@ -81,7 +81,8 @@ def set_routing_mode(session: Any, actor: User, unit_code: str, mode: str) -> Un
     except ValueError:
         raise ValidationFailed(fields={"routing": [f"Must be one of: {', '.join(m.value for m in RoutingMode)}."]}) \
             from None
-    unit = session.scalar(select(Unit).where(Unit.code == unit_code))
+    # A code never holds a NUL (PostgreSQL could not even compare one): such a code is simply unknown.
+    unit = None if "\x00" in unit_code else session.scalar(select(Unit).where(Unit.code == unit_code))
     if unit is None:
         raise NotFound("No unit has this code.")
     before = unit.routing_mode

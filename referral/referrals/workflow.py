@@ -129,6 +129,7 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
         session.add(Offer(referral_id=referral.id, officer_id=actor.id, offered_at=now, deadline=now,
                           responded_at=now, status=OfferStatus.declined, reason=reason))
     referral.assigned_officer_id, referral.accepted_at = None, None
+    _drop_closure_request(referral)  # the next officer starts from the case, not from this officer's request
     session.flush()
     record(session, actor, "referral.recuse", object_type="referral", object_id=referral.id, reason=reason)
     routing.route(session, referral, now=now, actor=actor)

@@ -132,6 +132,8 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
                outcome=DENIED, reason="not visible to this user")
         raise NotFound("No such referral.")
     service_type = data["service_type"]
+    if service_type not in {t.value for t in ServiceType}:
+        raise ValidationFailed(fields={"service_type": ["Choose a service type."]})
     provider = session.get(Organisation, data["provider_id"]) if 0 < data["provider_id"] < 2**31 else None
     if provider is None or provider not in providers_for(session, referral.area, service_type):
         raise ValidationFailed(fields={"provider_id": ["No provider of this service covers the case's area."]})

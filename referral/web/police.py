@@ -23,6 +23,7 @@ from referral.web.forms import LogoutForm
 from referral.web.views import web
 
 ORDER_ACTIONS = ("protection_order_issued", "protection_order_extended")
+NOTE_LIMIT = 5000
 
 
 class ActionForm(FlaskForm):
@@ -46,6 +47,16 @@ def _case_extras(user, case: dict) -> dict:  # type: ignore[no-untyped-def]
     return {"candidates": reassign_candidates(db.session, user, referral), "providers": providers}
 
 
+def may_work(user, case: dict) -> bool:  # type: ignore[no-untyped-def]
+    """Forms for work only for those the workflow lets work: the assigned officer, the unit supervisor
+    (oversight reading through break-glass sees the case, not the forms)."""
+    from referral.security.permissions import has_permission
+
+    if "survivor" not in case or not has_permission(user, Permission.REFERRAL_WORK):
+        return False
+    return case.get("assigned_officer_id") == user.id or user.role.value == "supervisor"
+
+
 @web.get("/cases/<referral_id>")
 @requires(Permission.REFERRAL_READ)
 def case_page(referral_id: str):  # type: ignore[no-untyped-def]
@@ -61,7 +72,8 @@ def case_page(referral_id: str):  # type: ignore[no-untyped-def]
     response = make_response(render_template(
         "police/case.html", case=case, compliance=compliance, form=ActionForm(), logout_form=LogoutForm(),
         action_types=ACTION_TYPES, outcomes=workflow.CLOSE_OUTCOMES, reasons=workflow.DECLINE_REASONS,
-        shareable=SHAREABLE, is_supervisor=user.role.value == "supervisor", **extras))
+        shareable=SHAREABLE, is_supervisor=user.role.value == "supervisor",
+        may_work=may_work(user, case), **extras))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -96,17 +108,23 @@ def case_decline(referral_id: str):  # type: ignore[no-untyped-def]
 @requires(Permission.REFERRAL_WORK)
 def case_action(referral_id: str):  # type: ignore[no-untyped-def]
     kind = request.form.get("type", "")
-    note = (request.form.get("note") or "").strip()[:5000] or None
+    note = (request.form.get("note") or "").strip() or None
+    back = redirect(url_for("web.case_page", referral_id=referral_id))
     if kind not in ACTION_TYPES:
         flash(_("Choose what you did."))
-        return redirect(url_for("web.case_page", referral_id=referral_id))
+        return back
+    if note is not None and len(note) > NOTE_LIMIT:  # refused, never cut: a note must say what was written
+        flash(_("The note is too long (at most 5,000 characters)."))
+        return back
     data: dict = {"type": kind, "note": note}
     if kind in ORDER_ACTIONS:
         expires_on = _date("order_expires_on")
-        if expires_on is None:
-            flash(_("Give the date the protection order ends."))
-            return redirect(url_for("web.case_page", referral_id=referral_id))
-        data["protection_order"] = {"issued_on": _date("order_issued_on"), "expires_on": expires_on}
+        issued_raw = request.form.get("order_issued_on", "").strip()
+        issued_on = _date("order_issued_on")
+        if expires_on is None or (issued_raw and issued_on is None):
+            flash(_("Give the protection order's dates as YYYY-MM-DD."))
+            return back
+        data["protection_order"] = {"issued_on": issued_on, "expires_on": expires_on}
     return _act(referral_id, lambda user: workflow.add_action(db.session, user, referral_id, data))
 
 

@@ -101,7 +101,7 @@ def test_officer_records_a_protection_order_and_a_service_referral_on_the_page(c
     # A protection order without its end date is refused with a message, nothing stored.
     resp = client.post(f"/cases/{case['id']}/actions", data={"csrf_token": token, "type": "protection_order_issued"},
                        follow_redirects=True)
-    assert "Give the date the protection order ends." in resp.get_data(as_text=True)
+    assert "Give the protection order&#39;s dates as YYYY-MM-DD." in resp.get_data(as_text=True)
     assert db.session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == case["id"])) is None
     client.post(f"/cases/{case['id']}/actions", data={"csrf_token": token, "type": "protection_order_issued",
                                                       "order_issued_on": "2026-11-25",

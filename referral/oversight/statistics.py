@@ -11,7 +11,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
@@ -80,8 +80,11 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
     if until:
         period.append(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
                                                                 tzinfo=dt.UTC))
-    rows = session.execute(query.where(*period)).tuples().all()
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
+    if session.get_bind().dialect.name == "postgresql":
+        tables, counted = _count_in_postgres(session, query.where(*period), districts)
+        return _report(since, until, tables, counted)
+    rows = session.execute(query.where(*period)).tuples().all()
     # Columns counted whole (Counter runs in C), months by (year, month) and named once at the end.
     _ids, types, ages, sexes, area_ids, created, relationships, incidents = zip(*rows) if rows else ((),) * 8
     months = Counter((when.year, when.month) for when in created)
@@ -103,10 +106,53 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
                     .where(ServiceReferral.outcome.is_not(None), *period))
         tables["service_outcome"] = Counter(outcome.value for referral_id, outcome in session.execute(outcomes)
                                             if referral_id in counted_ids)
-    counted = len(rows)
+    return _report(since, until, tables, len(rows))
+
+
+def _report(since: dt.date | None, until: dt.date | None, tables: dict[str, Counter[str]],
+            counted: int) -> dict[str, Any]:
     return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
             "cases": counted if counted >= SMALL or counted == 0 else "<5",
             "tables": {name: suppress(counts) for name, counts in tables.items()}}
+
+
+def _count_in_postgres(session: Session, query: Any, districts: dict[int, str]) -> tuple[dict[str, Counter[str]], int]:
+    """Every table in one pass with GROUPING SETS, so only a few hundred counts leave the database.
+
+    The same buckets as the Python path: months and report delays on the UTC calendar.
+    """
+    from sqlalchemy import Date, case, cast, literal
+
+    base = query.subquery()
+    utc = func.timezone("UTC", base.c.created_at)
+    days = cast(utc, Date) - base.c.incident_date
+    dims = {
+        "gbv_type": base.c.gbv_type, "age_group": base.c.age_group,
+        "sex": func.coalesce(base.c.sex, literal("unknown")), "district": base.c.area_id,
+        "month": func.to_char(utc, "YYYY-MM"),
+        "perpetrator_relationship": func.coalesce(base.c.perpetrator_relationship, literal("unknown")),
+        "time_to_report": case((base.c.incident_date.is_(None), "unknown"), (days <= 3, "0-3"), (days <= 5, "4-5"),
+                               (days <= 14, "6-14"), (days <= 30, "15-30"), else_="over_30"),
+    }
+    names, exprs = list(dims), list(dims.values())
+    stmt = (select(func.grouping(*exprs).label("mask"), *exprs, func.count().label("n"))
+            .group_by(func.grouping_sets(*exprs)))  # GROUPING SETS (a, b, ...): one set per table
+    tables: dict[str, Counter[str]] = {name: Counter() for name in DIMENSIONS}
+    width = len(exprs)
+    for row in session.execute(stmt):
+        # GROUPING(...) sets a bit for every expression *not* grouped; the one clear bit names the table.
+        index = next(i for i in range(width) if not row.mask & (1 << (width - 1 - i)))
+        value = row[1 + index]
+        name = names[index]
+        key = districts.get(value, "unknown") if name == "district" else value
+        tables[name][key] += row.n
+    counted = sum(tables["gbv_type"].values())
+    if counted:
+        outcomes = (select(ServiceReferral.outcome, func.count())
+                    .where(ServiceReferral.outcome.is_not(None), ServiceReferral.referral_id.in_(select(base.c.id)))
+                    .group_by(ServiceReferral.outcome))
+        tables["service_outcome"] = Counter({outcome.value: n for outcome, n in session.execute(outcomes)})
+    return tables, counted
 
 
 def _districts(areas: list[Any]) -> dict[int, str]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,20 @@ def record(session: Session, actor: Any, action: str, *, object_type: str | None
 
 def pending(session: Session) -> list[Staged]:
     return list(session.info.get(PENDING, []))
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``begin_nested`` whose events go with it: an action undone by its savepoint leaves no "allowed"
+    event behind (refusals stay, as after a failed request)."""
+    staged = len(session.info.get(PENDING, []))
+    try:
+        with session.begin_nested():
+            yield
+    except Exception:
+        events = session.info.get(PENDING, [])
+        events[staged:] = [e for e in events[staged:] if e.outcome != ALLOWED]
+        raise
 
 
 def keep_only_refusals_after_failure(session: Session) -> bool:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
 from referral.accounts.services import normalise_phone
-from referral.audit.service import DENIED, PENDING, record
+from referral.audit.service import DENIED, record, savepoint
 from referral.errors import Conflict, DomainError, Forbidden, Unauthenticated
 from referral.notify.models import Channel, SmsReceipt
 from referral.notify.outbox import enqueue
@@ -140,12 +140,10 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
         enqueue(session, template, params, channel=Channel.sms, address=user.phone, user=user, language=language)
 
     if parsed.kind == "report":
-        staged = len(session.info.get(PENDING, []))
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 referral = create_referral(session, user, parsed.data or {}, now=now)
         except DomainError:  # e.g. an unknown area code: the format reminder, nothing stored
-            del session.info.get(PENDING, [])[staged:]  # no audit event for a case that was never made
             reply("sms_format")
             return {"result": "malformed"}
         reply("sms_received", reference=referral.reference)

@@ -33,13 +33,6 @@ def report_bucket(incident: dt.date | None, reported: dt.datetime) -> str:
     return "over_30"
 
 
-def district_of(referral: Referral) -> str:
-    for place in referral.area.lineage():
-        if place.kind.value == "district":
-            return place.code
-    return referral.area.code
-
-
 def suppress(counts: Counter[str]) -> dict[str, Any]:
     cells: dict[str, Any] = dict(sorted(counts.items()))
     small = [k for k, v in cells.items() if 0 < v < SMALL]

@@ -218,10 +218,12 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
     return body
 
 
+NEWEST = (Referral.created_at.desc(), Referral.id.desc())
+
+
 def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
     """Cases the actor may see, newest first, stage only (no decryption in lists)."""
     require(actor, Permission.REFERRAL_READ)
-    newest = (Referral.created_at.desc(), Referral.id.desc())
     if actor.role.value == "officer":
         rows, total = _officer_queue(session, actor, page=page, per_page=per_page)
     else:
@@ -233,7 +235,7 @@ def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -
         else:
             query = query.where(False)  # providers, oversight, admin: never through this list
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = session.scalars(query.order_by(*newest).limit(per_page).offset((page - 1) * per_page)).all()
+        rows = session.scalars(query.order_by(*NEWEST).limit(per_page).offset((page - 1) * per_page)).all()
     record(session, actor, "referral.list", object_type="referral", reason=f"{len(rows)} of {total} shown")
     return [status_view(r) for r in rows], total
 
@@ -243,7 +245,6 @@ def _officer_queue(session: Session, actor: User, *, page: int, per_page: int) -
     after the rows the page needs, instead of sorting an officer's whole history."""
     from referral.referrals.workflow_models import Offer, OfferStatus
 
-    newest = (Referral.created_at.desc(), Referral.id.desc())
     offered = select(Offer.referral_id).where(Offer.officer_id == actor.id, Offer.status == OfferStatus.open)
     assigned_q = select(Referral).where(Referral.assigned_officer_id == actor.id)
     offered_q = select(Referral).where(Referral.id.in_(offered),
@@ -251,8 +252,8 @@ def _officer_queue(session: Session, actor: User, *, page: int, per_page: int) -
     # count(*), not count(id): an index-only scan of the officer index, no heap visits
     total = sum(session.scalar(q.with_only_columns(func.count())) or 0 for q in (assigned_q, offered_q))
     wanted = page * per_page
-    merged = [*session.scalars(assigned_q.order_by(*newest).limit(wanted)),
-              *session.scalars(offered_q.order_by(*newest).limit(wanted))]
+    merged = [*session.scalars(assigned_q.order_by(*NEWEST).limit(wanted)),
+              *session.scalars(offered_q.order_by(*NEWEST).limit(wanted))]
     merged.sort(key=lambda r: (r.created_at, r.id), reverse=True)
     return merged[(page - 1) * per_page:wanted], total
 

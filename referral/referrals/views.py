@@ -120,17 +120,18 @@ def close(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/close/approve")
 @requires(Permission.REFERRAL_REASSIGN)
 def approve_closure(referral_id: str):  # type: ignore[no-untyped-def]
-    _optional_body()
-    referral = workflow.decide_closure(db.session, acting_user(), referral_id, approve=True)
-    db.session.commit()
-    return _state(referral)
+    return _decide_closure(referral_id, approve=True)
 
 
 @api.post("/referrals/<referral_id>/close/reject")
 @requires(Permission.REFERRAL_REASSIGN)
 def reject_closure(referral_id: str):  # type: ignore[no-untyped-def]
+    return _decide_closure(referral_id, approve=False)
+
+
+def _decide_closure(referral_id: str, *, approve: bool):  # type: ignore[no-untyped-def]
     _optional_body()
-    referral = workflow.decide_closure(db.session, acting_user(), referral_id, approve=False)
+    referral = workflow.decide_closure(db.session, acting_user(), referral_id, approve=approve)
     db.session.commit()
     return _state(referral)
 

@@ -136,7 +136,8 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
     return referral
 
 
-def _may_work(actor: User, referral: Referral, level: CaseView) -> bool:
+def may_work(actor: User, referral: Referral, level: CaseView) -> bool:
+    """The assigned officer, or a supervisor of the case's unit, with the case's content in view."""
     if level is not CaseView.CONTENT:
         return False
     return referral.assigned_officer_id == actor.id or (
@@ -151,7 +152,7 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     referral, level = _locked(session, actor, referral_id, "referral.action")
     if level is CaseView.OFFER:
         raise InvalidTransition("Accept the case before working on it.")
-    if not _may_work(actor, referral, level):
+    if not may_work(actor, referral, level):
         record(session, actor, "referral.action", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")
         raise NotFound("No such referral.")
@@ -206,7 +207,7 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
     referral, level = _locked(session, actor, referral_id, "referral.close")
     if level is CaseView.OFFER:
         raise InvalidTransition("Accept the case before closing it.")
-    if not _may_work(actor, referral, level):
+    if not may_work(actor, referral, level):
         record(session, actor, "referral.close", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")
         raise NotFound("No such referral.")

@@ -34,6 +34,7 @@ from referral.security.permissions import Permission, requires
 from referral.security.totp import provisioning_uri
 from referral.standards import services as standards
 from referral.web.actions import run_page_action
+from referral.web.forms import CsrfForm
 from referral.web.referral_forms import choices
 from referral.web.views import web
 
@@ -89,10 +90,6 @@ def _iso_date(form: FlaskForm, field: Any) -> None:
         field.parsed = None
     if field.parsed is None or field.parsed.year < 2000:
         raise ValidationError(_("Give the date as YYYY-MM-DD, e.g. 2025-03-31."))
-
-
-class CsrfOnlyForm(FlaskForm):
-    """A button that changes state: the form carries only the CSRF token."""
 
 
 class UserForm(FlaskForm):
@@ -201,14 +198,14 @@ def admin_users():  # type: ignore[no-untyped-def]
 @web.post("/admin/users/<int:user_id>/deactivate")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_user_deactivate(user_id: int):  # type: ignore[no-untyped-def]
-    run_page_action(CsrfOnlyForm(), lambda actor: accounts.deactivate_user(actor, user_id))
+    run_page_action(CsrfForm(), lambda actor: accounts.deactivate_user(actor, user_id))
     return redirect(url_for("web.admin_users"))
 
 
 @web.post("/admin/users/<int:user_id>/unlock")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_user_unlock(user_id: int):  # type: ignore[no-untyped-def]
-    run_page_action(CsrfOnlyForm(), lambda actor: accounts.unlock_user(actor, user_id))
+    run_page_action(CsrfForm(), lambda actor: accounts.unlock_user(actor, user_id))
     return redirect(url_for("web.admin_users"))
 
 
@@ -221,7 +218,7 @@ def admin_user_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
         user, issued["secret"] = accounts.reset_totp(actor, user_id)
         issued["email"] = user.email
 
-    run_page_action(CsrfOnlyForm(), reset)
+    run_page_action(CsrfForm(), reset)
     if "secret" not in issued:  # refused: the reason is flashed on the list
         return redirect(url_for("web.admin_users"))
     return _secret_page(issued["secret"], issued["email"], created=False)
@@ -264,7 +261,7 @@ def admin_unit_routing(unit_code: str):  # type: ignore[no-untyped-def]
     if mode not in {m.value for m in RoutingMode}:
         flash(_("Choose direct or pool routing."))
     else:
-        run_page_action(CsrfOnlyForm(), lambda actor: reference.set_routing_mode(db.session, actor, unit_code, mode))
+        run_page_action(CsrfForm(), lambda actor: reference.set_routing_mode(db.session, actor, unit_code, mode))
     return redirect(url_for("web.admin_reference"))
 
 

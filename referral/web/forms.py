@@ -15,3 +15,7 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     pass
+
+
+class CsrfForm(FlaskForm):
+    """A button that changes state: the form carries only the CSRF token."""

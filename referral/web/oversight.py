@@ -11,8 +11,7 @@ from referral.oversight import services
 from referral.oversight.charts import bar_chart
 from referral.security.permissions import Permission, requires
 from referral.web.actions import run_page_action
-from referral.web.forms import LogoutForm
-from referral.web.police import ActionForm
+from referral.web.forms import CsrfForm, LogoutForm
 from referral.web.views import web
 
 
@@ -82,7 +81,7 @@ def oversight_break_glass():  # type: ignore[no-untyped-def]
     """Open time-limited access to one case with a justification; review other auditors' openings."""
     from referral.oversight.views import BreakGlassIn
 
-    form, user = ActionForm(), current_user._get_current_object()
+    form, user = CsrfForm(), current_user._get_current_object()
     errors: dict = {}
     values = {"case_id": request.values.get("case_id", "")[:64], "justification": ""}
     if request.method == "POST":
@@ -112,6 +111,6 @@ def oversight_break_glass():  # type: ignore[no-untyped-def]
 @requires(Permission.BREAK_GLASS)
 def oversight_break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
     outcome = request.form.get("outcome", "")
-    run_page_action(ActionForm(), lambda actor: services.review_break_glass(db.session, actor, grant_id, outcome),
+    run_page_action(CsrfForm(), lambda actor: services.review_break_glass(db.session, actor, grant_id, outcome),
                     valid=outcome in ("justified", "unjustified"))
     return redirect(url_for("web.oversight_break_glass"))

@@ -6,7 +6,6 @@ import datetime as dt
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from referral.web.actions import run_page_action
@@ -16,18 +15,14 @@ from referral.referrals.board import reassign_candidates
 from referral.referrals.models import Referral, parse_case_id
 from referral.referrals.schemas import ACTION_TYPES
 from referral.referrals.workflow_models import Offer, OfferStatus
-from referral.security.permissions import Permission, requires
+from referral.security.permissions import CaseView, Permission, has_permission, requires
 from referral.services_dir.services import SHAREABLE, providers_for
 from referral.standards.services import read_compliance
-from referral.web.forms import LogoutForm
+from referral.web.forms import CsrfForm, LogoutForm
 from referral.web.views import web
 
 ORDER_ACTIONS = ("protection_order_issued", "protection_order_extended")
 NOTE_LIMIT = 5000
-
-
-class ActionForm(FlaskForm):
-    pass
 
 
 def offers_for(user) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -38,23 +33,19 @@ def offers_for(user) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def _case_extras(user, case: dict) -> dict:  # type: ignore[no-untyped-def]
-    """Choices the page offers for work on a case the user may read in full: no case content here."""
+    """Choices the page offers for work on a case the user may read in full: no case content here.
+
+    The work forms show only to those the workflow lets work (oversight reading through break-glass
+    sees the case, not the forms).
+    """
     referral = db.session.get(Referral, parse_case_id(case["id"]))
     if referral is None or "survivor" not in case:
-        return {"candidates": [], "providers": []}
+        return {"candidates": [], "providers": [], "may_work": False}
     providers = [{"value": f"{org.id}:{service.value}", "name": org.name, "service": service.value}
                  for org in providers_for(db.session, referral.area, None) for service in org.service_types]
-    return {"candidates": reassign_candidates(db.session, user, referral), "providers": providers}
-
-
-def may_work(user, case: dict) -> bool:  # type: ignore[no-untyped-def]
-    """Forms for work only for those the workflow lets work: the assigned officer, the unit supervisor
-    (oversight reading through break-glass sees the case, not the forms)."""
-    from referral.security.permissions import has_permission
-
-    if "survivor" not in case or not has_permission(user, Permission.REFERRAL_WORK):
-        return False
-    return case.get("assigned_officer_id") == user.id or user.role.value == "supervisor"
+    return {"candidates": reassign_candidates(db.session, user, referral), "providers": providers,
+            "may_work": has_permission(user, Permission.REFERRAL_WORK)
+            and workflow.may_work(user, referral, CaseView.CONTENT)}
 
 
 @web.get("/cases/<referral_id>")
@@ -70,16 +61,15 @@ def case_page(referral_id: str):  # type: ignore[no-untyped-def]
     extras = _case_extras(user, case)
     db.session.commit()
     response = make_response(render_template(
-        "police/case.html", case=case, compliance=compliance, form=ActionForm(), logout_form=LogoutForm(),
+        "police/case.html", case=case, compliance=compliance, form=CsrfForm(), logout_form=LogoutForm(),
         action_types=ACTION_TYPES, outcomes=workflow.CLOSE_OUTCOMES, reasons=workflow.DECLINE_REASONS,
-        shareable=SHAREABLE, is_supervisor=user.role.value == "supervisor",
-        may_work=may_work(user, case), **extras))
+        shareable=SHAREABLE, is_supervisor=user.role.value == "supervisor", **extras))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _act(referral_id: str, call, *, valid: bool = True):  # type: ignore[no-untyped-def]
-    run_page_action(ActionForm(), call, valid=valid)
+def _act(referral_id: str, call):  # type: ignore[no-untyped-def]
+    run_page_action(CsrfForm(), call)
     return redirect(url_for("web.case_page", referral_id=referral_id))
 
 

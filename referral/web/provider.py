@@ -9,8 +9,7 @@ from referral.extensions import db
 from referral.security.permissions import Permission, requires
 from referral.services_dir import services
 from referral.services_dir.models import ServiceOutcome
-from referral.web.forms import LogoutForm
-from referral.web.police import ActionForm
+from referral.web.forms import CsrfForm, LogoutForm
 from referral.web.views import web
 
 
@@ -19,7 +18,7 @@ from referral.web.views import web
 def service_referral_page(service_referral_id: str):  # type: ignore[no-untyped-def]
     body = services.read_for_provider(db.session, current_user._get_current_object(), service_referral_id)
     db.session.commit()
-    response = make_response(render_template("provider/service_referral.html", sr=body, form=ActionForm(),
+    response = make_response(render_template("provider/service_referral.html", sr=body, form=CsrfForm(),
                                              outcomes=[o.value for o in ServiceOutcome], logout_form=LogoutForm()))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -31,6 +30,6 @@ def service_referral_respond(service_referral_id: str, verb: str):  # type: igno
     outcome = request.form.get("outcome") or None
     data = {"outcome": outcome if outcome in {o.value for o in ServiceOutcome} else None,
             "note": (request.form.get("note") or "").strip()[:5000] or None}
-    run_page_action(ActionForm(), lambda user: services.respond(db.session, user, service_referral_id, verb, data),
+    run_page_action(CsrfForm(), lambda user: services.respond(db.session, user, service_referral_id, verb, data),
                     valid=verb in services.TRANSITIONS)
     return redirect(url_for("web.service_referral_page", service_referral_id=service_referral_id))

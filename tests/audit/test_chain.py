@@ -194,3 +194,20 @@ def test_postgres_refuses_truncate_and_replica_mode_does_not_bypass(db_session):
             for part in statement.split("; "):
                 db.session.execute(text(part))
         nested.rollback()
+
+
+def test_a_failed_savepoint_takes_its_allowed_events_and_keeps_refusals(db_session):
+    from referral.audit.service import pending, savepoint
+
+    before = len(pending(db.session))
+    with pytest.raises(RuntimeError):
+        with savepoint(db.session):
+            record(db.session, None, "test.inside", object_type="referral")
+            record(db.session, None, "test.refused", object_type="referral", outcome="denied")
+            raise RuntimeError("undone")
+    assert [e.action for e in pending(db.session)[before:]] == ["test.refused"]
+    with savepoint(db.session):
+        record(db.session, None, "test.kept", object_type="referral")
+    db.session.commit()
+    written = set(db.session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("test.%"))))
+    assert written == {"test.refused", "test.kept"}

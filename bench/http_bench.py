@@ -36,6 +36,7 @@ from bench.trust_core import fresh_pg  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 GOALS = {"submit": 0.6, "read": 0.8}
+BARE_TOKEN = "bench-token"  # bench/bare_app.py's one token
 
 
 def free_port() -> int:
@@ -202,12 +203,15 @@ def main() -> None:
             **{**common, "seconds": 2})
         rss_before = workers_rss_mb(servers[0])
         bare_insert = wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **common)
+        floor_insert = wrk(f"http://127.0.0.1:{b_port}/secure/insert", method="POST", body=body, token=BARE_TOKEN,
+                           **common)
         submit = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
                      **common)
         case = json.loads(urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{a_port}/api/v1/referrals", data=body.encode(), method="POST",
             headers={"Authorization": f"Bearer {tokens['focal']}", "Content-Type": "application/json"})).read())
         bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **common)
+        floor_read = wrk(f"http://127.0.0.1:{b_port}/secure/rows/1", token=BARE_TOKEN, **common)
         read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **common)
         # Memory: keep reading until about --memory-requests more have been served, then look again.
         soak = max(5, int(args.memory_requests / max(read["rps"], 1)) + 1)
@@ -226,6 +230,13 @@ def main() -> None:
             print(f"{label:44} {mine['rps']:9.0f} {bare['rps']:9.0f} {ratio:5.2f}x {GOALS[goal]:4.1f}x"
                   f"  {mine['p50']:6.1f}/{mine['p99']:6.1f} ms  {bare['p50']:5.1f}/{bare['p99']:6.1f} ms"
                   f"  {'ok' if ok else 'BELOW GOAL'}{'' if not mine['errors'] else ' ERRORS ' + str(mine['errors'])}")
+        print("context, not goals: the floor of any secure version (token hash lookup, AES-GCM envelope, one chained")
+        print("audit row in one statement, commit; no validation, routing, permissions or timeline) on the bare stack:")
+        for label, floor, bare, mine in (("secure insert floor", floor_insert, bare_insert, submit),
+                                         ("secure read floor", floor_read, bare_read, read)):
+            print(f"  {label:42} {floor['rps']:9.0f}/s = {floor['rps'] / bare['rps']:4.2f}x bare;"
+                  f" Amanat = {mine['rps'] / floor['rps']:4.2f}x this floor"
+                  f"{'' if not floor['errors'] else ' ERRORS ' + str(floor['errors'])}")
         print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
               f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
         sys.exit(1 if failed and args.strict else 0)

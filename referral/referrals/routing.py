@@ -105,11 +105,15 @@ def already_tried(session: Session, referral: Referral) -> set[int]:
         Offer.referral_id == referral.id, Offer.status.in_((OfferStatus.declined, OfferStatus.expired)))))
 
 
-def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User | None = None) -> list[Offer]:
-    """Offer the case (direct: to the least-loaded eligible officer; pool: to all), or escalate."""
+def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User | None = None,
+          first: bool = False) -> list[Offer]:
+    """Offer the case (direct: to the least-loaded eligible officer; pool: to all), or escalate.
+
+    ``first``: a case just submitted, which nobody can have declined yet.
+    """
     unit = referral.unit
     everyone = [] if unit is None else eligible_officers(session, referral, unit, today=now.date())
-    tried = already_tried(session, referral)
+    tried = set() if first else already_tried(session, referral)
     officers = [o for o in everyone if o.id not in tried]
     if not officers:
         # A coverage gap is a unit with nobody trained for the case, not one whose officers all declined.

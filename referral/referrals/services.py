@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
@@ -128,7 +128,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         routing.escalate(session, referral, now=now, reason="suspect is a police officer: sent to another unit",
                          coverage_gap=unit is None, actor=actor)
     else:
-        routing.route(session, referral, now=now, actor=actor)
+        routing.route(session, referral, now=now, actor=actor, first=True)
     return referral
 
 
@@ -137,7 +137,7 @@ def load_visible(session: Session, actor: User, referral_id: str, action: str) -
     case_id = parse_case_id(referral_id)
     # The area, unit and notes every full read shows, loaded with the case rather than one by one.
     referral = session.get(Referral, case_id, options=[joinedload(Referral.area), joinedload(Referral.unit),
-                                                       selectinload(Referral.notes)]) if case_id else None
+                                                       joinedload(Referral.notes)]) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
@@ -150,8 +150,9 @@ def summary_view(session: Session, referral: Referral) -> dict[str, Any]:
     """What an officer needs to decide on an offer: no names, no story."""
     from referral.referrals.workflow_models import Offer, OfferStatus
 
-    deadline = session.scalar(select(func.min(Offer.deadline)).where(Offer.referral_id == referral.id,
-                                                                      Offer.status == OfferStatus.open))
+    # Open offers exist only while the case is on offer: no query otherwise.
+    deadline = session.scalar(select(func.min(Offer.deadline)).where(
+        Offer.referral_id == referral.id, Offer.status == OfferStatus.open)) if referral.status is Status.offered else None
     return {"gbv_type": referral.gbv_type, "flags": referral.flag_list, "area": referral.area.code,
             "age_group": referral.age_group, "accept_by": deadline.isoformat() if deadline else None,
             "assigned_officer_id": referral.assigned_officer_id}

@@ -1,0 +1,130 @@
+"""Where a request's time goes: statements, SQL time and Python time per request, and a pyinstrument profile.
+
+    .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
+
+In process (Flask's test client, no HTTP server) on a fresh PostgreSQL database
+beside URL's, dropped afterwards: migrates, seeds the demo, then submits and
+reads cases as ``make bench`` does, counting statements and their time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flask_migrate import upgrade  # noqa: E402
+from sqlalchemy import event  # noqa: E402
+
+from bench.trust_core import fresh_pg  # noqa: E402
+from referral import create_app  # noqa: E402
+from referral.extensions import db  # noqa: E402
+
+
+class SqlMeter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.statements: list[str] = []
+        self._started = 0.0
+
+    def before(self, conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        self._started = time.perf_counter()
+
+    def after(self, conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        self.seconds += time.perf_counter() - self._started
+        self.count += 1
+        self.statements.append(" ".join(statement.split())[:140])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--profile", choices=["read", "submit"], default=None)
+    parser.add_argument("--show-sql", action="store_true")
+    parser.add_argument("--cprofile", action="store_true", help="cProfile on CPU time instead of pyinstrument")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="amanat-profile-"))
+    url, drop = fresh_pg(args.database_url)
+    app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url,
+                      "KEYRING_PATH": str(tmp / "keyring.json"), "AUDIT_SIGNING_KEY_PATH": str(tmp / "audit.pem"),
+                      "RATELIMIT_ENABLED": False})
+    try:
+        with app.app_context():
+            upgrade()
+            done = app.test_cli_runner().invoke(args=["demo", "seed"])
+            assert done.exit_code == 0, done.output
+            from referral.accounts.auth import issue_token
+            from referral.accounts.models import User
+
+            tokens = {}
+            for key, email in (("focal", "focal.alamudun@demo.amanat.example"),
+                               ("supervisor", "supervisor.alamudun@demo.amanat.example")):
+                user = db.session.scalar(db.select(User).where(User.email == email))
+                tokens[key] = issue_token(user)[0]
+            db.session.commit()
+            meter = SqlMeter()
+            event.listen(db.engine, "before_cursor_execute", meter.before)
+            event.listen(db.engine, "after_cursor_execute", meter.after)
+        from bench.http_bench import submission_body
+
+        template = submission_body()
+        client = app.test_client()
+
+        def submit(i: int):  # type: ignore[no-untyped-def]
+            return client.post("/api/v1/referrals", data=template.replace("TAGTAG", f"p{i}"),
+                               headers={"Authorization": f"Bearer {tokens['focal']}",
+                                        "Content-Type": "application/json"})
+
+        case_id = submit(0).get_json()["id"]
+
+        def read(i: int):  # type: ignore[no-untyped-def]
+            return client.get(f"/api/v1/referrals/{case_id}", headers={"Authorization": f"Bearer {tokens['supervisor']}"})
+
+        for name, call, status in (("submit", submit, 201), ("read", read, 200)):
+            for i in range(20):  # warm up
+                call(i + 1000)
+            meter.count, meter.seconds, meter.statements = 0, 0.0, []
+            started = time.perf_counter()
+            profiler = None
+            if args.profile == name and args.cprofile:
+                import cProfile
+
+                profiler = cProfile.Profile(time.process_time)  # CPU time: a busy machine does not skew it
+                profiler.enable()
+            elif args.profile == name:
+                from pyinstrument import Profiler
+
+                profiler = Profiler(interval=0.0002)
+                profiler.start()
+            for i in range(args.requests):
+                response = call(i + 2000)
+                assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
+            wall = time.perf_counter() - started
+            if profiler is not None:
+                profiler.disable() if args.cprofile else profiler.stop()
+            n = args.requests
+            print(f"{name:7} {wall / n * 1000:6.2f} ms/request, {meter.count / n:5.1f} statements, "
+                  f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms")
+            if args.show_sql:
+                print("\n".join(f"    {s}" for s in meter.statements[: meter.count // n]))
+            if profiler is not None and args.cprofile:
+                import pstats
+
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            elif profiler is not None:
+                print(profiler.output_text(unicode=False, color=False, show_all=False))
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        drop()
+
+
+if __name__ == "__main__":
+    main()

@@ -93,6 +93,7 @@ class BaseConfig:
     ANOMALY_DENIALS_PER_HOUR = 10
     WORKING_HOURS = (8, 19)  # UTC hours [start, end) outside which an audit export is flagged
     PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For is trusted
+    METRICS_TOKEN: str | None = None  # bearer secret of the Prometheus scrape; unset → no /metrics
 
     # Flask's own cookie carries only a pointer to the server-side session
     # and the CSRF token; it never carries identity on its own.
@@ -124,6 +125,10 @@ class BaseConfig:
             if env.get(f"REFERRAL_{name}"):
                 settings[name] = env[f"REFERRAL_{name}"]
         settings["SMTP_PORT"] = env_int("REFERRAL_SMTP_PORT", cls.SMTP_PORT, minimum=1)
+        if env.get("REFERRAL_METRICS_TOKEN"):
+            if len(env["REFERRAL_METRICS_TOKEN"]) < 32:
+                raise ConfigError("REFERRAL_METRICS_TOKEN must be at least 32 characters.")
+            settings["METRICS_TOKEN"] = env["REFERRAL_METRICS_TOKEN"]
         settings["PROXY_HOPS"] = env_int("REFERRAL_PROXY_HOPS", cls.PROXY_HOPS)
         settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
         settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g, request, request_started
 from flask_login import current_user
 
 from config.settings import INSTANCE_DIR, PROJECT_ROOT, load_settings
@@ -67,6 +67,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(web)
 
+    from referral.ops import init_ops
+
+    init_ops(app)  # JSON logs, access lines, /metrics (docs: README "Operations")
     _install_request_hooks(app)
 
     from referral.errors import register_error_handlers
@@ -88,8 +91,10 @@ def _ensure_sqlite_directory(uri: str) -> None:
 def _install_request_hooks(app: Flask) -> None:
     from referral.security.permissions import guard_request
 
-    @app.before_request
-    def _request_id() -> None:
+    # A signal, not before_request: it runs before every before_request hook (CSRF, rate limits), so
+    # their refusals, and the log lines written on the way, carry the id too.
+    @request_started.connect_via(app)
+    def _request_id(_sender: Flask, **_extra: Any) -> None:
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
 

@@ -101,6 +101,7 @@ class BaseConfig:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
+    HSTS: str | None = None  # Strict-Transport-Security value; production only (plain-HTTP development stays usable)
     WTF_CSRF_TIME_LIMIT = None  # bound to the session; the session expires itself
     JSON_SORT_KEYS = False
     MAX_CONTENT_LENGTH = 1024 * 1024
@@ -160,6 +161,7 @@ class ProductionConfig(BaseConfig):
     ENV_NAME = "production"
     SESSION_COOKIE_NAME = "__Host-amanat_session"
     SESSION_COOKIE_SECURE = True
+    HSTS = "max-age=31536000; includeSubDomains"  # a year, subdomains too (ASVS 5.0 V3.4.1)
     REQUIRED = {
         "SECRET_KEY": "REFERRAL_SECRET_KEY",
         "SQLALCHEMY_DATABASE_URI": "REFERRAL_DATABASE_URL",

@@ -66,6 +66,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health)
     app.register_blueprint(api)
     app.register_blueprint(web)
+    from referral.security.limits import init_limits
+
+    init_limits(app)  # after the blueprints: it wraps their registered views
 
     from referral.ops import init_ops
 
@@ -153,4 +156,6 @@ def _install_request_hooks(app: Flask) -> None:
         )
         if request.path.startswith("/api/") or g.get("auth_via") is not None:
             response.headers["Cache-Control"] = "no-store"
+        if app.config.get("HSTS"):
+            response.headers.setdefault("Strict-Transport-Security", app.config["HSTS"])
         return response

@@ -94,6 +94,7 @@ class BaseConfig:
     WORKING_HOURS = (8, 19)  # UTC hours [start, end) outside which an audit export is flagged
     PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For is trusted
     METRICS_TOKEN: str | None = None  # bearer secret of the Prometheus scrape; unset → no /metrics
+    LOG_LEVEL = "INFO"  # of the app's loggers; WARNING drops the access lines
 
     # Flask's own cookie carries only a pointer to the server-side session
     # and the CSRF token; it never carries identity on its own.
@@ -130,6 +131,11 @@ class BaseConfig:
             if len(env["REFERRAL_METRICS_TOKEN"]) < 32:
                 raise ConfigError("REFERRAL_METRICS_TOKEN must be at least 32 characters.")
             settings["METRICS_TOKEN"] = env["REFERRAL_METRICS_TOKEN"]
+        if env.get("REFERRAL_LOG_LEVEL"):
+            level = env["REFERRAL_LOG_LEVEL"].strip().upper()
+            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise ConfigError(f"REFERRAL_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {env['REFERRAL_LOG_LEVEL']!r}")
+            settings["LOG_LEVEL"] = level
         settings["PROXY_HOPS"] = env_int("REFERRAL_PROXY_HOPS", cls.PROXY_HOPS)
         settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
         settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)

@@ -82,7 +82,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.cli import register_cli
 
     register_cli(app)
-    logging.getLogger("referral").setLevel(logging.INFO)
     return app
 
 

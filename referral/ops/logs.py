@@ -116,7 +116,7 @@ def configure_logging(app: Flask) -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET or logger.level < level:
             logger.setLevel(level)
-    logging.getLogger("referral").setLevel(logging.INFO)
+    logging.getLogger("referral").setLevel(app.config.get("LOG_LEVEL", "INFO"))
 
 
 def log_access(*, rule: str, endpoint: str | None, method: str, status: int, duration: float) -> None:

@@ -199,3 +199,69 @@ def test_a_supplied_request_id_is_kept_and_a_malformed_one_replaced(client, json
     assert replaced.headers["X-Request-ID"] != "bad id with spaces"
     ids = [line["request_id"] for line in parsed(json_lines["raw"]) if line["logger"] == "referral.access"]
     assert ids == [kept.headers["X-Request-ID"], replaced.headers["X-Request-ID"]]
+
+
+def test_the_log_level_setting(monkeypatch, tmp_path):
+    from config.settings import ConfigError, load_settings
+    from referral import create_app
+    from tests.conftest import app_settings
+
+    monkeypatch.setenv("REFERRAL_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="REFERRAL_LOG_LEVEL"):
+        load_settings({"ENV_NAME": "testing"})
+    monkeypatch.setenv("REFERRAL_LOG_LEVEL", "warning")
+    assert load_settings({"ENV_NAME": "testing"})["LOG_LEVEL"] == "WARNING"
+    try:
+        quiet = create_app({**app_settings("sqlite:///" + str(tmp_path / "q.sqlite3"), tmp_path), "LOG_LEVEL": "WARNING"})
+        assert not logging.getLogger("referral.access").isEnabledFor(logging.INFO)  # no access lines
+        assert logging.getLogger("referral.access").isEnabledFor(logging.WARNING)
+        assert quiet.test_client().get("/healthz").status_code == 200
+    finally:
+        logging.getLogger("referral").setLevel(logging.INFO)
+
+
+def test_gunicorn_with_its_config_writes_only_json_lines(tmp_path):
+    """Boot, worker and shutdown lines from gunicorn, the app's access lines: all JSON, and no raw path."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "REFERRAL_ENV": "testing", "REFERRAL_DATABASE_URL": "sqlite:///" + str(tmp_path / "g.sqlite3"),
+           "REFERRAL_KEYRING": str(tmp_path / "keyring.json")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    stderr = tmp_path / "gunicorn.err"
+    with open(stderr, "wb") as err:
+        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py", "-w", "2",
+                                   "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=root, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/referrals/CanaryInPath?q=CanaryInQuery", timeout=5)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    text = stderr.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]  # every line, gunicorn's too, is JSON
+    loggers = {line["logger"] for line in lines}
+    assert {"gunicorn.error", "referral.access"} <= loggers
+    assert any(line["message"].startswith("Booting worker") for line in lines)
+    assert "Canary" not in text
+    access = [line for line in lines if line["logger"] == "referral.access"]
+    assert access[-1]["path"] == "/api/v1/referrals/<referral_id>" and access[-1]["status"] == 401
+    assert access[-1]["request_id"]

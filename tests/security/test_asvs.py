@@ -148,6 +148,16 @@ def test_v3_4_5_every_response_has_a_referrer_policy(every_response):
         assert resp.headers.get("Referrer-Policy") == "no-referrer", label
 
 
+def test_v3_4_2_no_response_opens_itself_to_other_origins(every_response, client):
+    """V3.4.2: no Access-Control-Allow-Origin anywhere, whatever Origin a request names: the API is for
+    bearer-token clients and Amanat's own pages, never for scripts on other sites."""
+    probes = [("api with origin", client.get("/api/v1/me", headers={"Origin": "https://elsewhere.example"})),
+              ("preflight", client.options("/api/v1/referrals", headers={
+                  "Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}))]
+    for label, resp in every_response + probes:
+        assert not any(name.lower().startswith("access-control-") for name in resp.headers.keys()), label
+
+
 def test_v3_4_1_hsts_for_a_year_with_subdomains_on_every_production_response(production_app, make_user,
                                                                                limited_app):
     """V3.4.1: Strict-Transport-Security on all responses, max-age of at least a year, subdomains

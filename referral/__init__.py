@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.notify import views as _notify_views  # noqa: F401
     from referral.oversight import views as _oversight_views  # noqa: F401
     from referral.reference import views as _reference_views  # noqa: F401
+    from referral import openapi as _openapi  # noqa: F401  (GET /api/v1/openapi.json)
     from referral.api import api
     from referral.health import health
     from referral.web import admin as _admin_pages  # noqa: F401  (registers pages on web)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -27,6 +28,12 @@ from tests import factories
 from tests.factories import AreaFactory, OrganisationFactory, UnitFactory
 
 PG_URL = os.environ.get("REFERRAL_TEST_DATABASE_URL", "").strip()
+
+# Property tests: no example database left in the work tree, and no per-example deadline (a shared
+# CI machine's pauses are not failures); CI-sized by default, ``HYPOTHESIS_PROFILE=thorough`` for more.
+settings.register_profile("amanat", database=None, deadline=None)
+settings.register_profile("thorough", parent=settings.get_profile("amanat"), max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "amanat"))
 
 
 def _pg_admin_url(url: str):  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from referral.security.permissions import Permission, requires
 _SANE = validate.Range(min=__import__("datetime").datetime(2000, 1, 1, tzinfo=__import__("datetime").UTC),
                        max=__import__("datetime").datetime(2100, 1, 1, tzinfo=__import__("datetime").UTC))
 
+_YEARS = validate.Range(min=__import__("datetime").date(2000, 1, 1), max=__import__("datetime").date(2100, 12, 31))
 
 
 class AuditFilters(Schema):
@@ -38,8 +39,9 @@ class ReviewIn(Schema):
 
 
 class StatsArgs(Schema):
-    since = fields.Date(load_default=None)
-    until = fields.Date(load_default=None)
+    # Bounded like the compliance summary's period: the day after 9999-12-31 does not exist.
+    since = fields.Date(load_default=None, validate=_YEARS)
+    until = fields.Date(load_default=None, validate=_YEARS)
 
 
 @api.get("/audit")

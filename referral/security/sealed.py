@@ -30,6 +30,10 @@ BLIND_INDEX_BITS = 24
 
 
 def field_aad(case_id: str, table: str, column: str, row_id: str) -> bytes:
+    # "|" separates the bindings: a binding holding one could spell another binding's text
+    # (table "t|column=c" and column "x" against table "t" and column "c|column=x"), so it is refused.
+    if any("|" in part for part in (case_id, table, column, row_id)):
+        raise ValueError("a sealed field's case, table, column and row may not contain '|'")
     return f"amanat/field/v{FIELD_FORMAT}|case={case_id}|table={table}|column={column}|row={row_id}".encode()
 
 

@@ -1,6 +1,8 @@
 """API: directory, consents, service referrals (SPEC §12)."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import jsonify
 from marshmallow import Schema, fields, validate
 
@@ -25,7 +27,9 @@ class ConsentIn(Schema):
     scope = fields.String(required=True, validate=validate.OneOf(consent.SCOPES))
     granted = Bool(required=True)
     given_by = fields.String(load_default="survivor", validate=validate.OneOf([g.value for g in GivenBy]))
-    expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    # Bounded so that time-zone arithmetic on it cannot overflow (9999-12-31T23:59-14:00 is year 10000 in UTC).
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True, validate=validate.Range(
+        min=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), max=dt.datetime(2100, 1, 1, tzinfo=dt.UTC)))
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=2000))
 
 

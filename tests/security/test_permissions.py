@@ -49,7 +49,8 @@ def test_every_endpoint_declares_its_access(app):
 EXPECTED_PUBLIC = {"health.healthz", "web.login", "web.logout", "api.create_token",
                    "api.sms_inbound",  # the gateway webhook: authenticated by its HMAC signature
                    "health.readyz",
-                   "ops.metrics"}  # the scrape: its own bearer secret (REFERRAL_METRICS_TOKEN), tests/ops
+                   "ops.metrics",  # the scrape: its own bearer secret (REFERRAL_METRICS_TOKEN), tests/ops
+                   "api.openapi_document"}  # documentation: shapes and rules only, tests/fuzz
 
 
 def test_public_endpoints_are_exactly_the_expected_ones(app):

@@ -55,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from referral.api import api
     from referral.health import health
     from referral.web import admin as _admin_pages  # noqa: F401  (registers pages on web)
+    from referral.web import enrol as _enrol_pages  # noqa: F401
     from referral.web import focal as _focal_pages  # noqa: F401  (registers pages on web)
     from referral.web import oversight as _oversight_pages  # noqa: F401
     from referral.web import police as _police_pages  # noqa: F401

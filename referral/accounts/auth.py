@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy.orm import joinedload
 from sqlalchemy import select, update
 
-from referral.accounts.models import ApiToken, User, UserSession
+from referral.accounts.models import ApiToken, Enrolment, User, UserSession
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import DomainError
@@ -64,11 +64,14 @@ def _totp_aad(user: User) -> str:
     return f"users.totp_secret_sealed:{user.id}"
 
 
-def set_totp_secret(user: User) -> str:
-    """Give ``user`` a new TOTP secret (sealed at rest); return it once, for enrolment."""
+def set_totp_secret(user: User, secret: str | None = None) -> str:
+    """Give ``user`` a TOTP secret (a new one unless given), sealed at rest; return it.
+
+    Only the operator's CLI and the holder's own enrolment call this: an admin never sees the result.
+    """
     if user.id is None:
         db.session.flush()
-    secret = totp.new_secret()
+    secret = secret or totp.new_secret()
     user.totp_secret_sealed = keyring_for(current_app).seal(
         secret.encode(), purpose="totp", aad=_totp_aad(user)
     )
@@ -97,7 +100,9 @@ def is_locked(user: User, now: dt.datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
-def _record_failure(user: User, now: dt.datetime, policy: AuthPolicy) -> None:
+def record_failure(user: User, now: dt.datetime, policy: AuthPolicy | None = None) -> None:
+    """Count a failed proof of the password; the threshold within the window locks the account."""
+    policy = policy or AuthPolicy.current()
     if user.failed_window_started_at is None or now - user.failed_window_started_at > policy.lockout_window:
         user.failed_window_started_at = now
         user.failed_logins = 0
@@ -106,7 +111,7 @@ def _record_failure(user: User, now: dt.datetime, policy: AuthPolicy) -> None:
         user.locked_until = now + policy.lockout_duration
 
 
-def _clear_failures(user: User) -> None:
+def clear_failures(user: User) -> None:
     user.failed_logins = 0
     user.failed_window_started_at = None
     user.locked_until = None
@@ -132,7 +137,7 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
 
     def refuse(reason: str, *, count: bool) -> AuthFailed:
         if count:
-            _record_failure(user, now, policy)
+            record_failure(user, now, policy)
         record(db.session, user, "auth.login", object_type="user", object_id=user.id, outcome=DENIED,
                reason=reason + ("; account now locked" if count and is_locked(user, now) else ""), now=now)
         return AuthFailed()
@@ -142,19 +147,22 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
         raise refuse("account locked", count=False)
     if not user.active:
         raise refuse("account deactivated", count=False)
+    if user.enrolment_pending:
+        # Its password is a random one nobody knows until the holder sets up the account.
+        raise refuse("account not set up yet", count=False)
     if not password_ok:
         raise refuse("wrong password", count=True)
     secret = totp_secret(user)
     if user.requires_totp or secret is not None:
         if secret is None:
-            # A case-reading account without a secret cannot sign in until an
-            # admin issues one (reset TOTP).
+            # A case-reading account without a secret cannot sign in until its
+            # holder sets one up with the link an admin issues (reset TOTP).
             raise refuse("no TOTP enrolled", count=False)
         counter = totp.matching_counter(secret, otp or "", now, user.totp_last_counter)
         if counter is None:
             raise refuse("wrong, missing or replayed code", count=True)
         user.totp_last_counter = counter
-    _clear_failures(user)
+    clear_failures(user)
     if passwords.needs_rehash(user.password_hash, policy.argon2_profile):
         user.password_hash = passwords.hash_password(password, policy.argon2_profile)
     record(db.session, user, "auth.login", object_type="user", object_id=user.id, now=now)
@@ -235,9 +243,16 @@ def revoke_token(token: ApiToken, *, now: dt.datetime | None = None) -> None:
 
 
 def revoke_all_credentials(user: User, *, now: dt.datetime | None = None) -> None:
-    """End every session and token of ``user`` (deactivation, TOTP reset)."""
+    """End every session, token and unused set-up link of ``user`` (deactivation, TOTP reset)."""
     now = now or utcnow()
+    withdraw_links(user, now)
     db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
                        .values(revoked_at=now))
     db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
                        .values(revoked_at=now))
+
+
+def withdraw_links(user: User, now: dt.datetime) -> None:
+    """Unused set-up links of ``user`` stop working (referral.accounts.enrolment)."""
+    db.session.execute(update(Enrolment).where(Enrolment.user_id == user.id, Enrolment.used_at.is_(None),
+                                               Enrolment.revoked_at.is_(None)).values(revoked_at=now))

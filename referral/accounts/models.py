@@ -1,10 +1,10 @@
-"""Users, server-side web sessions and personal API tokens (SPEC §1, §7)."""
+"""Users, server-side web sessions, personal API tokens and enrolment links (SPEC §1, §7)."""
 from __future__ import annotations
 
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.db import Base, created_at, intpk, name
@@ -52,6 +52,9 @@ class User(Base):
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_last_counter: Mapped[int | None] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Made by an admin and not yet set up by its holder (referral.accounts.enrolment): no password
+    # anyone knows, no TOTP secret, and sign-in refused until the holder completes the link.
+    enrolment_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     failed_window_started_at: Mapped[dt.datetime | None]
     locked_until: Mapped[dt.datetime | None]
@@ -116,3 +119,32 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None]
 
     user: Mapped[User] = relationship()
+
+
+class EnrolmentKind(enum.StrEnum):
+    account = "account"              # a new account: the holder chooses the password (and scans TOTP)
+    authenticator = "authenticator"  # after a TOTP reset: the holder gives the password and scans anew
+
+
+class Enrolment(Base):
+    """A one-time link with which the account holder sets up what the admin must never know.
+
+    Only the link's SHA-256 is stored. ``pending_secret`` is the TOTP secret last shown, encrypted
+    under a key derived from the link and a value kept in the holder's browser session, so neither
+    the database nor anyone else who opens the link can read it (referral.accounts.enrolment).
+    """
+
+    __tablename__ = "enrolments"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[EnrolmentKind] = mapped_column(enum_column(EnrolmentKind, "enrolment_kind"))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[created_at]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    pending_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])

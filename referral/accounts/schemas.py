@@ -19,10 +19,12 @@ class TokenOut(Schema):
 
 
 class UserCreate(Schema):
+    """An admin's new account; a ``password`` field is refused as unknown."""
+
     email = fields.Email(required=True, validate=validate.Length(max=254))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
-    password = fields.String(required=True, validate=validate.Length(max=1024))
+    # No password: the account holder chooses it with the set-up link (referral.accounts.enrolment).
     unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
     org = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
     gender = fields.String(load_default=Gender.unspecified.value, validate=validate.OneOf([g.value for g in Gender]))
@@ -46,6 +48,7 @@ class UserOut(Schema):
     active = fields.Boolean()
     locked = fields.Method("_locked")
     totp_enrolled = fields.Function(lambda u: u.totp_secret_sealed is not None)
+    enrolment_pending = fields.Boolean()
     created_at = fields.DateTime()
 
     def _locked(self, user):  # type: ignore[no-untyped-def]

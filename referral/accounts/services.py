@@ -1,7 +1,14 @@
-"""Account management. ``actor`` is the admin acting, or None for the operator's CLI."""
+"""Account management. ``actor`` is the admin acting, or None for the operator's CLI.
+
+Admins invite: the account is made without a password anyone knows, and its holder sets it up with a
+one-time link (referral.accounts.enrolment), so no admin can sign in as an account they made (SPEC §1).
+Only the operator on the server, who holds the keyring anyway, sets a password and receives the TOTP
+secret (``users create``, SPEC §11; ``demo seed``).
+"""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -9,10 +16,11 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from referral.accounts.auth import normalise_email, revoke_all_credentials, set_totp_secret
-from referral.accounts.models import Gender, Role, User
+from referral.accounts.enrolment import IssuedLink, issue_link
+from referral.accounts.models import EnrolmentKind, Gender, Role, User
 from referral.audit.service import record
 from referral.db import utcnow
-from referral.errors import Conflict, ValidationFailed
+from referral.errors import Conflict, Forbidden, ValidationFailed
 from referral.extensions import db
 from referral.reference.models import Organisation, OrganisationKind, Unit
 from referral.security import passwords
@@ -26,7 +34,7 @@ class NewUser:
     email: str
     name: str
     role: str
-    password: str
+    password: str | None = None  # the operator's CLI only; admins' invitations have none
     unit: str | None = None
     org: str | None = None
     gender: str = Gender.unspecified.value
@@ -50,13 +58,12 @@ def _authorise(actor: User | None) -> None:
         require(actor, Permission.ADMIN_USERS_MANAGE)
 
 
-def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
-    """Create an account and return it with its TOTP secret (shown once).
+def _new_account(data: NewUser, *, password: str | None) -> User:
+    """Check ``data`` and add the account (flushed). Without a password it waits for its holder.
 
     Officers and supervisors belong to a unit; focal points to a women's group;
     service providers to a provider organisation; oversight and admin to neither.
     """
-    _authorise(actor)
     errors: dict[str, list[str]] = {}
     email = normalise_email(data.email)
     try:
@@ -71,9 +78,10 @@ def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
         gender = Gender.unspecified
     if not data.name or not data.name.strip():
         errors["name"] = ["A name is required."]
-    problems = passwords.password_problems(data.password or "", email=email)
-    if problems:
-        errors["password"] = problems
+    if password is not None:
+        problems = passwords.password_problems(password, email=email)
+        if problems:
+            errors["password"] = problems
     bad_languages = [code for code in data.languages if code not in LANGUAGES]
     if bad_languages:
         errors["languages"] = [f"Unknown language codes: {', '.join(bad_languages)}; use {', '.join(LANGUAGES)}."]
@@ -117,19 +125,53 @@ def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
         raise ValidationFailed(fields=errors)
 
     assert role is not None
+    profile = current_app.config.get("ARGON2_PROFILE", "default")
     user = User(
         email=email, name=data.name.strip(), role=role, unit=unit, organisation=org, gender=gender,
         languages=",".join(dict.fromkeys(data.languages)), phone=phone,
-        password_hash=passwords.hash_password(data.password, current_app.config.get("ARGON2_PROFILE", "default")),
+        # Until its holder chooses one, the account's password is a random one nobody is told: a real
+        # hash, so a sign-in attempt costs the same time as for any other account.
+        password_hash=passwords.hash_password(password if password is not None else secrets.token_urlsafe(32),
+                                              profile),
+        enrolment_pending=password is None,
     )
     db.session.add(user)
     db.session.flush()
+    return user
+
+
+_CREATED_FIELDS = ["email", "name", "role", "unit", "org", "gender", "languages", "phone"]
+
+
+def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
+    """The operator's ``users create`` (and ``demo seed``): an account with the password given, ready to
+    use; returns its TOTP secret (None for focal points) for the operator to hand over (SPEC §11).
+
+    Admins may not: they invite (``invite_user``) and never learn a password or a secret.
+    """
+    if actor is not None:
+        raise Forbidden("Administrators invite the account holder to set up the account.")
+    user = _new_account(data, password=data.password or "")
     # Focal points never read case content and often share a basic phone:
     # password only. Every other role enrols TOTP from the start.
-    secret = set_totp_secret(user) if role.reads_case_content else None
-    record(db.session, actor, "user.create", object_type="user", object_id=user.id,
-           fields=["email", "name", "role", "unit", "org", "gender", "languages", "phone"])
+    secret = set_totp_secret(user) if user.role.reads_case_content else None
+    record(db.session, actor, "user.create", object_type="user", object_id=user.id, fields=_CREATED_FIELDS)
     return user, secret
+
+
+def invite_user(actor: User, data: NewUser, *, now: dt.datetime | None = None) -> tuple[User, IssuedLink]:
+    """An admin creates an account that cannot be used until its holder sets it up with the link returned.
+
+    The admin chooses no password and is shown no TOTP secret (SPEC §1: admins never read case content,
+    not even through an account they made).
+    """
+    _authorise(actor)
+    if data.password is not None:
+        raise ValidationFailed(fields={"password": ["The account holder chooses the password."]})
+    user = _new_account(data, password=None)
+    record(db.session, actor, "user.create", object_type="user", object_id=user.id, fields=_CREATED_FIELDS,
+           reason="set-up link for the holder")
+    return user, issue_link(actor, user, EnrolmentKind.account, now=now)
 
 
 def get_user(actor: User, user_id: int, *, action: str = "user.read") -> User:
@@ -179,11 +221,32 @@ def unlock_user(actor: User, user_id: int) -> User:
     return user
 
 
-def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, str]:
-    """Issue a new TOTP secret (a lost phone): old codes stop working and sessions end."""
+def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, IssuedLink]:
+    """A lost phone: the old secret is removed at once, sessions and tokens end, and the holder sets up a
+    new authenticator with the link returned (giving their password), so the admin never sees the secret."""
     user = get_user(actor, user_id, action="user.totp_reset")
     if not user.requires_totp:
         raise Conflict("Focal-point accounts sign in without TOTP.")
-    secret = set_totp_secret(user)
+    _check_may_issue(user)
+    if user.enrolment_pending:
+        raise Conflict("This account is not set up yet: issue a new set-up link instead.")
+    now = now or utcnow()
+    user.totp_secret_sealed = None
+    user.totp_last_counter = None
     revoke_all_credentials(user, now=now)
-    return user, secret
+    return user, issue_link(actor, user, EnrolmentKind.authenticator, now=now)
+
+
+def reissue_link(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, IssuedLink]:
+    """A new set-up link for an account its holder has not set up (the first one lost or expired);
+    the earlier link stops working."""
+    user = get_user(actor, user_id, action="user.enrolment.reissue")
+    _check_may_issue(user)
+    if not user.enrolment_pending:
+        raise Conflict("This account is set up already; to replace its authenticator, reset it.")
+    return user, issue_link(actor, user, EnrolmentKind.account, now=now)
+
+
+def _check_may_issue(user: User) -> None:
+    if not user.active:
+        raise Conflict("This account is deactivated.")

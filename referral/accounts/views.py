@@ -1,9 +1,10 @@
 """API: tokens, the caller's own account, and admin account management."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g, jsonify, url_for
 
 from referral.accounts import auth, services
+from referral.accounts.enrolment import IssuedLink
 from referral.accounts.schemas import TokenRequest, UserCreate, UserListArgs, UserOut
 from referral.api import acting_user, api, load_args, load_json, page_body
 from referral.errors import BadRequest
@@ -12,6 +13,15 @@ from referral.security.permissions import Permission, public, requires
 
 user_out = UserOut()
 
+
+def enrolment_url(link: IssuedLink) -> str:
+    """The holder's set-up page; the admin hands it over out of band (it is in no log: see ops/logs.py)."""
+    return url_for("web.enrol", token=link.token, _external=True)
+
+
+def _with_link(user, link: IssuedLink) -> dict:  # type: ignore[no-untyped-def]
+    return {**user_out.dump(user), "enrolment": {"url": enrolment_url(link), "kind": link.kind.value,
+                                                "expires_at": link.expires_at.isoformat()}}
 
 
 @api.post("/auth/tokens")
@@ -48,9 +58,9 @@ def me():  # type: ignore[no-untyped-def]
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_create_user():  # type: ignore[no-untyped-def]
     data = load_json(UserCreate())
-    user, secret = services.create_user(acting_user(), services.NewUser(**data))
+    user, link = services.invite_user(acting_user(), services.NewUser(**data))
     db.session.commit()
-    return jsonify({**user_out.dump(user), "totp_secret": secret}), 201
+    return jsonify(_with_link(user, link)), 201
 
 
 @api.get("/admin/users")
@@ -90,6 +100,14 @@ def admin_unlock_user(user_id: int):  # type: ignore[no-untyped-def]
 @api.post("/admin/users/<int:user_id>/reset-totp")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
-    user, secret = services.reset_totp(acting_user(), user_id)
+    user, link = services.reset_totp(acting_user(), user_id)
     db.session.commit()
-    return jsonify({**user_out.dump(user), "totp_secret": secret})
+    return jsonify(_with_link(user, link))
+
+
+@api.post("/admin/users/<int:user_id>/enrolment")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_reissue_enrolment(user_id: int):  # type: ignore[no-untyped-def]
+    user, link = services.reissue_link(acting_user(), user_id)
+    db.session.commit()
+    return jsonify(_with_link(user, link)), 201

@@ -121,7 +121,7 @@ def _sender(session: Session, raw_phone: str) -> User:
     except ValueError:
         phone = None
     user = session.scalar(select(User).where(User.phone == phone)) if phone else None
-    if user is None or user.role is not Role.focal_point or not user.active:
+    if user is None or user.role is not Role.focal_point or not user.active or user.enrolment_pending:
         record(session, None, "sms.inbound", object_type="sms", outcome=DENIED, reason="unregistered sender")
         raise Forbidden("This phone is not registered to a focal point.")
     return user

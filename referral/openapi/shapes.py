@@ -74,8 +74,13 @@ TIMESTAMPED = {"id": STRING, "created_at": TIMESTAMP}
 _user = {
     "id": INTEGER, "email": STRING, "name": STRING, "role": enum(Role), "unit": nullable(STRING),
     "org": nullable(STRING), "gender": enum(Gender), "languages": STRINGS, "phone": nullable(STRING),
-    "active": BOOLEAN, "locked": BOOLEAN, "totp_enrolled": BOOLEAN, "created_at": TIMESTAMP,
+    "active": BOOLEAN, "locked": BOOLEAN, "totp_enrolled": BOOLEAN, "enrolment_pending": BOOLEAN,
+    "created_at": TIMESTAMP,
 }
+# A one-time link for the account holder to set up the account (or a new authenticator) themselves: the
+# admin hands it over and never sees a password or a TOTP secret (docs/decisions.md).
+_enrolment = closed({"url": {"type": "string", "format": "uri"}, "kind": enum(["account", "authenticator"]),
+                     "expires_at": TIMESTAMP})
 
 _case_status = {"id": CASE_ID, "reference": STRING, "status": STATUS, "created_at": TIMESTAMP}
 _case_summary = {"gbv_type": nullable(enum(GbvType)), "flags": STRINGS, "area": STRING, "age_group": STRING,
@@ -106,7 +111,7 @@ SCHEMAS: dict[str, Json] = {
         "fields": {"type": "object", "description": "Field name → messages; values are never echoed."}})}),
     "Token": closed({"token": STRING, "expires_at": TIMESTAMP}),
     "User": closed(_user),
-    "UserWithSecret": closed({**_user, "totp_secret": STRING}),
+    "UserWithEnrolmentLink": closed({**_user, "enrolment": _enrolment}),
     "CaseCreated": closed({"id": CASE_ID, "reference": STRING, "status": STATUS, "gbv_type": enum(GbvType),
                            "flags": STRINGS}),
     "CaseStatus": closed(_case_status),

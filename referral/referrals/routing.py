@@ -59,10 +59,12 @@ def missing_certifications(session: Session, officer: User, referral: Referral, 
 
 def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
                       exclude: Iterable[int] = ()) -> list[User]:
-    """Active officers of ``unit``, currently certified for this case, of the asked gender and language."""
+    """Active officers of ``unit`` who can sign in (set up by their holder), currently certified for this
+    case, of the asked gender and language."""
     excluded = set(exclude)
     officers = session.scalars(select(User).where(User.unit_id == unit.id, User.role == Role.officer,
-                                                  User.active.is_(True)).order_by(User.id)).all()
+                                                  User.active.is_(True), User.enrolment_pending.is_(False))
+                               .order_by(User.id)).all()
     candidates = [o for o in officers if o.id not in excluded
                   and not (referral.officer_gender == "female" and o.gender is not Gender.female)
                   and not (referral.survivor_language and referral.survivor_language not in o.language_list)]

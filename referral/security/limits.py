@@ -1,4 +1,5 @@
-"""Abuse limits (SPEC §7): Flask-Limiter on sign-in, token creation, referral submission and SMS intake.
+"""Abuse limits (SPEC §7): Flask-Limiter on sign-in, token creation, referral submission, SMS intake and
+account set-up.
 
 Each limited endpoint has a per-address budget and a per-account budget. The
 sign-in budgets are shared by the web form and the API token endpoint, and the
@@ -44,11 +45,15 @@ SUBMIT_PER_ADDRESS = "60/minute"
 SUBMIT_PER_ACCOUNT = "10/minute;200/day"
 SMS_PER_ADDRESS = "600/minute"  # the gateway posts every message from a few addresses
 SMS_PER_SENDER = "30/hour"
+# Account set-up: each try hashes a password; a link's holder needs a few, not hundreds.
+ENROL_PER_ADDRESS = "10/minute;60/hour"
+ENROL_PER_LINK = "10/hour"
 
 # Endpoints under each shared budget, the methods limited, and whose account pays.
 LOGIN_ENDPOINTS = ("web.login", "api.create_token")
 SUBMIT_ENDPOINTS = ("web.new_referral", "api.submit_referral")
 SMS_ENDPOINTS = ("api.sms_inbound",)
+ENROL_ENDPOINTS = ("web.enrol",)
 
 STORAGE_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
 FALLBACK_RETRY_AFTER = 60
@@ -91,6 +96,11 @@ def sms_sender() -> str:
     return _pseudonym("sms", (request.form.get("from") or "").strip())
 
 
+def enrolment_link() -> str:
+    """The set-up link being used, as a keyed hash: the link itself never reaches the storage."""
+    return _pseudonym("enrol", str((request.view_args or {}).get("token", "")))
+
+
 def _charged_to_sender(response: Response) -> bool:
     # A forged (401) or replayed (409) message never reaches intake: it must not spend a real phone's budget.
     return response.status_code not in (401, 409)
@@ -118,6 +128,7 @@ def init_limits(app: Flask) -> Limiter | None:
         (LOGIN_ENDPOINTS, "login", LOGIN_PER_ADDRESS, LOGIN_PER_ACCOUNT, login_account, None),
         (SUBMIT_ENDPOINTS, "submit", SUBMIT_PER_ADDRESS, SUBMIT_PER_ACCOUNT, acting_account, None),
         (SMS_ENDPOINTS, "sms", SMS_PER_ADDRESS, SMS_PER_SENDER, sms_sender, _charged_to_sender),
+        (ENROL_ENDPOINTS, "enrol", ENROL_PER_ADDRESS, ENROL_PER_LINK, enrolment_link, None),
     ]
     for endpoints, scope, per_address, per_account, account_key, deduct_when in budgets:
         by_address = limiter.shared_limit(per_address, scope=f"{scope}-address", methods=["POST"])

@@ -30,19 +30,33 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
-def password_problems(password: str, *, email: str | None = None) -> list[str]:
-    """What is wrong with a proposed password, in words for the person choosing it."""
+# What can be wrong with a proposed password: a code (pages translate it) and the words for the API.
+PROBLEMS = {
+    "too_short": f"Use at least {MIN_LENGTH} characters.",
+    "too_long": f"Use at most {MAX_LENGTH} characters.",
+    "too_common": "This password is too common; choose another.",
+    "is_email": "Do not use your e-mail address as the password.",
+}
+
+
+def password_problem_codes(password: str, *, email: str | None = None) -> list[str]:
+    """Codes (keys of ``PROBLEMS``) of what is wrong with a proposed password; empty when it will do."""
     problems = []
     if len(password) < MIN_LENGTH:
-        problems.append(f"Use at least {MIN_LENGTH} characters.")
+        problems.append("too_short")
     if len(password) > MAX_LENGTH:
-        problems.append(f"Use at most {MAX_LENGTH} characters.")
+        problems.append("too_long")
     lowered = password.strip().lower()
     if lowered in common_passwords():
-        problems.append("This password is too common; choose another.")
+        problems.append("too_common")
     elif email and lowered in {email.lower(), email.split("@")[0].lower()}:
-        problems.append("Do not use your e-mail address as the password.")
+        problems.append("is_email")
     return problems
+
+
+def password_problems(password: str, *, email: str | None = None) -> list[str]:
+    """What is wrong with a proposed password, in words for the person choosing it."""
+    return [PROBLEMS[code] for code in password_problem_codes(password, email=email)]
 
 
 def hash_password(password: str, profile: str = "default") -> str:

@@ -1,8 +1,9 @@
 """Admin pages: accounts, reference data (a unit's routing mode), courses and certifications.
 
 Thin: the same services as the admin API, the admin as explicit actor, one commit. No case content
-here. A TOTP secret is shown once, in the body of the answer that made it (``no-store``), never in a
-URL or a flashed message.
+here, and no password or TOTP secret: a new account (or a reset authenticator) gets a one-time set-up
+link for its holder, shown once in the body of the answer that made it (``no-store``), never in a URL
+or a flashed message.
 """
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as SchemaError
 from marshmallow import validate as schema_validate
-from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import EmailField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from referral.accounts import services as accounts
+from referral.accounts.enrolment import IssuedLink
+from referral.accounts.models import EnrolmentKind
 from referral.accounts.schemas import UserOut
+from referral.accounts.views import enrolment_url
 from referral.audit.service import keep_only_refusals_after_failure
 from referral.errors import DomainError, NotFound, ValidationFailed
 from referral.extensions import db
@@ -31,7 +35,6 @@ from referral.reference import services as reference
 from referral.reference.models import RoutingMode
 from referral.reference.views import area_out, organisation_out, unit_out
 from referral.security.permissions import Permission, requires
-from referral.security.totp import provisioning_uri
 from referral.standards import services as standards
 from referral.web.actions import run_page_action
 from referral.web.forms import CsrfForm
@@ -105,13 +108,11 @@ class UserForm(FlaskForm):
                                     choices=choices(*((c, f"{n} ({c})") for c, n in ACCOUNT_LANGUAGES.items())))
     phone = StringField(_l("Phone in international form, e.g. +996555123456"),
                         validators=[Length(max=32, message=TOO_LONG)])
-    password = PasswordField(_l("Password (8 to 128 characters)"), render_kw={"autocomplete": "new-password"},
-                             validators=[DataRequired(REQUIRED), Length(max=1024, message=TOO_LONG)])
 
     def new_user(self) -> accounts.NewUser:
         text = {name: (self[name].data or "").strip() for name in ("email", "name", "unit", "org", "phone")}
         return accounts.NewUser(email=text["email"], name=text["name"], role=self.role.data,
-                                password=self.password.data, unit=text["unit"] or None, org=text["org"] or None,
+                                unit=text["unit"] or None, org=text["org"] or None,
                                 gender=self.gender.data, languages=list(self.languages.data or []),
                                 phone=text["phone"] or None)
 
@@ -172,9 +173,9 @@ def _users_page(form: UserForm, status: int = 200, problem: str | None = None): 
                    filter_error=_("Choose a role from the list.") if bad_role else None)
 
 
-def _secret_page(secret: str | None, email: str, *, created: bool):  # type: ignore[no-untyped-def]
-    uri = provisioning_uri(secret, email, current_app.config["TOTP_ISSUER"]) if secret else None
-    return _render("admin/secret.html", secret=secret, uri=uri, email=email, created=created)
+def _link_page(link: IssuedLink, email: str, *, created: bool = False):  # type: ignore[no-untyped-def]
+    return _render("admin/enrolment_link.html", url=enrolment_url(link), email=email, created=created,
+                   authenticator=link.kind is EnrolmentKind.authenticator, expires_at=link.expires_at)
 
 
 @web.route("/admin/users", methods=["GET", "POST"])
@@ -186,13 +187,13 @@ def admin_users():  # type: ignore[no-untyped-def]
     if not form.validate_on_submit():
         return _users_page(form, 422, str(CHECK_FORM))
     try:
-        user, secret = accounts.create_user(_actor(), form.new_user())
+        user, link = accounts.invite_user(_actor(), form.new_user())
         email = user.email
         db.session.commit()
     except DomainError as err:  # field errors (422) or a taken e-mail (409)
         _failed()
         return _users_page(form, err.status, _show_errors(form, err))
-    return _secret_page(secret, email, created=True)
+    return _link_page(link, email, created=True)
 
 
 @web.post("/admin/users/<int:user_id>/deactivate")
@@ -209,19 +210,30 @@ def admin_user_unlock(user_id: int):  # type: ignore[no-untyped-def]
     return redirect(url_for("web.admin_users"))
 
 
+def _issue_link_page(issue):  # type: ignore[no-untyped-def]
+    """Run ``issue(actor) -> (user, link)`` as a page action; show the link, or go back to the list."""
+    issued: dict[str, Any] = {}
+
+    def run(actor):  # type: ignore[no-untyped-def]
+        user, issued["link"] = issue(actor)
+        issued["email"] = user.email
+
+    run_page_action(CsrfForm(), run)
+    if "link" not in issued:  # refused: the reason is flashed on the list
+        return redirect(url_for("web.admin_users"))
+    return _link_page(issued["link"], issued["email"])
+
+
 @web.post("/admin/users/<int:user_id>/reset-totp")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_user_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
-    issued: dict[str, str] = {}
+    return _issue_link_page(lambda actor: accounts.reset_totp(actor, user_id))
 
-    def reset(actor):  # type: ignore[no-untyped-def]
-        user, issued["secret"] = accounts.reset_totp(actor, user_id)
-        issued["email"] = user.email
 
-    run_page_action(CsrfForm(), reset)
-    if "secret" not in issued:  # refused: the reason is flashed on the list
-        return redirect(url_for("web.admin_users"))
-    return _secret_page(issued["secret"], issued["email"], created=False)
+@web.post("/admin/users/<int:user_id>/enrolment")
+@requires(Permission.ADMIN_USERS_MANAGE)
+def admin_user_reissue_enrolment(user_id: int):  # type: ignore[no-untyped-def]
+    return _issue_link_page(lambda actor: accounts.reissue_link(actor, user_id))
 
 
 # -- reference data -------------------------------------------------------------------

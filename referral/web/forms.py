@@ -19,3 +19,16 @@ class LogoutForm(FlaskForm):
 
 class CsrfForm(FlaskForm):
     """A button that changes state: the form carries only the CSRF token."""
+
+
+class EnrolForm(FlaskForm):
+    """The holder's set-up page. Which fields apply depends on the link; the service checks the rest."""
+
+    password = PasswordField(_l("New password (8 to 128 characters)"), validators=[Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    password_again = PasswordField(_l("New password again"), validators=[Length(max=1024)],
+                                   render_kw={"autocomplete": "new-password"})
+    current_password = PasswordField(_l("Your password"), validators=[Length(max=1024)],
+                                     render_kw={"autocomplete": "current-password"})
+    otp = StringField(_l("Code from your authenticator app"), validators=[Optional(), Length(max=16)],
+                      render_kw={"inputmode": "numeric", "autocomplete": "one-time-code"})

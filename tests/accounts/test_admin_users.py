@@ -7,6 +7,7 @@ import pytest
 from referral.accounts.models import User
 from referral.extensions import db
 from tests.factories import PASSWORD, OrganisationFactory, UnitFactory
+from tests.web.helpers import enrol, next_code, open_link
 
 
 @pytest.fixture()
@@ -16,13 +17,16 @@ def admin(login_as):
 
 def new_user_body(**overrides):
     body = {"email": "New.Officer@Test.Amanat.Example", "name": "New Officer", "role": "officer",
-            "password": "a fine long passphrase", "gender": "female", "languages": ["ky", "ru"],
-            "phone": "+996 555 123 456"}
+            "gender": "female", "languages": ["ky", "ru"], "phone": "+996 555 123 456"}
     body.update(overrides)
     return body
 
 
-def test_admin_creates_an_officer_who_can_then_sign_in(client, admin):
+def ask_token(client, email, password, otp=None):
+    return client.post("/api/v1/auth/tokens", json={"email": email, "password": password, "otp": otp})
+
+
+def test_admin_creates_an_officer_who_sets_up_the_account_and_then_signs_in(client, admin, app):
     _admin, headers = admin
     unit = UnitFactory()
     resp = client.post("/api/v1/admin/users", json=new_user_body(unit=unit.code), headers=headers)
@@ -31,20 +35,33 @@ def test_admin_creates_an_officer_who_can_then_sign_in(client, admin):
     assert body["email"] == "new.officer@test.amanat.example"
     assert body["phone"] == "+996555123456"
     assert body["unit"] == unit.code and body["languages"] == ["ky", "ru"]
-    code = pyotp.TOTP(body["totp_secret"]).now()
-    token = client.post("/api/v1/auth/tokens", json={"email": body["email"], "password": "a fine long passphrase",
-                                                     "otp": code})
-    assert token.status_code == 201
+    assert body["enrolment_pending"] is True and body["totp_enrolled"] is False and "totp_secret" not in body
+    assert body["enrolment"]["kind"] == "account" and body["enrolment"]["url"].startswith("http://localhost/enrol/")
     stored = db.session.get(User, body["id"])
-    assert body["totp_secret"].encode() not in stored.totp_secret_sealed
+    assert stored.totp_secret_sealed is None
+
+    # Until the holder has set it up, the account cannot sign in, whatever the admin tries.
+    refused = ask_token(client, body["email"], "a fine long passphrase", "123456")
+    unknown = ask_token(client, "nobody@test.amanat.example", "a fine long passphrase", "123456")
+    assert refused.status_code == unknown.status_code == 401 and refused.get_json() == unknown.get_json()
+
+    holder = app.test_client()
+    done, secret = enrol(holder, body["enrolment"]["url"], "a fine long passphrase")
+    assert done.status_code == 200 and "Set-up complete" in done.get_data(as_text=True)
+    token = ask_token(client, body["email"], "a fine long passphrase", next_code(secret))
+    assert token.status_code == 201
+    db.session.refresh(stored)
+    assert not stored.enrolment_pending
+    assert secret.encode() not in stored.totp_secret_sealed
     assert "a fine long passphrase" not in stored.password_hash
+    after = client.get(f"/api/v1/admin/users/{stored.id}", headers=headers).get_json()
+    assert after["enrolment_pending"] is False and after["totp_enrolled"] is True
 
 
 @pytest.mark.parametrize("overrides, field", [
     ({"role": "officer"}, "unit"),                       # police without a unit
     ({"role": "chief"}, "role"),
-    ({"password": "short"}, "password"),
-    ({"password": "password123"}, "password"),
+    ({"password": "a fine long passphrase"}, "password"),  # the holder chooses it, never the admin
     ({"phone": "12345"}, "phone"),
     ({"email": "not-an-email"}, "email"),
     ({"languages": ["klingon"]}, "languages"),
@@ -57,6 +74,7 @@ def test_bad_account_data_gets_field_errors(client, admin, overrides, field):
     resp = client.post("/api/v1/admin/users", json=new_user_body(**overrides), headers=headers)
     assert resp.status_code == 422, resp.get_json()
     assert field in resp.get_json()["error"]["fields"]
+    assert not db.session.scalar(db.select(User).where(User.email == "new.officer@test.amanat.example"))
 
 
 def test_a_focal_point_must_belong_to_a_womens_group(client, admin):
@@ -68,7 +86,7 @@ def test_a_focal_point_must_belong_to_a_womens_group(client, admin):
     group = OrganisationFactory()
     ok = client.post("/api/v1/admin/users", json=new_user_body(role="focal_point", org=group.code), headers=headers)
     assert ok.status_code == 201
-    assert ok.get_json()["totp_secret"] is None
+    assert ok.get_json()["enrolment"]["kind"] == "account" and "totp_secret" not in ok.get_json()
 
 
 def test_duplicate_email_is_a_conflict(client, admin, make_user):
@@ -118,23 +136,56 @@ def test_unlock_lets_a_locked_user_back_in(client, admin, make_user):
     assert token.status_code == 201
 
 
-def test_reset_totp_issues_a_new_secret_and_old_codes_stop(client, admin, make_user):
+def test_reset_totp_removes_the_secret_and_the_holder_sets_up_a_new_one(client, admin, make_user, app):
     _admin, headers = admin
     officer = make_user("officer")
     old_secret = officer.totp_secret_plain
+    officer_headers = {"Authorization": "Bearer " + ask_token(
+        client, officer.email, PASSWORD, pyotp.TOTP(old_secret).now()).get_json()["token"]}
     resp = client.post(f"/api/v1/admin/users/{officer.id}/reset-totp", headers=headers)
-    new_secret = resp.get_json()["totp_secret"]
-    assert resp.status_code == 200 and new_secret and new_secret != old_secret
-    old = client.post("/api/v1/auth/tokens", json={"email": officer.email, "password": PASSWORD,
-                                                   "otp": pyotp.TOTP(old_secret).now()})
-    new = client.post("/api/v1/auth/tokens", json={"email": officer.email, "password": PASSWORD,
-                                                   "otp": pyotp.TOTP(new_secret).now()})
-    assert (old.status_code, new.status_code) == (401, 201)
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["totp_enrolled"] is False and "totp_secret" not in body
+    assert body["enrolment"]["kind"] == "authenticator"
+    assert client.get("/api/v1/me", headers=officer_headers).status_code == 401  # signed out everywhere
+    old = ask_token(client, officer.email, PASSWORD, next_code(old_secret))
+    assert old.status_code == 401  # the old secret stopped at once, before the holder set up a new one
+
+    done, new_secret = enrol(app.test_client(), body["enrolment"]["url"], current_password=PASSWORD)
+    assert done.status_code == 200 and new_secret != old_secret
+    new = ask_token(client, officer.email, PASSWORD, next_code(new_secret))
+    assert new.status_code == 201
+
+
+def test_a_new_link_for_an_account_not_yet_set_up(client, admin, app):
+    _admin, headers = admin
+    unit = UnitFactory()
+    first = client.post("/api/v1/admin/users", json=new_user_body(unit=unit.code), headers=headers).get_json()
+    again = client.post(f"/api/v1/admin/users/{first['id']}/enrolment", headers=headers)
+    assert again.status_code == 201 and again.get_json()["enrolment"]["url"] != first["enrolment"]["url"]
+    holder = app.test_client()
+    assert open_link(holder, first["enrolment"]["url"])[0].status_code == 404  # the earlier link stopped
+    done, _secret = enrol(holder, again.get_json()["enrolment"]["url"], "a fine long passphrase")
+    assert done.status_code == 200
+    # Set up now: a further set-up link is refused (an authenticator reset is the way).
+    assert client.post(f"/api/v1/admin/users/{first['id']}/enrolment", headers=headers).status_code == 409
+
+
+def test_links_are_refused_for_set_up_or_deactivated_accounts_and_resets_for_pending_ones(client, admin, make_user):
+    me, headers = admin
+    unit = UnitFactory()
+    pending = client.post("/api/v1/admin/users", json=new_user_body(unit=unit.code), headers=headers).get_json()
+    assert client.post(f"/api/v1/admin/users/{pending['id']}/reset-totp", headers=headers).status_code == 409
+    focal = make_user("focal_point")
+    assert client.post(f"/api/v1/admin/users/{focal.id}/reset-totp", headers=headers).status_code == 409
+    assert client.post(f"/api/v1/admin/users/{focal.id}/enrolment", headers=headers).status_code == 409
+    assert client.post(f"/api/v1/admin/users/{pending['id']}/deactivate", headers=headers).status_code == 200
+    assert client.post(f"/api/v1/admin/users/{pending['id']}/enrolment", headers=headers).status_code == 409
 
 
 def test_unknown_user_is_404(client, admin):
     _admin, headers = admin
-    for path in ("/api/v1/admin/users/999999", "/api/v1/admin/users/999999/unlock"):
+    for path in ("/api/v1/admin/users/999999", "/api/v1/admin/users/999999/unlock",
+                 "/api/v1/admin/users/999999/reset-totp", "/api/v1/admin/users/999999/enrolment"):
         method = client.get if path.endswith("999999") else client.post
         assert method(path, headers=headers).status_code == 404
 

@@ -178,10 +178,11 @@ def test_admin_creates_an_officer_and_records_a_certification(browser, live_serv
         page.get_by_label("Name").fill("New Officer")
         page.locator("#role").select_option("officer")  # the filter above has a "Role" too
         page.get_by_label("Unit code (officers and supervisors)").fill(f"U-AU{tag.upper()}")
-        page.get_by_label("Password (8 to 128 characters)").fill("a long new officer passphrase")
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_role("heading", name="Account created")).to_be_visible()
-        assert "secret" not in page.url.lower()
+        link = page.get_by_label("Set-up link").input_value()
+        assert "/enrol/" in link and "secret" not in page.url.lower() and "/enrol/" not in page.url
+        assert page.locator("#totp-secret").count() == 0 and "otpauth" not in page.content()
         shot(page, world, "admin-account-created-en")
         page.goto(f"{live_server}/admin/courses")
         page.get_by_label("E-mail of the officer or supervisor").fill(f"new.officer.{tag}@audience.amanat.example")
@@ -189,5 +190,30 @@ def test_admin_creates_an_officer_and_records_a_certification(browser, live_serv
         page.get_by_label("Completed on (YYYY-MM-DD)").fill(dt.date.today().isoformat())
         page.get_by_role("button", name="Record").click()
         expect(page.get_by_role("status")).to_contain_text("Certification recorded")
+    finally:
+        context.close()
+
+    # The holder, in a browser of their own, sets the account up with the link the admin handed over.
+    context = browser.new_context(java_script_enabled=world["javascript"], viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Set up your account")).to_be_visible()
+        page.get_by_label("New password (8 to 128 characters)").fill("a long new officer passphrase")
+        page.get_by_label("New password again").fill("a long new officer passphrase")
+        secret = page.get_by_label("Key").input_value()
+        assert page.locator("#totp-uri").get_attribute("href").startswith("otpauth://totp/")
+        shot(page, world, "enrolment-en")
+        page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Finish set-up").click()
+        expect(page.get_by_role("heading", name="Set-up complete")).to_be_visible()
+        page.get_by_role("link", name="Sign in").click()
+        page.get_by_label("E-mail").fill(f"new.officer.{tag}@audience.amanat.example")
+        page.get_by_label("Password").fill("a long new officer passphrase")
+        # The code that confirmed the set-up is used up; the next one (a step ahead) signs in.
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+        page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).at(later))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     finally:
         context.close()

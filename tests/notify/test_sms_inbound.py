@@ -130,6 +130,10 @@ def test_unregistered_phones_are_refused_without_a_reply(client, sms_app, place,
     officer.phone = "+996555123009"
     db.session.flush()
     assert send(client, "STATUS R-AAAA-BBBB", sender="+996555123009").status_code == 403  # not a focal point
+    pending = make_user("focal_point", enrolment_pending=True)  # made by an admin, not set up by its holder
+    pending.phone = "+996555123010"
+    db.session.flush()
+    assert send(client, f"GBV {place['district'].code} P 26-40 N", sender="+996555123010").status_code == 403
     assert send(client, "hello", sender="not a phone").status_code == 403
     assert replies() == []
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sms.inbound",

@@ -49,6 +49,8 @@ def test_only_eligible_officers_are_offered_a_case(client, place, people, login_
     certify(no_child_course, "core")
     inactive, _ = login_as("officer", unit=unit, languages="ky", active=False)
     certify(inactive, "core", "child")
+    not_set_up, _ = login_as("officer", unit=unit, languages="ky", enrolment_pending=True)  # cannot sign in yet
+    certify(not_set_up, "core", "child")
     elsewhere, _ = login_as("officer", languages="ky")
     certify(elsewhere, "core", "child")
     body = submission(place["district"].code)

@@ -50,7 +50,8 @@ EXPECTED_PUBLIC = {"health.healthz", "web.login", "web.logout", "api.create_toke
                    "api.sms_inbound",  # the gateway webhook: authenticated by its HMAC signature
                    "health.readyz",
                    "ops.metrics",  # the scrape: its own bearer secret (REFERRAL_METRICS_TOKEN), tests/ops
-                   "api.openapi_document"}  # documentation: shapes and rules only, tests/fuzz
+                   "api.openapi_document",  # documentation: shapes and rules only, tests/fuzz
+                   "web.enrol"}  # the holder's set-up page: its one-time link is the credential, tests/accounts
 
 
 def test_public_endpoints_are_exactly_the_expected_ones(app):

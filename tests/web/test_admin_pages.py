@@ -1,4 +1,5 @@
-"""Admin pages: accounts, reference data and courses, for admins only, CSRF on every form, secrets shown once."""
+"""Admin pages: accounts, reference data and courses, for admins only, CSRF on every form; a new account or a
+reset authenticator gets a set-up link shown once, and the admin never sees a password or a TOTP secret."""
 import datetime as dt
 import re
 
@@ -13,17 +14,16 @@ from referral.extensions import db
 from referral.reference.models import RoutingMode
 from referral.standards.models import Certification, Course
 from tests.factories import PASSWORD, AreaFactory, OrganisationFactory, UnitFactory
-from tests.web.helpers import csrf_token, web_login
+from tests.web.helpers import csrf_token, enrol, link_path, next_code, open_link, web_login
 
 PAGES = ["/admin/users", "/admin/reference", "/admin/courses"]
 POSTS = ["/admin/users", "/admin/users/{user}/deactivate", "/admin/users/{user}/unlock",
-         "/admin/users/{user}/reset-totp", "/admin/reference/units/{unit}/routing", "/admin/courses",
-         "/admin/certifications"]
+         "/admin/users/{user}/reset-totp", "/admin/users/{user}/enrolment", "/admin/reference/units/{unit}/routing",
+         "/admin/courses", "/admin/certifications"]
 OTHER_ROLES = ["focal_point", "officer", "supervisor", "service_provider", "oversight"]
-SECRET = re.compile(r'id="totp-secret" value="([A-Z2-7]+)"')
+LINK = re.compile(r'id="enrolment-link" value="([^"]+)"')
 NEW_USER = {"email": "New.Officer@Test.Amanat.Example", "name": "New Officer", "role": "officer", "org": "",
-            "gender": "female", "languages": ["ky", "ru"], "phone": "+996 555 123 456",
-            "password": "a fine long passphrase"}
+            "gender": "female", "languages": ["ky", "ru"], "phone": "+996 555 123 456"}
 
 
 def sign_in(client, user):
@@ -107,36 +107,61 @@ def test_every_form_needs_its_csrf_token(client, admin, targets, path):
 
 # -- accounts ----------------------------------------------------------------------------------
 
-def test_creating_an_account_shows_its_secret_once(client, admin):
+def no_secret_in(html, *secrets):
+    """Nothing an admin is shown may carry a TOTP secret or a password."""
+    assert 'id="totp-secret"' not in html and "otpauth://" not in html and 'type="password"' not in html
+    for secret in secrets:
+        assert secret not in html
+
+
+def test_creating_an_account_shows_a_set_up_link_once_and_never_a_secret(client, admin):
     unit = UnitFactory()
-    data = {**NEW_USER, "unit": unit.code, "csrf_token": token(client, "/admin/users")}
+    form = client.get("/admin/users").get_data(as_text=True)
+    assert 'name="password"' not in form
+    data = {**NEW_USER, "unit": unit.code, "csrf_token": csrf_token(form)}
     resp = client.post("/admin/users", data=data)
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store" and "Location" not in resp.headers
-    secret = SECRET.search(html).group(1)
+    url = LINK.search(html).group(1)
+    no_secret_in(html)
     user = db.session.scalar(select(User).where(User.email == "new.officer@test.amanat.example"))
     assert user.unit_id == unit.id and user.language_list == ["ky", "ru"] and user.phone == "+996555123456"
+    assert user.enrolment_pending and user.totp_secret_sealed is None
     assert [e.object_id for e in events("user.create")] == [str(user.id)]
+    assert [(e.actor_id, e.object_id) for e in events("user.enrolment.issue")] == [(admin.id, str(user.id))]
+    token = link_path(url).rsplit("/", 1)[1]
     with client.session_transaction() as stored:
-        assert secret not in repr(dict(stored))  # not flashed, not kept in the session
+        assert token not in repr(dict(stored))  # not flashed, not kept in the session
     later = client.get("/admin/users").get_data(as_text=True)
-    assert "new.officer@test.amanat.example" in later and secret not in later
+    assert "new.officer@test.amanat.example" in later and token not in later and "Not set up yet" in later
+    assert f"/admin/users/{user.id}/enrolment" in later and f"/admin/users/{user.id}/reset-totp" not in later
+
+    holder = client.application.test_client()
+    done, secret = enrol(holder, url, "a fine long passphrase")
+    assert done.status_code == 200
+    for page in ("/admin/users", "/admin/users?role=officer"):
+        no_secret_in(client.get(page).get_data(as_text=True), secret)
     other = client.application.test_client()
-    assert web_login(other, user.email, "a fine long passphrase", pyotp.TOTP(secret).now()).status_code == 302
+    assert web_login(other, user.email, "a fine long passphrase", next_code(secret)).status_code == 302
 
 
-def test_a_focal_point_account_has_no_secret(client, admin):
+def test_a_focal_point_account_gets_a_link_that_sets_a_password_only(client, admin):
     group = OrganisationFactory()
     resp = client.post("/admin/users", data={**NEW_USER, "role": "focal_point", "org": group.code,
                                              "csrf_token": token(client, "/admin/users")})
-    assert resp.status_code == 200 and not SECRET.search(resp.get_data(as_text=True))
+    assert resp.status_code == 200
+    url = LINK.search(resp.get_data(as_text=True)).group(1)
+    holder = client.application.test_client()
+    page, secret = open_link(holder, url)
+    assert secret is None and 'id="quick-exit"' in page.get_data(as_text=True)
+    done, _none = enrol(holder, url, "a fine long passphrase")
+    assert done.status_code == 200
+    assert web_login(holder, "new.officer@test.amanat.example", "a fine long passphrase").status_code == 302
 
 
 @pytest.mark.parametrize("overrides, field", [
     ({"email": "not-an-email"}, "email"),
     ({"name": ""}, "name"),
-    ({"password": "short"}, "password"),                      # the service's password rules
-    ({"password": "password123"}, "password"),
     ({"phone": "12345"}, "phone"),
     ({"unit": ""}, "unit"),                                    # police without a unit
     ({"unit": "NO-SUCH"}, "unit"),
@@ -151,7 +176,7 @@ def test_invalid_account_data_is_shown_on_the_field_and_nothing_is_stored(client
     html = resp.get_data(as_text=True)
     assert resp.status_code == 422
     assert f'aria-describedby="e-{field}"' in html and f'id="e-{field}"' in html and 'aria-invalid="true"' in html
-    assert user_count() == before and not SECRET.search(html) and "a fine long passphrase" not in html
+    assert user_count() == before and not LINK.search(html)
     assert 'id="e-filter-role"' not in html  # the list filter was fine; only the new account was not
     assert events("user.create") == []
 
@@ -185,13 +210,21 @@ def test_deactivate_unlock_and_reset_the_authenticator(client, admin, make_user)
     db.session.refresh(officer)
     assert officer.locked_until is None and officer.failed_logins == 0
 
+    signed_in = client.application.test_client()
+    assert web_login(signed_in, officer.email, PASSWORD, pyotp.TOTP(officer.totp_secret_plain).now()).status_code == 302
     reset = client.post(f"/admin/users/{officer.id}/reset-totp", data={"csrf_token": csrf})
+    html = reset.get_data(as_text=True)
     assert reset.status_code == 200 and reset.headers["Cache-Control"] == "no-store"
-    secret = SECRET.search(reset.get_data(as_text=True)).group(1)
-    assert secret != officer.totp_secret_plain
-    assert secret not in client.get("/admin/users").get_data(as_text=True)
+    assert "Authenticator reset" in html
+    no_secret_in(html, officer.totp_secret_plain)
+    assert signed_in.get("/").status_code == 302  # signed out everywhere at once
+    db.session.refresh(officer)
+    assert officer.totp_secret_sealed is None
     other = client.application.test_client()
-    assert web_login(other, officer.email, PASSWORD, pyotp.TOTP(secret).now()).status_code == 302
+    done, secret = enrol(other, LINK.search(html).group(1), current_password=PASSWORD)
+    assert done.status_code == 200 and secret != officer.totp_secret_plain
+    no_secret_in(client.get("/admin/users").get_data(as_text=True), secret)
+    assert web_login(other, officer.email, PASSWORD, next_code(secret)).status_code == 302
 
     assert client.post(f"/admin/users/{officer.id}/deactivate", data={"csrf_token": csrf}).status_code == 302
     db.session.refresh(officer)
@@ -206,6 +239,8 @@ def test_refused_account_actions_are_explained(client, admin, make_user):
     csrf = token(client, "/admin/users")
     assert client.post(f"/admin/users/{focal.id}/reset-totp", data={"csrf_token": csrf}).status_code == 302
     assert "sign in without TOTP" in client.get("/admin/users").get_data(as_text=True)
+    assert client.post(f"/admin/users/{focal.id}/enrolment", data={"csrf_token": csrf}).status_code == 302
+    assert "set up already" in client.get("/admin/users").get_data(as_text=True)
     assert client.post(f"/admin/users/{admin.id}/deactivate", data={"csrf_token": csrf}).status_code == 302
     assert "cannot deactivate your own account" in client.get("/admin/users").get_data(as_text=True)
     db.session.refresh(admin)

@@ -140,7 +140,10 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     scope = f"services:{service_type}"
     unknown = [p for p in data["share"] if p not in SHAREABLE]
     if unknown:
-        raise ValidationFailed(fields={"share": [f"Not shareable field paths: {', '.join(unknown)}."]})
+        # Not echoed: a mistyped entry may be case text pasted into the wrong place.
+        raise ValidationFailed(fields={"share": [
+            f"{len(unknown)} entr{'y is' if len(unknown) == 1 else 'ies are'} not a shareable field path; "
+            f"use: {', '.join(SHAREABLE)}."]})
     if data["share"] and not consent.is_active(session, referral.id, scope, now):
         record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
                outcome=DENIED, reason=f"no active consent for {scope}")

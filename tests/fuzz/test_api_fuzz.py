@@ -4,16 +4,18 @@ Every operation of the document is called with generated data, valid and
 invalid, as each role in turn; every answer must be a documented status with a
 body of the documented shape and content type, and never a 5xx. The calls run
 on a small world of real records (cases offered, accepted, shared with a
-provider, opened by break-glass) whose ids and codes are drawn half of the
-time in place of random ones, so the fuzzer reaches past "not found" into the
+provider, opened by break-glass) whose ids and codes are drawn two times in
+three in place of random ones, so the fuzzer reaches past "not found" into the
 services. Bounded for CI (about a minute): a fixed seed and four examples per
 operation and role; ``REFERRAL_FUZZ=explore`` searches with a fresh seed and more
-examples (``REFERRAL_FUZZ_EXAMPLES=N`` to choose) and prints what each operation answered.
+examples (``REFERRAL_FUZZ_EXAMPLES=N`` to choose) and prints what each operation answered;
+``REFERRAL_FUZZ_ONLY=text`` keeps the operations whose label contains the text.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import time
@@ -37,11 +39,47 @@ from referral.extensions import db
 from tests.factories import OrganisationFactory
 from tests.referrals.helpers import minimal, submission
 
+# Unknown fields are named back only when they look like field names (referral/api.py, _safe_keys).
+FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+def _strings(value) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every text a request carries, values and keys, but keys that look like field names."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in ([] if FIELD_NAME.match(str(k)) else _strings(k)) + _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def no_input_echoed_in_errors(document_text: str):  # type: ignore[no-untyped-def]
+    """A check: an error answer never repeats text the request sent, which may be case content (SPEC §7).
+
+    Short strings, and words the document itself holds (field names, enum values), can occur in any
+    message by chance, so only longer strings that the document does not contain count.
+    """
+
+    def no_input_echoed_in_errors(ctx, response, case):  # type: ignore[no-untyped-def]
+        if response.status_code < 400:
+            return None
+        for sent in _strings(case.body) + _strings(case.query):
+            if len(sent) >= 8 and sent in response.text and sent not in document_text:
+                raise AssertionError(f"a {response.status_code} answer repeats a value the request sent")
+        return None
+
+    return no_input_echoed_in_errors
+
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXPLORE = os.environ.get("REFERRAL_FUZZ") == "explore"
 EXAMPLES = int(os.environ.get("REFERRAL_FUZZ_EXAMPLES", 40 if EXPLORE else 4))
 SMS_SECRET = "fuzz-gateway-secret"
 
+# Generating a whole submission body is slow and large next to a unit test's inputs; that is expected here.
+SLOW_GENERATION = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                   HealthCheck.filter_too_much]
 ENDS_CASES = ("/withdraw", "/erasure", "/close", "/approve", "/reject", "/decline", "/recuse", "/reassign")
 ENDS_ACCOUNTS = ("/deactivate", "/reset-totp")
 ROLES = [Role.focal_point, Role.officer, Role.supervisor, Role.service_provider, Role.oversight, Role.admin]
@@ -93,9 +131,10 @@ def world(app, client, place, people, officers, login_as, make_user):  # type: i
                         json={"case_id": accepted, "justification": "Synthetic fuzzing justification text."})
     assert grant.status_code == 201, grant.get_json()
 
-    app.config["SMS_SECRET"] = SMS_SECRET
+    previous_secret, app.config["SMS_SECRET"] = app.config.get("SMS_SECRET"), SMS_SECRET
     focal.phone = "+996700100200"
     db.session.commit()
+    # Accounts for the admin's deactivate and reset-totp to act on without ending another role's run.
     victims = [make_user(role=r).id for r in (Role.focal_point, Role.officer, Role.service_provider)]
     users = {Role.focal_point: (focal, focal_h), Role.officer: (officer, off_h), Role.supervisor: (supervisor, sup_h),
              Role.service_provider: (provider, prov_h), Role.oversight: (oversight, over_h),
@@ -109,7 +148,7 @@ def world(app, client, place, people, officers, login_as, make_user):  # type: i
         "email": [officer.email], "course": ["T-CORE"], "from": [focal.phone],
     }
     yield {"users": users, "known": known}
-    app.config["SMS_SECRET"] = None
+    app.config["SMS_SECRET"] = previous_secret
 
 
 # The ends of the calendar, where date arithmetic overflows: random dates seldom land there.
@@ -122,7 +161,9 @@ def _sprinkle(values: dict, known: dict, data) -> None:  # type: ignore[no-untyp
     """Replace some generated values with real ids and codes, and some dates with the calendar's ends
     (the draws decide which), so calls reach past "not found" and into date arithmetic."""
     for name, value in list(values.items()):
-        if name in known and data.draw(st.booleans(), label=f"real {name}"):
+        # Real values two times in three, and in the simplest example (hypothesis's first): random ids
+        # are always "not found", which says little.
+        if name in known and data.draw(st.sampled_from([True, True, False]), label=f"real {name}"):
             values[name] = data.draw(st.sampled_from(known[name]), label=name)
         elif isinstance(value, str) and DATE.match(value) and data.draw(st.booleans(), label=f"edge {name}"):
             values[name] = data.draw(st.sampled_from(EDGE_TIMES if "T" in value else EDGE_DATES), label=name)
@@ -140,6 +181,7 @@ def _sign(case, now: int) -> None:  # type: ignore[no-untyped-def]
 def test_no_operation_fails_or_breaks_its_contract(app, world, api_schema, api_as, subtests):  # type: ignore[no-untyped-def]
     """Each generated request is sent once as each role: the same input meets every permission path."""
     known = world["known"]
+    checks = [*CHECKS, no_input_echoed_in_errors(json.dumps(api_schema.raw_schema))]
     # Calls that end what later calls need run last: a case's open state, then accounts and tokens.
     operations = sorted((result.ok() for result in api_schema.get_all_operations()),
                         key=lambda op: (op.path.endswith(ENDS_ACCOUNTS), op.path.endswith(ENDS_CASES)))
@@ -148,12 +190,15 @@ def test_no_operation_fails_or_breaks_its_contract(app, world, api_schema, api_a
     routes.discard(("get", "/api/v1/openapi.json"))  # schemathesis leaves out the document it was loaded from
     assert len(operations) == len(routes) > 40, "every API route is fuzzed"
     answered: dict[str, set[int]] = defaultdict(set)
+    only = os.environ.get("REFERRAL_FUZZ_ONLY")  # e.g. "consents" while chasing one operation's failure
     for operation in operations:
+        if only and only not in operation.label:
+            continue
         strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
                              operation.as_strategy(GenerationMode.NEGATIVE))
 
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORE, database=None,
-                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+                  phases=[Phase.generate], suppress_health_check=SLOW_GENERATION)
         @given(case=strategy, data=st.data())
         def call(case, data):  # type: ignore[no-untyped-def]
             if case.path_parameters:
@@ -169,7 +214,7 @@ def test_no_operation_fails_or_breaks_its_contract(app, world, api_schema, api_a
                 if operation.path == "/api/v1/auth/tokens/current" and operation.method == "delete":
                     headers = api_as(user)  # revoking the role's own token would end its run
                 try:
-                    response = case.call_and_validate(headers=headers, checks=CHECKS)
+                    response = case.call_and_validate(headers=headers, checks=checks)
                 except Exception as exc:
                     exc.add_note(f"calling as {role.value}")
                     raise
@@ -180,7 +225,8 @@ def test_no_operation_fails_or_breaks_its_contract(app, world, api_schema, api_a
     reached = sorted(label for label, statuses in answered.items() if any(200 <= s < 300 for s in statuses))
     # Guards the fuzzer itself: if nearly every call stopped at "not found" or a validation error, the
     # run would prove little. Half the operations must have been carried out at least once.
-    assert len(reached) >= len(operations) // 2, f"only {len(reached)} operations ever succeeded: {reached}"
+    assert only or len(reached) >= len(operations) // 2, f"only {len(reached)} operations ever succeeded: {reached}"
+    print(f"{len(reached)} of {len(operations)} operations succeeded at least once")
     if EXPLORE:
         for label, statuses in sorted(answered.items()):
             print(label, sorted(statuses))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from referral.accounts.models import Role
+from referral.extensions import db
+from tests.factories import OrganisationFactory
 from tests.referrals.helpers import submission
 
 
@@ -40,3 +42,17 @@ def test_statistics_for_a_period_past_the_calendar_are_refused_not_a_500(client,
     assert set(resp.get_json()["error"]["fields"]) <= {"since", "until"}
     assert client.get("/api/v1/stats/deidentified?since=2000-01-01&until=2100-12-31",
                       headers=headers).status_code == 200
+
+
+def test_an_unknown_share_entry_is_not_repeated_in_the_refusal(client, accepted, place):  # type: ignore[no-untyped-def]
+    """The 422 named the refused entries back; an entry may be case text pasted into the wrong place."""
+    clinic = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"])
+    db.session.flush()  # the services list is filled after the factory's own flush
+    case_id, headers = accepted
+    pasted = "Gulnara Asanova lives behind the school"
+    resp = client.post(f"/api/v1/referrals/{case_id}/service-referrals", headers=headers,
+                       json={"provider_id": clinic.id, "service_type": "health", "share": ["survivor.name", pasted]})
+    assert resp.status_code == 422
+    text = resp.get_data(as_text=True)
+    assert pasted not in text and "Gulnara" not in text
+    assert "1 entry is not a shareable field path" in resp.get_json()["error"]["fields"]["share"][0]

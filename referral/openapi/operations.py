@@ -96,6 +96,8 @@ OPERATIONS: dict[str, Op] = {
     "api.reject_closure": _state("Send a closure back to the officer", body=EmptyIn, body_optional=True),
     "api.reassign": _state("Give the case to another officer", body=ReassignIn),
     "api.withdraw": _state("Withdraw at the survivor's wish", "CaseStage", body=EmptyIn, body_optional=True),
+    "api.request_erasure": _state("Erase the case's content at the survivor's request", "CaseErased", body=EmptyIn,
+                                  body_optional=True),
     # consent and services
     "api.record_consent": Op("Record, change or withdraw a consent", "services", status=201,
                              answer=ref("ConsentRecorded"), body=ConsentIn, refusals=(409,)),

@@ -9,7 +9,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install translations extract-messages migrate seed run test test-sqlite test-postgres otp clean bench
+.PHONY: install translations extract-messages migrate seed run test test-sqlite test-postgres otp clean bench backup
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,17 @@ run: seed
 	@echo "Amanat is starting at http://$(HOST):$(PORT)  (health: http://$(HOST):$(PORT)/healthz)"
 	@echo "Sign in with a demo e-mail above and the demo password; for the TOTP code run:"
 	@echo "    make otp EMAIL=aigul.officer@demo.amanat.example"
+	@echo "Notifications are delivered by an outbox worker running beside it (console adapter: instance/outbox.log)."
 	@echo ""
+	@mkdir -p instance; $(FLASK) outbox deliver >> instance/outbox.log 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host $(HOST) --port $(PORT)
+
+# A database backup (pg_dump, or SQLite's online backup) into $(BACKUP_DIR); the keyring is NOT in it.
+# The restore drill is in docs/operations.md.
+BACKUP_DIR ?= backups
+backup: install
+	@$(FLASK) backup create --out $(BACKUP_DIR)
 
 otp: install
 	@test -n "$(EMAIL)" || { echo "usage: make otp EMAIL=<demo e-mail>"; exit 2; }

@@ -87,6 +87,8 @@ class BaseConfig:
     ACCEPT_URGENT_MINUTES = 60
     ACCEPT_HOURS = 24
     DUPLICATE_WINDOW_DAYS = 90
+    # Days a case is kept after it was closed or withdrawn; then `retention apply` crypto-erases it.
+    RETENTION_DAYS = 5 * 365
     BREAK_GLASS_DEFAULT_HOURS = 1
     BREAK_GLASS_MAX_HOURS = 72
     ANOMALY_CASES_PER_HOUR = 20
@@ -138,6 +140,7 @@ class BaseConfig:
             settings["LOG_LEVEL"] = level
         settings["PROXY_HOPS"] = env_int("REFERRAL_PROXY_HOPS", cls.PROXY_HOPS)
         settings["RATELIMIT_ENABLED"] = env_bool("REFERRAL_RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
+        settings["RETENTION_DAYS"] = env_int("REFERRAL_RETENTION_DAYS", cls.RETENTION_DAYS, minimum=1)
         settings["TOKEN_TTL_HOURS"] = env_int("REFERRAL_TOKEN_TTL_HOURS", cls.TOKEN_TTL_HOURS, minimum=1)
         settings["CERTIFICATE_VALIDITY_MONTHS"] = env_int(
             "REFERRAL_CERTIFICATE_VALIDITY_MONTHS", cls.CERTIFICATE_VALIDITY_MONTHS, minimum=1

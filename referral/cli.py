@@ -176,6 +176,7 @@ def keys_status() -> None:
     click.echo(json.dumps({
         "provider": ring.name, "path": str(ring.path), "active_version": ring.active.version,
         "keks": [{"version": k.version, "state": k.state, "created_at": k.created_at,
+                  **({"period": k.period} if k.period else {}),
                   "case_keys": counts.get(k.version, 0)} for k in ring.versions],
         "erased_cases": erased,
     }, indent=2))
@@ -229,6 +230,32 @@ def keys_retire(version: int) -> None:
     record(db.session, None, "keys.retire", object_type="keyring", object_id=str(version))
     db.session.commit()
     click.echo(json.dumps({"retired": version}))
+
+
+@keys_cli.command("check")
+def keys_check() -> None:
+    """Check that every case key unwraps and every sealed field opens with this keyring (restore drills).
+
+    Reads only and never creates a keyring: a missing or wrong one is an error, and nothing is written.
+    """
+    from referral.referrals.crypto import check_all
+    from referral.security.keyring import KeyringError, LocalKeyring
+
+    try:
+        ring = LocalKeyring(current_app.config["KEYRING_PATH"], create=False)
+    except KeyringError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    result = check_all(db.session, ring)
+    db.session.rollback()
+    failures = result["failures"]
+    if failures:
+        click.echo(f"error: {len(failures)} of {result['cases']} case keys or fields do not open with the keyring at "
+                   f"{ring.path} (first: case {failures[0]['case']}: {failures[0]['problem']}); is this the keyring "
+                   "of this database?", err=True)
+        click.echo(json.dumps({**result, "failures": failures[:20]}))
+        sys.exit(1)
+    click.echo(json.dumps(result))
 
 
 audit_cli = AppGroup("audit", help="The tamper-evident audit log.")
@@ -301,6 +328,17 @@ def standards_load(paths: tuple[Path, ...]) -> None:
     click.echo(json.dumps(stats))
 
 
+@standards_cli.command("rebuild")
+def standards_rebuild() -> None:
+    """Judge every case again into the stored step statuses (kept current by every change; this repairs
+    them, e.g. after rows were loaded outside the application)."""
+    from referral.standards.step_statuses import rebuild
+
+    stats = rebuild(db.session)
+    db.session.commit()
+    click.echo(json.dumps(stats))
+
+
 stats_cli = AppGroup("stats", help="De-identified statistics.")
 
 
@@ -345,9 +383,38 @@ def sla_tick_command(now_text: str | None) -> None:
     click.echo(json.dumps(sla_tick(db.session, now=now)))
 
 
+retention_cli = AppGroup("retention", help="Retention and erasure.")
+
+
+@retention_cli.command("apply")
+@click.option("--now", "now_text", default=None, help="ISO time to act as of (drills and tests); default now.")
+def retention_apply(now_text: str | None) -> None:
+    """Crypto-erase cases past retention (and any erasure request not yet carried out), move ended cases
+    under their month's retention key, destroy the keys of months that are over. De-identified
+    statistics stay."""
+    from referral.referrals.retention import apply
+    from referral.security.keyring import KeyringError
+
+    try:
+        now = dt.datetime.fromisoformat(now_text) if now_text else None
+    except ValueError:
+        click.echo("error: --now must be an ISO date-time, e.g. 2031-06-01T00:00:00+00:00", err=True)
+        sys.exit(2)
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    try:
+        result = apply(db.session, now=now)
+    except KeyringError as err:
+        db.session.rollback()
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result))
+
+
 def register_cli(app: Flask) -> None:
+    from referral.backup import backup_cli
     from referral.notify.cli import outbox_cli
 
     for group in (reference_cli, users_cli, training_cli, demo_cli, keys_cli, audit_cli, sla_cli, standards_cli, stats_cli,
-                  outbox_cli):
+                  retention_cli, backup_cli, outbox_cli):
         app.cli.add_command(group)

@@ -88,8 +88,22 @@ def crypto_erase(session: Session, actor: User | None, referral: Referral, *, re
     referral.erased_at = now or utcnow()
     for column in SEALED_FIELDS.values():
         setattr(referral, column, None)
+    # The blind indexes are keyed hashes of her phone and the perpetrator's name: linkable, so they go too.
+    referral.survivor_phone_bidx = referral.perpetrator_bidx = None
     for note in referral.notes:
         note.body_sealed = None
+    # Every other text sealed under this key: useless now, and not to be left lying in the database.
+    from sqlalchemy import update
+
+    from referral.oversight.models import BreakGlassGrant
+    from referral.referrals.workflow_models import CaseAction
+    from referral.services_dir.models import Consent, ServiceReferral
+
+    for model, column in ((CaseAction, CaseAction.note_sealed), (Consent, Consent.reason_sealed),
+                          (ServiceReferral, ServiceReferral.note_sealed),
+                          (BreakGlassGrant, BreakGlassGrant.justification_sealed)):
+        session.execute(update(model).where(model.referral_id == referral.id, column.is_not(None))
+                        .values({column: None}).execution_options(synchronize_session="fetch"))
     _cache().pop(referral.id, None)
     record(session, actor, "referral.crypto_erase", object_type="referral", object_id=referral.id, reason=reason)
 
@@ -106,14 +120,16 @@ def rotate(session: Session, keys: KeyProvider, *, batch: int = 500,
     from referral.audit.service import record
 
     new = keys.add_kek()  # type: ignore[attr-defined]
+    # Keys under a retention KEK stay there: that KEK is destroyed when its month ends (retention apply).
+    stays = [new.version, *keys.retention_versions]  # type: ignore[attr-defined]
     total = session.scalar(select(func.count()).select_from(Referral).where(
-        Referral.data_key_wrapped.is_not(None), Referral.kek_version != new.version)) or 0
+        Referral.data_key_wrapped.is_not(None), Referral.kek_version.not_in(stays))) or 0
     done = 0
     while True:
         # Locked, and re-read under the lock: a case crypto-erased meanwhile
         # must not get its key written back.
         rows = session.scalars(select(Referral).where(
-            Referral.data_key_wrapped.is_not(None), Referral.kek_version != new.version)
+            Referral.data_key_wrapped.is_not(None), Referral.kek_version.not_in(stays))
             .order_by(Referral.id).limit(batch).with_for_update()
             .execution_options(populate_existing=True)).all()
         if not rows:
@@ -133,3 +149,42 @@ def rotate(session: Session, keys: KeyProvider, *, batch: int = 500,
            reason=f"rewrapped {done} case keys and {users} TOTP secrets")
     session.commit()
     return {"kek_version": new.version, "cases_rewrapped": done, "totp_resealed": users}
+
+
+def check_all(session: Session, keys: KeyProvider, *, batch: int = 500) -> dict[str, object]:
+    """Does every case key unwrap, and every sealed field and note open, with ``keys``? (Restore drills.)
+
+    Reads only; decrypted values are dropped at once. Returns counts and, for
+    failures, case ids and the kind of failure — never content.
+    """
+    from referral.security.keyring import KeyringError, SealIntegrityError
+
+    checked = fields = retired = 0
+    failures: list[dict[str, str]] = []
+    destroyed = getattr(keys, "destroyed_versions", {})
+    last = ""
+    while True:
+        rows = session.scalars(select(Referral).where(Referral.data_key_wrapped.is_not(None), Referral.id > last)
+                               .order_by(Referral.id).limit(batch)).all()
+        if not rows:
+            break
+        for referral in rows:
+            checked += 1
+            try:
+                data_key = keys.unwrap(bytes(referral.data_key_wrapped), referral.crypto_context)
+                for path in SEALED_FIELDS:
+                    fields += open_referral_field(referral, data_key, path) is not None
+                for note in referral.notes:
+                    fields += open_note(note, data_key) is not None
+            except KeyringError:
+                if referral.kek_version in destroyed:  # erased by retention after this copy was made
+                    retired += 1
+                else:
+                    failures.append({"case": referral.id, "problem": f"no key version {referral.kek_version}"})
+            except SealIntegrityError as err:
+                failures.append({"case": referral.id, "problem": str(err)})
+        last = rows[-1].id
+        session.expunge_all()  # a long check must not fill the identity map
+    erased = session.scalar(select(func.count()).select_from(Referral).where(Referral.data_key_wrapped.is_(None))) or 0
+    return {"cases": checked - retired, "fields_opened": fields, "erased_cases": erased,
+            "erased_by_retention_key": retired, "failures": failures}

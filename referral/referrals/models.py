@@ -37,6 +37,16 @@ def parse_case_id(raw: str) -> str | None:
         return None
 
 
+def split_flags(flags: str) -> list[str]:
+    """The ``flags`` column ("child,intimate_partner") as a list, in its fixed order."""
+    return [f for f in flags.split(",") if f]
+
+
+def urgent(flags: list[str] | tuple[str, ...]) -> bool:
+    """Urgent cases get the standards' short deadlines: clinical windows or immediate danger."""
+    return bool({"clinical_urgent", "clinical_soon", "immediate_danger"} & set(flags))
+
+
 # Sealed columns of the referral row: submission path → column.
 SEALED_FIELDS: dict[str, str] = {
     "survivor.name": "survivor_name_sealed",
@@ -104,6 +114,8 @@ class Referral(Base):
     data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
     kek_version: Mapped[int | None] = mapped_column(Integer, index=True)
     erased_at: Mapped[dt.datetime | None]
+    # The survivor asked for erasure (relayed by the focal point): erased at once, never by the clock.
+    erasure_requested_at: Mapped[dt.datetime | None]
 
     survivor_name_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     survivor_phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -125,11 +137,11 @@ class Referral(Base):
 
     @property
     def flag_list(self) -> list[str]:
-        return [f for f in self.flags.split(",") if f]
+        return split_flags(self.flags)
 
     @property
     def is_urgent(self) -> bool:
-        return bool({"clinical_urgent", "clinical_soon", "immediate_danger"} & set(self.flag_list))
+        return urgent(self.flag_list)
 
     @property
     def crypto_context(self) -> dict[str, str]:

@@ -145,6 +145,17 @@ def reassign(referral_id: str):  # type: ignore[no-untyped-def]
     return _state(referral)
 
 
+@api.post("/referrals/<referral_id>/erasure")
+@requires(Permission.REFERRAL_WITHDRAW)
+def request_erasure(referral_id: str):  # type: ignore[no-untyped-def]
+    from referral.referrals.retention import request_erasure as erase
+
+    _optional_body()
+    referral = erase(db.session, acting_user(), referral_id)
+    db.session.commit()
+    return jsonify(id=referral.id, reference=referral.reference, status=referral.status.value, erased=True)
+
+
 @api.post("/referrals/<referral_id>/withdraw")
 @requires(Permission.REFERRAL_WITHDRAW)
 def withdraw(referral_id: str):  # type: ignore[no-untyped-def]

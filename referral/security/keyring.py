@@ -9,17 +9,27 @@ The local provider is a JSON file at ``REFERRAL_KEYRING``, created on first run
 with mode 0600, holding versioned 256-bit KEKs (one ``active``, older ones
 ``decrypt_only`` until retired), a separate HMAC key for blind indexes, and a
 subkey source for sealing small application secrets (a user's TOTP secret).
+
+Retention KEKs (state ``retention``) each belong to one calendar month: a closed
+case's data key is rewrapped under the KEK of the month its retention ends, and
+that KEK is destroyed when the month is over. The keyring is kept outside the
+database and its backups, so destroying the KEK erases those cases from every
+database backup too (docs/decisions.md, "Retention").
 """
 from __future__ import annotations
 
 import abc
 import base64
 import datetime as dt
+import fcntl
 import json
 import os
 import struct
 import tempfile
 import threading
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +45,7 @@ WRAP_VERSION = 1
 _HEADER = struct.Struct(">BI")  # format version, KEK version
 NONCE_BYTES = 12
 TAG_BYTES = 16
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class KeyringError(RuntimeError):
@@ -80,7 +91,8 @@ class Kek:
     version: int
     key: bytes
     created_at: str
-    state: str  # "active" | "decrypt_only"
+    state: str  # "active" | "decrypt_only" | "retention"
+    period: str | None = None  # retention KEKs only: the month ("2031-05") whose expiring cases it wraps
 
 
 class LocalKeyring(KeyProvider):
@@ -88,9 +100,10 @@ class LocalKeyring(KeyProvider):
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by refresh() inside _update()
         self._keks: dict[int, Kek] = {}
         self._index_key = b""
+        self._destroyed: dict[int, str] = {}  # retention KEKs destroyed: version -> month (no key material)
         self._mtime_ns = 0
         self._load(create=create)
 
@@ -109,8 +122,12 @@ class LocalKeyring(KeyProvider):
                 key = base64.b64decode(item["key"])
                 if len(key) != 32:
                     raise KeyringError(f"keyring {self.path}: KEK {item['version']} is not 256 bits")
-                keks[int(item["version"])] = Kek(int(item["version"]), key, item["created_at"], item["state"])
+                if item["state"] not in ("active", "decrypt_only", "retention"):
+                    raise KeyringError(f"keyring {self.path}: KEK {item['version']} has unknown state {item['state']!r}")
+                keks[int(item["version"])] = Kek(int(item["version"]), key, item["created_at"], item["state"],
+                                                 item.get("period"))
             index_key = base64.b64decode(data["blind_index_key"])
+            destroyed = {int(item["version"]): str(item["period"]) for item in data.get("destroyed", [])}
         except KeyringError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -119,7 +136,7 @@ class LocalKeyring(KeyProvider):
             raise KeyringError(f"keyring {self.path} has no active key")
         if len(index_key) != 32:
             raise KeyringError(f"keyring {self.path}: the blind-index key is not 256 bits")
-        self._keks, self._index_key = keks, index_key
+        self._keks, self._index_key, self._destroyed = keks, index_key, destroyed
         self._mtime_ns = self.path.stat().st_mtime_ns
 
     def refresh(self) -> None:
@@ -149,12 +166,27 @@ class LocalKeyring(KeyProvider):
         with os.fdopen(fd, "wb") as fh:
             fh.write(json.dumps(payload, indent=2).encode())
 
+    @contextmanager
+    def _update(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive lock on a sibling lock file, starting from the file as it
+        is now: a rotation in one process and a retention run in another must not undo each other."""
+        with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._load(create=False)
+                yield
+                self._save()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _save(self) -> None:
         payload = {
             "format": FORMAT,
             "keks": [{"version": k.version, "key": base64.b64encode(k.key).decode(), "created_at": k.created_at,
-                      "state": k.state} for k in self.versions],
+                      "state": k.state, **({"period": k.period} if k.period else {})} for k in self.versions],
             "blind_index_key": base64.b64encode(self._index_key).decode(),
+            **({"destroyed": [{"version": v, "period": p} for v, p in sorted(self._destroyed.items())]}
+               if self._destroyed else {}),
         }
         # Write a sibling file and rename it over: a crash never leaves half a keyring.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring-")
@@ -194,23 +226,72 @@ class LocalKeyring(KeyProvider):
         return [self._keks[v] for v in sorted(self._keks)]
 
     def add_kek(self) -> Kek:
-        """A new active KEK; the previous ones become decrypt-only."""
-        with self._lock:
+        """A new active KEK; the previous active one becomes decrypt-only (retention KEKs stay as they are)."""
+        with self._update():
             version = max(self._keks) + 1
             fresh = self._new_kek(version)
-            keks = {v: Kek(k.version, k.key, k.created_at, "decrypt_only") for v, k in self._keks.items()}
+            keks = {v: Kek(k.version, k.key, k.created_at, "decrypt_only") if k.state == "active" else k
+                    for v, k in self._keks.items()}
             keks[version] = Kek(version, base64.b64decode(fresh["key"]), fresh["created_at"], "active")
             self._keks = keks
-            self._save()
             return keks[version]
 
     def retire(self, version: int) -> None:
         """Forget a decrypt-only KEK (call only when nothing is wrapped under it)."""
-        with self._lock:
-            if self.kek(version).state == "active":
+        with self._update():
+            state = self.kek(version).state
+            if state == "active":
                 raise KeyringError("the active key cannot be retired")
+            if state == "retention":
+                raise KeyringError("a retention key is destroyed by `retention apply` when its month is over")
             self._keks = {v: k for v, k in self._keks.items() if v != version}
-            self._save()
+
+    # -- retention KEKs ------------------------------------------------------------
+    @property
+    def retention_versions(self) -> dict[int, str]:
+        """Version → month of every retention KEK still held."""
+        self.refresh()
+        return {k.version: k.period for k in self._keks.values() if k.state == "retention" and k.period}
+
+    def retention_kek(self, period: str) -> Kek:
+        """The KEK of one month's expiring cases, created the first time it is asked for."""
+        if not _PERIOD.match(period):
+            raise ValueError(f"a retention period is a month like 2031-05, not {period!r}")
+        found = [k for k in self._keks.values() if k.period == period]
+        if not found:
+            with self._update():  # re-read under the lock: another process may have just made it
+                found = [k for k in self._keks.values() if k.period == period]
+                if not found:
+                    version = max(self._keks) + 1
+                    fresh = self._new_kek(version)
+                    self._keks[version] = Kek(version, base64.b64decode(fresh["key"]), fresh["created_at"],
+                                              "retention", period)
+                    found = [self._keks[version]]
+        return found[0]
+
+    def wrap_for_retention(self, wrapped: bytes, context: dict[str, str], period: str) -> bytes:
+        """``wrapped`` rewrapped under the retention KEK of ``period`` (the data key is unchanged)."""
+        kek = self.retention_kek(period)
+        if self.wrapped_version(wrapped) == kek.version:
+            return wrapped
+        return self._wrap(kek, self.unwrap(wrapped, context), context)
+
+    def destroy_retention_kek(self, version: int) -> str:
+        """Forget a retention KEK for good; returns its month. Whatever it wrapped, in the database or in
+        any backup of it, can no longer be decrypted."""
+        with self._update():
+            kek = self._keks.get(version)
+            if kek is None or kek.state != "retention":
+                raise KeyringError(f"version {version} is not a retention key")
+            self._keks = {v: k for v, k in self._keks.items() if v != version}
+            self._destroyed[version] = kek.period or ""
+            return kek.period or ""
+
+    @property
+    def destroyed_versions(self) -> dict[int, str]:
+        """Retention KEKs destroyed so far (version → month): what they wrapped was erased on purpose."""
+        self.refresh()
+        return dict(self._destroyed)
 
     # -- data keys --------------------------------------------------------------
     def _wrap(self, kek: Kek, data_key: bytes, context: dict[str, str]) -> bytes:

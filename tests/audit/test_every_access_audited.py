@@ -21,6 +21,7 @@ CASE_ROUTES = {
     ("POST", "/api/v1/referrals/<referral_id>/close/reject"): (None, "supervisor", "closure_pending"),
     ("POST", "/api/v1/referrals/<referral_id>/reassign"): ("other_officer", "supervisor", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/withdraw"): (None, "focal", "offered"),
+    ("POST", "/api/v1/referrals/<referral_id>/erasure"): (None, "focal", "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/consents"): ({"scope": "statistics", "granted": False}, "focal",
                                                            "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/service-referrals"): ("service", "officer", "accepted"),

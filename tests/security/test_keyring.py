@@ -97,3 +97,38 @@ def test_another_process_sees_a_rotation_without_restarting(tmp_path):
     assert server_b.unwrap(wrapped, CTX) == data_key          # knows version 2 now
     _, fresh = server_b.generate_data_key(CTX)
     assert server_b.wrapped_version(fresh) == 2                # and seals with it
+
+
+def test_retention_keys_belong_to_one_month_survive_rotation_and_are_destroyed_for_good(tmp_path):
+    path = tmp_path / "k.json"
+    ring = LocalKeyring(path)
+    data_key, wrapped = ring.generate_data_key(CTX)
+    month = ring.retention_kek("2031-05")
+    assert month.state == "retention" and month.period == "2031-05" and ring.retention_kek("2031-05") == month
+    assert ring.active.version == 1  # a month key is never the active key
+    moved = ring.wrap_for_retention(wrapped, CTX, "2031-05")
+    assert ring.wrapped_version(moved) == month.version and ring.unwrap(moved, CTX) == data_key
+    assert ring.wrap_for_retention(moved, CTX, "2031-05") == moved
+    ring.add_kek()
+    assert LocalKeyring(path).kek(month.version).state == "retention"  # rotation leaves it alone
+    with pytest.raises(KeyringError, match="retention apply"):
+        ring.retire(month.version)
+    with pytest.raises(KeyringError, match="not a retention key"):
+        ring.destroy_retention_kek(1)
+    assert ring.destroy_retention_kek(month.version) == "2031-05"
+    reloaded = LocalKeyring(path)
+    assert reloaded.destroyed_versions == {month.version: "2031-05"} and month.version not in reloaded.retention_versions
+    assert "2031-05" not in [k.period for k in reloaded.versions]
+    with pytest.raises(KeyringError, match=f"no key version {month.version}"):
+        reloaded.unwrap(moved, CTX)
+    with pytest.raises(ValueError):
+        ring.retention_kek("2031-13")
+
+
+def test_two_processes_updating_the_keyring_do_not_undo_each_other(tmp_path):
+    path = tmp_path / "k.json"
+    first, second = LocalKeyring(path), LocalKeyring(path)
+    first.add_kek()               # second still holds the file as it was before
+    second.retention_kek("2031-05")
+    final = LocalKeyring(path)
+    assert [(k.version, k.state) for k in final.versions] == [(1, "decrypt_only"), (2, "active"), (3, "retention")]

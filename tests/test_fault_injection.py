@@ -4,6 +4,7 @@ workers killed with SIGKILL under load. Nothing partial, nothing acknowledged lo
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
 import random
@@ -188,7 +189,7 @@ def test_workers_killed_with_sigkill_under_load_lose_no_acknowledged_case(world,
                 except urllib.error.HTTPError as err:
                     with lock:
                         failures["5xx" if err.code >= 500 else "4xx"] += 1
-                except (OSError, ValueError):
+                except (OSError, ValueError, http.client.HTTPException):  # e.g. IncompleteRead, BadStatusLine
                     with lock:
                         failures["connection"] += 1  # the worker died under this request: not acknowledged
 

@@ -152,6 +152,61 @@ def _closure_step(doc: dict[str, Any], step: dict[str, Any], facts: CaseFacts,
     return StepResult(step["code"], step["name"], status, None, facts.closed_at)
 
 
+@dataclass(frozen=True)
+class StepTimeline:
+    """A step's status at every moment: ``status`` until ``breaches_at`` passes, ``breached`` after.
+
+    ``breaches_at`` is None when the status no longer depends on time (only new facts change it).
+    """
+    code: str
+    status: str
+    due_at: dt.datetime | None
+    breaches_at: dt.datetime | None
+
+    def status_at(self, now: dt.datetime) -> str:
+        return BREACHED if self.breaches_at is not None and now > self.breaches_at else self.status
+
+
+_BEFORE_ANY_DEADLINE = dt.datetime.min.replace(tzinfo=dt.UTC)
+_AFTER_EVERY_DEADLINE = dt.datetime.max.replace(tzinfo=dt.UTC)
+_TICK = dt.timedelta(microseconds=1)  # datetimes have microsecond resolution: due + 1 µs is "past due"
+
+
+def timeline(body: str | dict[str, Any], facts: CaseFacts) -> list[StepTimeline]:
+    """``evaluate`` for every ``now`` at once, so a stored judgement never needs refreshing as time passes.
+
+    Time enters ``evaluate`` only as ``now > due`` of deadline steps, so a status can change only at a
+    due time, and only towards ``breached`` (an open deadline falls due; a closure checklist loses a step
+    that was excused until it fell due). Judging before every deadline and after all of them shows which
+    steps change; a deadline step changes at its own due time, any other step at the first due time past
+    which it is breached.
+    """
+    doc = json.loads(body) if isinstance(body, str) else body
+    early = evaluate(doc, facts, _BEFORE_ANY_DEADLINE)
+    late = {r.code: r for r in evaluate(doc, facts, _AFTER_EVERY_DEADLINE)}
+    dues = sorted({r.due_at for r in early if r.due_at is not None and r.status != late[r.code].status})
+    out: list[StepTimeline] = []
+    for result in early:
+        after = late[result.code].status
+        if after == result.status:
+            out.append(StepTimeline(result.code, result.status, result.due_at, None))
+            continue
+        if after != BREACHED:
+            raise ValueError(f"step {result.code}: {result.status} turns {after} with time")
+        if result.due_at is not None:
+            changes: dt.datetime | None = result.due_at
+        else:
+            changes = next((d for d in dues if _status(doc, facts, d + _TICK, result.code) == BREACHED), None)
+            if changes is None:
+                raise ValueError(f"step {result.code}: breached with time, but at no due time")
+        out.append(StepTimeline(result.code, result.status, result.due_at, changes))
+    return out
+
+
+def _status(doc: dict[str, Any], facts: CaseFacts, now: dt.datetime, code: str) -> str:
+    return next(r.status for r in evaluate(doc, facts, now) if r.code == code)
+
+
 def missing_before_closure(body: str | dict[str, Any], facts: CaseFacts, now: dt.datetime) -> list[str]:
     """Steps the closure checklist requires that are not done yet."""
     doc = json.loads(body) if isinstance(body, str) else body

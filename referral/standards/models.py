@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.db import Base, code, created_at, intpk, name
@@ -84,3 +84,48 @@ class CertificationReminder(Base):
     certification_id: Mapped[int] = mapped_column(ForeignKey("certifications.id", ondelete="CASCADE"),
                                                   primary_key=True)
     sent_at: Mapped[dt.datetime]
+
+
+class StepStatus(Base):
+    """The judgement of one step of one case, kept current in the transaction that changes the case.
+
+    ``status`` holds until ``breaches_at`` (the due time of an open deadline) passes, then the step is
+    breached: time alone never makes a row stale, so the unit summary is a ``GROUP BY`` with ``now`` as a
+    parameter (referral/standards/step_statuses.py). The case's unit, officer and submission time are
+    copied here so the summary reads one index and nothing else.
+    """
+
+    __tablename__ = "step_statuses"
+    __table_args__ = (
+        Index("ix_step_statuses_unit_submitted", "unit_id", "submitted_at",
+              postgresql_include=["step_code", "officer_id", "status", "breaches_at", "breach_month"]),
+    )
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True)
+    step_code: Mapped[str] = mapped_column(String(48), primary_key=True)
+    standard_id: Mapped[int] = mapped_column(ForeignKey("standards.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime | None]
+    breaches_at: Mapped[dt.datetime | None]
+    # The month a breach counts in (of due_at, else of submission; UTC) if the step is or may become breached.
+    breach_month: Mapped[str | None] = mapped_column(String(7))
+    unit_id: Mapped[int | None] = mapped_column(Integer)
+    officer_id: Mapped[int | None] = mapped_column(Integer)  # the case's assigned officer
+    submitted_at: Mapped[dt.datetime]
+
+
+class CaseTiming(Base):
+    """An accepted case's time to first acceptance and from it to the first contact made, in microseconds
+    (exact on every database), kept current with the case like ``StepStatus``; the summary's medians."""
+
+    __tablename__ = "case_timings"
+    __table_args__ = (
+        Index("ix_case_timings_unit_submitted", "unit_id", "submitted_at",
+              postgresql_include=["to_accept_us", "to_contact_us"]),
+    )
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True)
+    unit_id: Mapped[int | None] = mapped_column(Integer)
+    submitted_at: Mapped[dt.datetime]
+    to_accept_us: Mapped[int] = mapped_column(BigInteger)
+    to_contact_us: Mapped[int | None] = mapped_column(BigInteger)

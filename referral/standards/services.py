@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -74,47 +76,71 @@ def case_facts(session: Any, referral: Any) -> Any:
     return _facts_from(referral, offered_at, tuple((t.value, when) for t, when in actions))
 
 
-def _facts_from(referral: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
+def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
+    """``case`` is a Referral, or a row with its columns (bulk_facts)."""
+    from referral.referrals.models import split_flags, urgent
     from referral.standards.compliance import CaseFacts
 
+    flags = tuple(split_flags(case.flags))
     return CaseFacts(
-        submitted_at=referral.created_at, offered_at=offered_at, accepted_at=referral.first_accepted_at,
-        incident_date=referral.incident_date, closed_at=referral.closed_at,
-        withdrawn=referral.status.value == "withdrawn", flags=tuple(referral.flag_list), gbv_type=referral.gbv_type,
-        relationship=referral.perpetrator_relationship, age_group=referral.age_group, urgent=referral.is_urgent,
-        actions=actions)
+        submitted_at=case.created_at, offered_at=offered_at, accepted_at=case.first_accepted_at,
+        incident_date=case.incident_date, closed_at=case.closed_at, withdrawn=case.status.value == "withdrawn",
+        flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
+        urgent=urgent(flags), actions=actions)
 
 
-def bulk_facts(session: Any, query: Any) -> list[tuple[Any, Any, Any]]:
-    """(case, facts, parsed standard) for every case of ``query`` in three queries, not three per case.
+def bulk_facts(session: Any, ids: list[str]) -> list[tuple[Any, Any, Any]]:
+    """(case row, facts, parsed standard) for the cases ``ids``, in three queries, not three per case.
 
-    Only the de-identified columns are loaded: a summary never touches sealed data.
+    The row holds the de-identified columns a standard judges, and the case's unit and officer: judging
+    never touches sealed data. Every write that changes a case comes through here (step statuses), so the
+    statements are built once and run on the connection, past the ORM.
     """
-    import json as _json
     from collections import defaultdict
 
+    if not ids:
+        return []
+    cases_sql, actions_sql, standards_sql = _facts_statements()
+    connection = session.connection()
+    cases = connection.execute(cases_sql, {"ids": ids}).all()
+    actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for referral_id, kind, when in connection.execute(actions_sql, {"ids": ids}):
+        actions[referral_id].append((kind.value, when))
+    wanted = list({case.standard_id for case in cases} - {None})
+    bodies = {sid: parsed_standard(body) for sid, body in connection.execute(standards_sql, {"ids": wanted})} \
+        if wanted else {}
+    return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ()))), bodies.get(case.standard_id))
+            for case in cases]
+
+
+@functools.cache
+def _facts_statements() -> tuple[Any, Any, Any]:
+    from sqlalchemy import bindparam
     from sqlalchemy import func as sa_func
-    from sqlalchemy.orm import load_only
 
     from referral.referrals.models import Referral
     from referral.referrals.workflow_models import CaseAction, Offer
     from referral.standards.models import Standard
 
-    cases = session.scalars(query.options(load_only(
-        Referral.id, Referral.created_at, Referral.first_accepted_at, Referral.incident_date, Referral.closed_at,
-        Referral.status, Referral.flags, Referral.gbv_type, Referral.perpetrator_relationship, Referral.age_group,
-        Referral.standard_id, Referral.assigned_officer_id))).all()
-    ids = query.with_only_columns(Referral.id).subquery()
-    offered = dict(session.execute(select(Offer.referral_id, sa_func.min(Offer.offered_at))
-                                   .where(Offer.referral_id.in_(select(ids.c.id))).group_by(Offer.referral_id)).all())
-    actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for referral_id, kind, when in session.execute(
-            select(CaseAction.referral_id, CaseAction.type, CaseAction.created_at)
-            .where(CaseAction.referral_id.in_(select(ids.c.id))).order_by(CaseAction.created_at, CaseAction.id)):
-        actions[referral_id].append((kind.value, when))
-    bodies = {s.id: _json.loads(s.body) for s in session.scalars(select(Standard))}
-    return [(case, _facts_from(case, offered.get(case.id), tuple(actions.get(case.id, ()))),
-             bodies.get(case.standard_id)) for case in cases]
+    cases, offers, actions = Referral.__table__.c, Offer.__table__.c, CaseAction.__table__.c
+    first_offer = select(sa_func.min(offers.offered_at)).where(offers.referral_id == cases.id).scalar_subquery()
+    return (
+        select(cases.id, cases.created_at, cases.first_accepted_at, cases.incident_date, cases.closed_at,
+               cases.status, cases.flags, cases.gbv_type, cases.perpetrator_relationship, cases.age_group,
+               cases.standard_id, cases.assigned_officer_id, cases.unit_id, first_offer.label("offered_at"))
+        .where(cases.id.in_(bindparam("ids", expanding=True))),
+        select(actions.referral_id, actions.type, actions.created_at)
+        .where(actions.referral_id.in_(bindparam("ids", expanding=True)))
+        .order_by(actions.created_at, actions.id),
+        select(Standard.__table__.c.id, Standard.__table__.c.body)
+        .where(Standard.__table__.c.id.in_(bindparam("ids", expanding=True))),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def parsed_standard(body: str) -> Any:
+    """A standard's body parsed once per process (a loaded version never changes; treat it as read-only)."""
+    return json.loads(body)
 
 
 def compliance_of(session: Any, referral: Any, now: dt.datetime) -> list[Any]:
@@ -246,22 +272,17 @@ def save_course(session: Any, actor: User, data: dict[str, Any]) -> tuple[Course
 
 # -- aggregates ---------------------------------------------------------------------
 
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def compliance_summary(session: Any, actor: User, *, unit_code: str | None, since: dt.date | None,
                        until: dt.date | None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Per unit and officer: share of steps on time, median hours to accept and to first contact,
     breaches by step and month, coverage gaps. De-identified: counts and times only.
 
-    Oversight sees every unit; a supervisor only their own.
+    Oversight sees every unit; a supervisor only their own. Counted in the database from the stored
+    step statuses (``step_statuses``), which say the same as judging every case at ``now``.
     """
     from collections import Counter, defaultdict
+
+    from sqlalchemy import func as sa_func
 
     from referral.audit.service import record
     from referral.errors import ValidationFailed
@@ -269,10 +290,10 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
     from referral.referrals.models import Referral
     from referral.referrals.workflow_models import Alert, AlertKind
     from referral.standards.compliance import BREACHED, MET, MET_LATE
+    from referral.standards import step_statuses
 
     require(actor, Permission.COMPLIANCE_SUMMARY)
     now = now or dt.datetime.now(dt.UTC)
-    query = select(Referral)
     unit = None
     if unit_code:
         unit = session.scalar(select(Unit).where(Unit.code == unit_code))
@@ -282,53 +303,46 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
         if unit is not None and unit.id != actor.unit_id:
             raise ValidationFailed(fields={"unit": ["Supervisors see their own unit only."]})
         unit = actor.unit
-    if unit is not None:
-        query = query.where(Referral.unit_id == unit.id)
-    if since:
-        query = query.where(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
-    if until:
-        query = query.where(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
-                                                                      tzinfo=dt.UTC))
+    start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC) if since else None
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC) if until else None
+    within = {"unit_id": unit.id if unit is not None else None, "start": start, "end": end}
+    step_statuses.sync(session)  # this transaction's own changes count too
     step_counts: dict[str, Counter[str]] = defaultdict(Counter)
     by_officer: dict[int, Counter[str]] = defaultdict(Counter)
     breaches_by_month: Counter[tuple[str, str]] = Counter()
-    to_accept: list[float] = []
-    to_contact: list[float] = []
-    cases = 0
-    from referral.standards.compliance import evaluate
-
-    for referral, facts, standard in bulk_facts(session, query):
-        cases += 1
-        if facts.accepted_at:
-            to_accept.append((facts.accepted_at - facts.submitted_at).total_seconds() / 3600)
-            contact = [when for kind, when in facts.actions if kind == "contact_made"]
-            if contact:
-                to_contact.append((contact[0] - facts.accepted_at).total_seconds() / 3600)
-        for result in (evaluate(standard, facts, now) if standard is not None else []):
-            step_counts[result.code][result.status] += 1
-            if referral.assigned_officer_id:
-                by_officer[referral.assigned_officer_id][result.status] += 1
-            if result.status == BREACHED:
-                month = (result.due_at or referral.created_at).strftime("%Y-%m")
-                breaches_by_month[(result.code, month)] += 1
+    for (code, officer_id, status, month), count in step_statuses.counts(session, now, **within).items():
+        step_counts[code][status] += count
+        if officer_id:
+            by_officer[officer_id][status] += count
+        if status == BREACHED:
+            breaches_by_month[(code, month)] += count
+    cases = select(sa_func.count()).select_from(Referral)
+    if unit is not None:
+        cases = cases.where(Referral.unit_id == unit.id)
+    if start is not None:
+        cases = cases.where(Referral.created_at >= start)
+    if end is not None:
+        cases = cases.where(Referral.created_at < end)
+    case_count = session.scalar(cases) or 0
+    to_accept, to_contact = step_statuses.median_hours(session, **within)
 
     def on_time(counts: Counter[str]) -> float | None:
         judged = counts[MET] + counts[MET_LATE] + counts[BREACHED]
         return round(counts[MET] / judged, 3) if judged else None
 
-    gaps = select(Alert).where(Alert.kind == AlertKind.coverage_gap)
+    gaps = select(sa_func.count()).select_from(Alert).where(Alert.kind == AlertKind.coverage_gap)
     if unit is not None:
         gaps = gaps.where(Alert.unit_id == unit.id)
     record(session, actor, "compliance.summary", object_type="unit", object_id=unit.code if unit else "all",
-           reason=f"{cases} cases")
+           reason=f"{case_count} cases")
     return {
         "unit": unit.code if unit else None, "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None, "cases": cases,
+        "until": until.isoformat() if until else None, "cases": case_count,
         "steps": {code: {"on_time": on_time(c), **dict(c)} for code, c in sorted(step_counts.items())},
         "officers": [{"officer_id": oid, "on_time": on_time(c), **dict(c)} for oid, c in sorted(by_officer.items())],
-        "median_hours_to_accept": _median(to_accept),
-        "median_hours_to_first_contact": _median(to_contact),
+        "median_hours_to_accept": to_accept,
+        "median_hours_to_first_contact": to_contact,
         "breaches_by_step_and_month": [{"step": s, "month": m, "count": n}
                                        for (s, m), n in sorted(breaches_by_month.items())],
-        "coverage_gaps": len(session.scalars(gaps).all()),
+        "coverage_gaps": session.scalar(gaps) or 0,
     }

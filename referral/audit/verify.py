@@ -3,10 +3,10 @@
 On PostgreSQL the chain is recomputed inside the database, one query per window
 of a million events: each event's canonical payload is rebuilt in SQL (byte for
 byte what ``referral.audit.chain.payload`` makes) and hashed with ``sha256``, and
-each event is joined to the one before it to compare links, in one plain join
-that PostgreSQL splits across parallel workers; no row crosses the wire unless
-it is bad. Elsewhere (SQLite) Python walks the rows. Both report the same first
-bad sequence number; the test suite runs every tamper test on both.
+each event is merge-joined to the one before it to compare links, in chunks that
+PostgreSQL runs in parallel; no row crosses the wire unless it is bad. Elsewhere
+(SQLite) Python walks the rows. Both report the same first bad sequence number;
+the test suite runs every tamper test on both.
 
 ``since_checkpoint`` verifies only what follows the newest checkpoint whose
 signature holds, starting from the hash it vouches for (incremental runs).
@@ -78,9 +78,13 @@ _FAST_PAYLOAD_SQL = """
 || ',"ts":"' || to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}'
 """
 
-# One query a window, every check in one plain join that PostgreSQL splits across parallel workers:
-# each event's own hash, and its link to the event before it, looked up through the primary key (an
-# ordered lag() pass would run in one process only: window functions are parallel-restricted).
+# One query a window. The window is cut into chunks, each one plain aggregate over the chunk's events
+# merge-joined to the events one before them (read again through the primary key, so the link check
+# costs one more ordered index scan, not a lookup per event); the chunks are a UNION ALL that PostgreSQL
+# runs as a Parallel Append, each chunk in one process. Each event's own hash and its link are checked
+# in the same pass. (Window functions such as lag() are parallel-restricted: an ordered lag() pass ran
+# in one process only. A join to seq - 1 split across workers needs a shared hash table or an index
+# lookup per event, which measured slower.)
 #
 # The hash check tries the cheap payload first, with every backslash turned into U+0001, and falls back
 # to the exact payload only when that does not match (an escape, a NULL, an unreadable time), so an
@@ -97,7 +101,7 @@ _FAST_PAYLOAD_SQL = """
 # beyond it. (The exact path already took the fields text as stored, escaped or not; Python names
 # the event itself.) Checking every value for characters that need escaping would close this but
 # cost about a quarter more CPU (measured).
-_PG_WINDOW = text(f"""
+_PG_CHUNK = f"""
 SELECT count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq,
        min(e.seq) FILTER (WHERE CASE WHEN e.seq = :lo THEN e.prev_hash IS DISTINCT FROM :prev
                                      ELSE p.seq IS NULL OR e.prev_hash IS DISTINCT FROM p.hash END) AS link_seq,
@@ -110,15 +114,24 @@ SELECT count(*) AS n, min(e.seq) AS first_seq, max(e.seq) AS last_seq,
            ELSE sha256(e.prev_hash || int8send(e.seq) || convert_to({_PAYLOAD_SQL}, 'UTF8')) IS DISTINCT FROM e.hash
        END) AS altered
 FROM audit_events e
-LEFT JOIN (SELECT seq, hash FROM audit_events WHERE seq >= :lo AND seq < :hi) p ON p.seq = e.seq - 1
-WHERE e.seq >= :lo AND e.seq <= :hi
-""")
-# For these queries only: the link lookup as a nested loop through the primary key. The planner prefers
-# a parallel hash join (the window's seq and hash in shared memory, about 90 MB a million events), which
-# measured no faster here, as building and probing that table costs what the index lookups do. JIT off:
+LEFT JOIN (SELECT seq, seq + 1 AS next_seq, hash FROM audit_events WHERE seq >= :a{{i}} - 1 AND seq < :b{{i}}) p
+       ON p.next_seq = e.seq
+WHERE e.seq >= :a{{i}} AND e.seq <= :b{{i}}
+"""
+_PG_CHUNKS = 8
+_PG_WINDOW = text(
+    "SELECT coalesce(sum(n), 0)::bigint AS n, min(first_seq) AS first_seq, max(last_seq) AS last_seq, "
+    "min(link_seq) AS link_seq, min(gap_seq) AS gap_seq, min(altered) AS altered FROM (\n"
+    + "\nUNION ALL\n".join(f"({_PG_CHUNK.replace('{i}', str(i))})" for i in range(_PG_CHUNKS))
+    + "\n) chunks")
+# For these queries only (SET LOCAL in a savepoint, see _scan_pg): the link by merge join; no partial
+# (parallel) scans inside a chunk, so the parallelism is the Parallel Append of whole chunks; room to
+# sort a chunk's (seq, hash) in memory (already in order: the sort only checks it); and no JIT, as
 # compiling these expressions in every worker of every window cost as much as it saved (measured), and
-# a serial plan of this cost would otherwise be inlined and optimised, which takes seconds.
-_PG_SETTINGS = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off", "SET LOCAL jit = off")
+# a plan of this cost would otherwise be inlined and optimised, which takes seconds.
+_PG_SETTINGS = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_nestloop = off", "SET LOCAL jit = off",
+                "SET LOCAL min_parallel_index_scan_size = '1TB'", "SET LOCAL min_parallel_table_scan_size = '1TB'",
+                "SET LOCAL work_mem = '64MB'")
 _PG_BEFORE = text("SELECT max(seq) FROM audit_events WHERE seq >= :lo AND seq < :s")
 _PRIORITY = {"missing": 0, "link": 1, "altered": 2}
 _MESSAGES = {"missing": "event {} is missing", "link": "event {} does not follow the one before it",
@@ -145,7 +158,11 @@ def _scan_pg_windows(session: Session, lo: int, prev: bytes, limit: int | None, 
                                                          .limit(1)) or 0
     while lo <= top:
         hi = min(lo + step - 1, top)
-        sums = session.execute(_PG_WINDOW, {"lo": lo, "hi": hi, "prev": prev}).one()
+        size = -(-(hi - lo + 1) // _PG_CHUNKS)  # chunks [a_i, b_i] cover [lo, hi]; the last ones may be empty
+        bounds = {}
+        for i in range(_PG_CHUNKS):
+            bounds[f"a{i}"], bounds[f"b{i}"] = lo + i * size, min(lo + (i + 1) * size - 1, hi)
+        sums = session.execute(_PG_WINDOW, {"lo": lo, "prev": prev, **bounds}).one()
         if not sums.n:
             # An empty window: the end of the chain, or a gap as wide as a window. Never assume the head
             # row will tell (it is not append-only protected): look for anything beyond.

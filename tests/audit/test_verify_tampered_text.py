@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from referral.audit.chain import row_payload
-from referral.audit.models import AuditEvent
+from referral.audit.models import GENESIS, AuditEvent
 from referral.audit.service import record, verify
 from referral.extensions import db
 from tests.audit.test_chain import append, base_seq, unprotect
@@ -98,7 +98,7 @@ def test_the_unescaped_payload_sql_matches_python_for_plain_events(db_session):
     assert [bytes(f) for f in fast] == [row_payload(r) for r in rows]
 
 
-@pytest.mark.parametrize("step", [3, 1_000_000])
+@pytest.mark.parametrize("step", [3, 16, 1_000_000])  # 16: PostgreSQL cuts a window into 8 chunks of 2
 def test_a_broken_link_before_a_gap_is_named_first(db_session, step):
     start = base_seq()
     append(12)
@@ -111,7 +111,7 @@ def test_a_broken_link_before_a_gap_is_named_first(db_session, step):
     assert result.count == start + 4
 
 
-@pytest.mark.parametrize("step", [3, 1_000_000])
+@pytest.mark.parametrize("step", [3, 16, 1_000_000])
 def test_a_gap_before_an_altered_event_is_named_first(db_session, step):
     start = base_seq()
     append(12)
@@ -130,7 +130,7 @@ def test_a_broken_link_is_found_at_and_across_window_edges(db_session, where):
     first = start + 1 + (-start) % 3  # windows of 3 start at 1, 4, 7, ...
     target = {"first of a window": first, "inside a window": first + 1, "last of a window": first + 2}[where]
     db.session.execute(text("UPDATE audit_events SET prev_hash = :h WHERE seq = :s"), {"h": b"\x01" * 32, "s": target})
-    for step in (3, 1_000_000):
+    for step in (3, 16, 24, 1_000_000):  # windows of 3; chunks of 2 and 3 inside windows of 16 and 24
         result = verify(db.session, pg_step=step)
         assert not result.ok and result.first_bad_seq == target and "follow" in result.problem
 
@@ -160,3 +160,50 @@ def test_a_hash_recomputed_over_unescaped_text_is_still_caught(db_session):
                        {"r": reason, "h": forged, "s": seq})
     result = verify(db.session)
     assert not result.ok and result.first_bad_seq in (seq, seq + 1)
+
+
+@pytest.mark.postgres
+def test_random_damage_is_named_alike_by_sql_and_by_the_python_walk(db_session):
+    """The SQL scan against the Python walk on the same PostgreSQL rows, for random damage (deleted runs,
+    edits, broken links, swaps, several at once) and window sizes that cut it in different places."""
+    import random
+
+    from referral.audit.verify import _scan_pg, _scan_python
+
+    append(40)
+    top = base_seq()
+    unprotect()
+    rng = random.Random(10)
+    kinds = ("delete", "delete run", "edit", "link", "hash", "swap")
+    for scenario in range(40):
+        savepoint = db.session.begin_nested()
+        for _ in range(rng.randint(1, 3)):
+            s = rng.randint(top - 39, top)
+            kind = rng.choice(kinds)
+            if kind == "delete":
+                db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": s})
+            elif kind == "delete run":
+                db.session.execute(text("DELETE FROM audit_events WHERE seq BETWEEN :s AND :t"),
+                                   {"s": s, "t": s + rng.randint(1, 7)})
+            elif kind == "edit":
+                db.session.execute(text("UPDATE audit_events SET reason = 'edited' WHERE seq = :s"), {"s": s})
+            elif kind == "link":
+                db.session.execute(text("UPDATE audit_events SET prev_hash = :h WHERE seq = :s"),
+                                   {"h": rng.randbytes(32), "s": s})
+            elif kind == "hash":
+                db.session.execute(text("UPDATE audit_events SET hash = :h WHERE seq = :s"),
+                                   {"h": rng.randbytes(32), "s": s})
+            else:
+                t = rng.randint(top - 39, top)
+                if t != s:
+                    db.session.execute(text("UPDATE audit_events SET seq = -seq WHERE seq IN (:s, :t)"), {"s": s, "t": t})
+                    db.session.execute(text("UPDATE audit_events SET seq = CASE WHEN seq = -:s THEN :t ELSE :s END "
+                                            "WHERE seq IN (-:s, -:t)"), {"s": s, "t": t})
+        walked = _scan_python(db.session, 1, GENESIS, top, 7, None)
+        for step in (3, 16, 1_000_000):
+            scanned = _scan_pg(db.session, 1, GENESIS, top, step, None)
+            assert (scanned.ok, scanned.bad_seq, scanned.count) == (walked.ok, walked.bad_seq, walked.count), \
+                (scenario, step, scanned, walked)
+            for word in ("missing", "follow", "altered"):
+                assert (word in (scanned.problem or "")) == (word in (walked.problem or "")), (scenario, step)
+        savepoint.rollback()

@@ -130,8 +130,11 @@ def workers_rss_mb(master: subprocess.Popen) -> list[float]:
     return sizes
 
 
-def prepare_amanat(env: dict[str, str]) -> dict[str, str]:
-    """Migrate, seed the demo, and mint bearer tokens for a focal point and the unit's supervisor."""
+BENCH_USERS = {"focal": "focal.alamudun@demo.amanat.example", "supervisor": "supervisor.alamudun@demo.amanat.example"}
+
+
+def prepare_amanat(env: dict[str, str], users: dict[str, str] = BENCH_USERS) -> dict[str, str]:
+    """Migrate, seed the demo, and mint a bearer token for each of ``users`` (key -> demo e-mail)."""
     flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run(flask + ["demo", "seed"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -143,9 +146,9 @@ def prepare_amanat(env: dict[str, str]) -> dict[str, str]:
         "from referral.accounts.auth import issue_token\n"
         "app = create_app()\n"
         "with app.app_context():\n"
+        f"    wanted = {users!r}\n"
         "    out = {}\n"
-        "    for key, email in (('focal', 'focal.alamudun@demo.amanat.example'),\n"
-        "                       ('supervisor', 'supervisor.alamudun@demo.amanat.example')):\n"
+        "    for key, email in wanted.items():\n"
         "        user = db.session.scalar(db.select(User).where(User.email == email))\n"
         "        out[key] = issue_token(user)[0]\n"
         "    db.session.commit()\n"

@@ -27,35 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.http_bench import VENV_BIN, free_port, gunicorn, stop, submission_body, wait_up  # noqa: E402
+from bench.http_bench import VENV_BIN, free_port, gunicorn, prepare_amanat, stop, submission_body, wait_up  # noqa: E402
 from bench.trust_core import fresh_pg  # noqa: E402
 
 USERS = {"focal": "focal.alamudun@demo.amanat.example", "supervisor": "supervisor.alamudun@demo.amanat.example",
          "aigul": "aigul.officer@demo.amanat.example", "bakyt": "bakyt.officer@demo.amanat.example",
          "oversight": "auditor@demo.amanat.example"}
-
-
-def prepare(env: dict[str, str]) -> dict[str, str]:
-    flask = [str(VENV_BIN / "flask"), "--app", "wsgi"]
-    subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run(flask + ["demo", "seed"], cwd=ROOT, env=env, check=True, capture_output=True)
-    code = (
-        "import json\n"
-        "from referral import create_app\n"
-        "from referral.extensions import db\n"
-        "from referral.accounts.models import User\n"
-        "from referral.accounts.auth import issue_token\n"
-        "app = create_app()\n"
-        "with app.app_context():\n"
-        f"    wanted = {USERS!r}\n"
-        "    out = {}\n"
-        "    for key, email in wanted.items():\n"
-        "        user = db.session.scalar(db.select(User).where(User.email == email))\n"
-        "        out[key] = issue_token(user)[0]\n"
-        "    db.session.commit()\n"
-        "    print(json.dumps(out))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class Client:
@@ -96,7 +73,7 @@ def main() -> None:
                 "REFERRAL_RATELIMIT_ENABLED": "false"})
     server = None
     try:
-        tokens = prepare(env)
+        tokens = prepare_amanat(env, USERS)
         port = free_port()
         server = gunicorn("wsgi:app", env, port, args.workers)
         wait_up(f"http://127.0.0.1:{port}/healthz")

@@ -63,7 +63,7 @@ _PAYLOAD_SQL = """
 
 # The same payload without to_json: every text value quoted as it is. It equals the canonical payload
 # exactly when no value needs a JSON escape, which is every honest event without a quote, backslash or
-# control character in its text. See _PG_WINDOW for why it may be trusted only as a first try. ("\\:" keeps
+# control character in its text. See _PG_CHUNK for why it may be trusted only as a first try. ("\\:" keeps
 # text() from reading :null as a bind parameter.)
 _FAST_PAYLOAD_SQL = """
 '{"action":"' || action || '","actor_id":' || coalesce(actor_id::text, 'null')
@@ -127,8 +127,8 @@ _PG_WINDOW = text(
 # For these queries only (SET LOCAL in a savepoint, see _scan_pg): the link by merge join; no partial
 # (parallel) scans inside a chunk, so the parallelism is the Parallel Append of whole chunks; room to
 # sort a chunk's (seq, hash) in memory (already in order: the sort only checks it); and no JIT, as
-# compiling these expressions in every worker of every window cost as much as it saved (measured), and
-# a plan of this cost would otherwise be inlined and optimised, which takes seconds.
+# compiling these expressions (once per chunk) in every worker of every window cost more than it saved
+# (measured), and a plan of this cost would otherwise be inlined and optimised, which takes seconds.
 _PG_SETTINGS = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_nestloop = off", "SET LOCAL jit = off",
                 "SET LOCAL min_parallel_index_scan_size = '1TB'", "SET LOCAL min_parallel_table_scan_size = '1TB'",
                 "SET LOCAL work_mem = '64MB'")

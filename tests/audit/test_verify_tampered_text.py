@@ -129,7 +129,8 @@ def test_a_broken_link_is_found_at_and_across_window_edges(db_session, where):
     unprotect()
     first = start + 1 + (-start) % 3  # windows of 3 start at 1, 4, 7, ...
     target = {"first of a window": first, "inside a window": first + 1, "last of a window": first + 2}[where]
-    db.session.execute(text("UPDATE audit_events SET prev_hash = :h WHERE seq = :s"), {"h": b"\x01" * 32, "s": target})
+    db.session.execute(text("UPDATE audit_events SET prev_hash = :h WHERE seq = :s"),
+                       {"h": b"\x01" * 32, "s": target})
     for step in (3, 16, 24, 1_000_000):  # windows of 3; chunks of 2 and 3 inside windows of 16 and 24
         result = verify(db.session, pg_step=step)
         assert not result.ok and result.first_bad_seq == target and "follow" in result.problem
@@ -196,7 +197,8 @@ def test_random_damage_is_named_alike_by_sql_and_by_the_python_walk(db_session):
             else:
                 t = rng.randint(top - 39, top)
                 if t != s:
-                    db.session.execute(text("UPDATE audit_events SET seq = -seq WHERE seq IN (:s, :t)"), {"s": s, "t": t})
+                    db.session.execute(text("UPDATE audit_events SET seq = -seq WHERE seq IN (:s, :t)"),
+                                       {"s": s, "t": t})
                     db.session.execute(text("UPDATE audit_events SET seq = CASE WHEN seq = -:s THEN :t ELSE :s END "
                                             "WHERE seq IN (-:s, -:t)"), {"s": s, "t": t})
         walked = _scan_python(db.session, 1, GENESIS, top, 7, None)

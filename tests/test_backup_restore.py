@@ -11,15 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from referral import create_app
-from referral.accounts.services import NewUser, create_user
 from referral.audit.models import AuditEvent
 from referral.extensions import db
-from referral.reference.models import Area, AreaKind, Organisation, OrganisationKind, Unit
 from referral.referrals import retention
 from referral.referrals.models import Referral, Status
 from referral.security.keyring import LocalKeyring
 from tests.conftest import IsolatedClient, app_settings, fresh_database
-from tests.referrals.helpers import canaries, submission
+from tests.referrals.helpers import canaries, committed_focal_point, submission
 
 PASSWORD = "backup drill passphrase"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -28,18 +26,8 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 @pytest.fixture(scope="module")
 def world(committed_app, tmp_path_factory):
     app = committed_app
-    with app.app_context():
-        area = Area(code="BK-D", name="Drill district", kind=AreaKind.district)
-        db.session.add_all([area, Unit(code="BK-U", name="Drill unit", areas=[area]),
-                            Organisation(code="BK-WG", name="Drill group", kind=OrganisationKind.womens_group,
-                                         areas=[area])])
-        db.session.flush()
-        create_user(None, NewUser(email="fp@drill.example", name="FP", role="focal_point", password=PASSWORD,
-                                  org="BK-WG"))
-        db.session.commit()
+    headers = committed_focal_point(app, "BK", PASSWORD)
     client = app.test_client()
-    token = client.post("/api/v1/auth/tokens", json={"email": "fp@drill.example", "password": PASSWORD}).get_json()
-    headers = {"Authorization": f"Bearer {token['token']}"}
     values = [canaries() for _ in range(3)]
     ids = []
     for v in values:

@@ -21,15 +21,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from referral.accounts.services import NewUser, create_user
 from referral.audit.models import AuditEvent
 from referral.audit.service import verify
 from referral.extensions import db
-from referral.reference.models import Area, AreaKind, Organisation, OrganisationKind, Unit
 from referral.referrals import crypto
 from referral.referrals.models import Referral
 from referral.services_dir.models import Consent
-from tests.referrals.helpers import canaries, submission
+from tests.referrals.helpers import canaries, committed_focal_point, submission
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "fault injection passphrase"
@@ -39,18 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def world(committed_app):
     app = committed_app
-    with app.app_context():
-        area = Area(code="FI-D", name="Fault district", kind=AreaKind.district)
-        db.session.add_all([area, Unit(code="FI-U", name="Fault unit", areas=[area]),
-                            Organisation(code="FI-WG", name="Fault group", kind=OrganisationKind.womens_group,
-                                         areas=[area])])
-        db.session.flush()
-        create_user(None, NewUser(email="fp@fault.example", name="FP", role="focal_point", password=PASSWORD,
-                                  org="FI-WG"))
-        db.session.commit()
-    token = app.test_client().post("/api/v1/auth/tokens", json={"email": "fp@fault.example",
-                                                                 "password": PASSWORD}).get_json()["token"]
-    return {"app": app, "headers": {"Authorization": f"Bearer {token}"}, "token": token}
+    return {"app": app, "headers": committed_focal_point(app, "FI", PASSWORD)}
 
 
 def counts():

@@ -48,3 +48,24 @@ def minimal(area: str) -> dict:
                                                         "forced_marriage", "denial_of_resources",
                                                         "psychological_abuse")}},
             "consent": {"police": True, "services": False, "sms_contact": False, "statistics": False}}
+
+
+def committed_focal_point(app, prefix: str, password: str) -> dict[str, str]:
+    """On an app with real commits: a district ``<prefix>-D`` with its unit and women's group, and a focal
+    point there; returns her bearer-token headers."""
+    from referral.accounts.services import NewUser, create_user
+    from referral.extensions import db
+    from referral.reference.models import Area, AreaKind, Organisation, OrganisationKind, Unit
+
+    email = f"fp@{prefix.lower()}.example"
+    with app.app_context():
+        area = Area(code=f"{prefix}-D", name=f"{prefix} district", kind=AreaKind.district)
+        db.session.add_all([area, Unit(code=f"{prefix}-U", name=f"{prefix} unit", areas=[area]),
+                            Organisation(code=f"{prefix}-WG", name=f"{prefix} group",
+                                         kind=OrganisationKind.womens_group, areas=[area])])
+        db.session.flush()
+        create_user(None, NewUser(email=email, name="FP", role="focal_point", password=password, org=f"{prefix}-WG"))
+        db.session.commit()
+    resp = app.test_client().post("/api/v1/auth/tokens", json={"email": email, "password": password})
+    assert resp.status_code == 201, resp.get_json()
+    return {"Authorization": f"Bearer {resp.get_json()['token']}"}

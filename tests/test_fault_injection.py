@@ -64,14 +64,14 @@ def test_a_connection_dropped_mid_submit_leaves_nothing_partial(world, monkeypat
     if where == "after the case row":
         from referral.services_dir import consent
 
-        original = consent.record_submission_consent
+        original = consent.insert_consents
 
         def cut(session, *args, **kwargs):  # type: ignore[no-untyped-def]
             session.flush()  # the case row is written
             drop_my_connection()
             return original(session, *args, **kwargs)
 
-        monkeypatch.setattr(consent, "record_submission_consent", cut)
+        monkeypatch.setattr(consent, "insert_consents", cut)
     else:
         from referral.audit import service
 

@@ -5,6 +5,7 @@ import enum
 
 from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table, UniqueConstraint, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 from referral.db import Base, code, intpk, name
 
@@ -79,8 +80,23 @@ class Area(Base):
         return chain
 
     @staticmethod
-    def by_code(session: Session, area_code: str) -> Area | None:
-        return session.scalar(select(Area).where(Area.code == area_code))
+    def by_code(session: Session, area_code: str, *, with_ancestors: bool = False) -> Area | None:
+        """The area with this code; ``with_ancestors``: its ancestors too, in the same query, so that
+        ``lineage()`` then walks parents already in the session (a many-to-one by primary key is answered
+        from the identity map) instead of loading them one at a time."""
+        if not with_ancestors:
+            return session.scalar(select(Area).where(Area.code == area_code))
+        # UNION, not UNION ALL: a parent cycle (refused by the loader, but a database can be edited by hand)
+        # ends the recursion instead of running forever; lineage() stops at the repeat as before.
+        tree = select(Area.id, Area.parent_id).where(Area.code == area_code).cte("tree", recursive=True)
+        tree = tree.union(select(Area.id, Area.parent_id).join(tree, Area.id == tree.c.parent_id))
+        found = {area.id: area for area in session.scalars(select(Area).join(tree, Area.id == tree.c.id))}
+        for area in found.values():
+            # Tie each to its parent as loaded (no change to flush): the chain keeps the ancestors alive in the
+            # session's weak identity map and lineage() reads them without a query.
+            if area.parent_id in found:
+                set_committed_value(area, "parent", found[area.parent_id])
+        return next((area for area in found.values() if area.code == area_code), None)
 
 
 class Unit(Base):

@@ -60,17 +60,24 @@ def missing_certifications(session: Session, officer: User, referral: Referral, 
 def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
                       exclude: Iterable[int] = ()) -> list[User]:
     """Active officers of ``unit`` who can sign in (set up by their holder), currently certified for this
-    case, of the asked gender and language."""
+    case, of the asked gender and language.
+
+    One query: each officer comes with the number of courses this case requires that they hold no current
+    certification for (what ``missing_certifications`` names), so eligibility is that number being 0.
+    """
     excluded = set(exclude)
-    officers = session.scalars(select(User).where(User.unit_id == unit.id, User.role == Role.officer,
-                                                  User.active.is_(True), User.enrolment_pending.is_(False))
-                               .order_by(User.id)).all()
-    candidates = [o for o in officers if o.id not in excluded
-                  and not (referral.officer_gender == "female" and o.gender is not Gender.female)
-                  and not (referral.survivor_language and referral.survivor_language not in o.language_list)]
-    courses = required_courses(session, referral)
-    held = _certified(session, [o.id for o in candidates], courses, today)
-    return [o for o in candidates if all(course.id in held[o.id] for course in courses)]
+    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if "child" in referral.flag_list else [])
+    current = (select(Certification.id).where(Certification.user_id == User.id, Certification.course_id == Course.id,
+                                              Certification.completed_on <= today, Certification.expires_on > today)
+               .correlate(User, Course).exists())  # two levels down: say so, or it would join users again
+    missing = (select(func.count()).select_from(Course).where(Course.required_for.in_(wanted), ~current)
+               .correlate(User).scalar_subquery())
+    rows = session.execute(select(User, missing).where(User.unit_id == unit.id, User.role == Role.officer,
+                                                       User.active.is_(True), User.enrolment_pending.is_(False))
+                           .order_by(User.id)).all()
+    return [o for o, lacking in rows if not lacking and o.id not in excluded
+            and not (referral.officer_gender == "female" and o.gender is not Gender.female)
+            and not (referral.survivor_language and referral.survivor_language not in o.language_list)]
 
 
 def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:
@@ -130,7 +137,6 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
     offers = [Offer(referral_id=referral.id, officer_id=o.id, offered_at=now, deadline=deadline) for o in officers]
     session.add_all(offers)
     referral.status = Status.offered
-    session.flush()
     record(session, actor, "referral.offer", object_type="referral", object_id=referral.id,
            reason=f"offered to {len(offers)} officer(s) in {unit.code}, deadline {deadline.isoformat()}")
     events.offered(session, referral, officers)

@@ -47,7 +47,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     """
     now = now or utcnow()
     require(actor, Permission.REFERRAL_SUBMIT)
-    area = Area.by_code(session, data["area"])
+    area = Area.by_code(session, data["area"], with_ancestors=True)  # routing and the standard walk its lineage
     if area is None:
         raise ValidationFailed(fields={"area": ["No area has this code."]})
     if data["incident"].get("date") and data["incident"]["date"] > now.date():
@@ -73,7 +73,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     local_unit = routing.covering_unit(session, area)
     unit = routing.covering_unit(session, area, exclude=local_unit.id) if police_suspect and local_unit else local_unit
     referral = Referral(
+        # The keys as well as the objects: the case is flushed late, and routing, alerts and notifications
+        # read ``unit_id`` before then.
         id=new_id(), reference=reference, area=area, unit=unit, submitter=actor, created_at=now,
+        area_id=area.id, unit_id=unit.id if unit else None, submitter_id=actor.id,
         gbv_type=gbv_type.value, flags=",".join(flags), suspect_is_police=police_suspect,
         age_group=survivor["age_group"], sex=survivor.get("sex"), disability=survivor.get("disability"),
         survivor_language=survivor.get("language"),
@@ -100,19 +103,22 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     referral.survivor_phone_bidx = blind_index(index_key, "phone", phone) if phone else None
     if perpetrator.get("name"):
         referral.perpetrator_bidx = blind_index(index_key, "perpetrator", normalise_identifier(perpetrator["name"]))
+    # Not flushed yet: on the usual path the case is inserted once, already routed, when the request commits
+    # (an INSERT and then an UPDATE of its status cost a statement and a flush more). Its id is ours already.
     session.add(referral)
-    session.flush()
     record(session, actor, "referral.create", object_type="referral", object_id=referral.id,
            fields=[p for p, v in values.items() if v is not None])
     from referral.services_dir import consent as consent_records
     from referral.services_dir.services import coordinator_for, suggest_health_referral
 
-    consent_records.record_submission_consent(session, actor, referral, data["consent"], now)
+    consents = consent_records.submission_consent_rows(actor, referral, data["consent"], now)
     if "clinical_urgent" in flags:
         suggest_health_referral(session, referral)
     if not data["consent"]["police"]:
         # No police consent: the police never see this case; the area's coordinating provider does.
-        referral.unit_id, referral.status = None, Status.services_only
+        consent_records.insert_consents(session, consents)  # the coordinator is chosen by them
+        consents = []
+        referral.unit, referral.unit_id, referral.status = None, None, Status.services_only
         coordinator = coordinator_for(session, area)
         referral.coordinator_id = coordinator.id if coordinator else None
         session.flush()
@@ -128,7 +134,12 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         routing.escalate(session, referral, now=now, reason="suspect is a police officer: sent to another unit",
                          coverage_gap=unit is None, actor=actor)
     else:
-        routing.route(session, referral, now=now, actor=actor, first=True)
+        # Choosing the officer reads officers, courses, certifications and case loads: nothing the new case,
+        # its consents or a suggested service referral change, so those queries need not flush them first.
+        with session.no_autoflush:
+            routing.route(session, referral, now=now, actor=actor, first=True)
+    # Last, in one statement: the insert flushes the case, already routed, before them.
+    consent_records.insert_consents(session, consents)
     return referral
 
 

@@ -101,3 +101,5 @@ class Alert(Base):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
     created_at: Mapped[created_at]
     resolved_at: Mapped[dt.datetime | None]
+
+    referral: Mapped[Referral | None] = relationship()  # and: a new case is inserted before it in the same flush

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
@@ -32,12 +32,20 @@ def scopes_from_submission(consent: dict[str, Any]) -> dict[str, bool]:
     return scopes
 
 
-def record_submission_consent(session: Session, actor: User, referral: Referral, consent: dict[str, Any],
-                              now: dt.datetime) -> None:
+def submission_consent_rows(actor: User, referral: Referral, consent: dict[str, Any],
+                            now: dt.datetime) -> list[dict[str, Any]]:
+    """The consent records a submission states, one per scope, for ``insert_consents``."""
     given_by = GivenBy(consent.get("given_by") or "survivor")
-    for scope, granted in scopes_from_submission(consent).items():
-        session.add(Consent(referral_id=referral.id, scope=scope, granted=granted, given_by=given_by,
-                            recorded_by_id=actor.id, recorded_at=now))
+    return [{"referral_id": referral.id, "scope": scope, "granted": granted, "given_by": given_by,
+             "recorded_by_id": actor.id, "recorded_at": now}
+            for scope, granted in scopes_from_submission(consent).items()]
+
+
+def insert_consents(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert consent records in one statement, without loading them back (nothing in the request needs
+    them as objects; ``current`` and ``latest_by_scope`` read the table). Flushes pending changes first."""
+    if rows:
+        session.execute(insert(Consent), rows)
 
 
 def current(session: Session, referral_id: str, scope: str) -> Consent | None:

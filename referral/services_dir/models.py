@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.db import Base, created_at, intpk
 from referral.reference.models import Organisation, enum_column
-from referral.referrals.models import new_id
+from referral.referrals.models import Referral, new_id
 
 
 class GivenBy(enum.StrEnum):
@@ -34,6 +34,9 @@ class Consent(Base):
     expires_at: Mapped[dt.datetime | None]
     withdrawn_at: Mapped[dt.datetime | None]
     reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # an override's reason: case text
+
+    # Also what tells a flush to insert the case before its consents when both are new in one flush.
+    referral: Mapped[Referral] = relationship()
 
 
 class ServiceReferralStatus(enum.StrEnum):
@@ -72,3 +75,4 @@ class ServiceReferral(Base):
     responded_at: Mapped[dt.datetime | None]
 
     provider: Mapped[Organisation] = relationship()
+    referral: Mapped[Referral] = relationship()  # and: a new case is inserted before it in the same flush

@@ -128,7 +128,12 @@ def standard_for(session: Session, country: str, on: dt.date) -> Standard | None
     candidates = session.scalars(select(Standard).where(Standard.effective_from <= on)
                                  .order_by(Standard.version.desc(), Standard.id.desc())).all()
     own = [s for s in candidates if country in s.countries.split(",")]
-    if own:
-        return own[0]
     fallback = [s for s in candidates if not s.countries]
-    return fallback[0] if fallback else None
+    chosen = own[0] if own else fallback[0] if fallback else None
+    if chosen is not None:
+        # A loaded version never changes: judging the case at commit reads its body from here, not again.
+        session.info.setdefault(STANDARD_BODIES, {})[chosen.id] = chosen.body
+    return chosen
+
+
+STANDARD_BODIES = "standards.bodies"  # session.info: {standard id: body} of standards this session loaded

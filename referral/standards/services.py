@@ -89,14 +89,20 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
         urgent=urgent(flags), actions=actions)
 
 
-def bulk_facts(session: Any, ids: list[str]) -> list[tuple[Any, Any, Any]]:
-    """(case row, facts, parsed standard) for the cases ``ids``, in three queries, not three per case.
+def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
+        -> list[tuple[Any, Any, Any]]:
+    """(case row, facts, parsed standard) for the cases ``ids``, in at most three queries, not three per case.
 
     The row holds the de-identified columns a standard judges, and the case's unit and officer: judging
     never touches sealed data. Every write that changes a case comes through here (step statuses), so the
-    statements are built once and run on the connection, past the ORM.
+    statements are built once and run on the connection, past the ORM. ``without_actions``: cases the
+    caller knows have no actions (created in this transaction, none recorded since), not asked for.
+    Standards already in the session (the submission just chose one) are not read again: a loaded
+    version never changes.
     """
     from collections import defaultdict
+
+    from referral.standards.loader import STANDARD_BODIES
 
     if not ids:
         return []
@@ -104,11 +110,20 @@ def bulk_facts(session: Any, ids: list[str]) -> list[tuple[Any, Any, Any]]:
     connection = session.connection()
     cases = connection.execute(cases_sql, {"ids": ids}).all()
     actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for referral_id, kind, when in connection.execute(actions_sql, {"ids": ids}):
-        actions[referral_id].append((kind.value, when))
-    wanted = list({case.standard_id for case in cases} - {None})
-    bodies = {sid: parsed_standard(body) for sid, body in connection.execute(standards_sql, {"ids": wanted})} \
-        if wanted else {}
+    asked = [i for i in ids if i not in without_actions]
+    if asked:
+        for referral_id, kind, when in connection.execute(actions_sql, {"ids": asked}):
+            actions[referral_id].append((kind.value, when))
+    known = session.info.get(STANDARD_BODIES, {})
+    bodies: dict[int, Any] = {}
+    wanted = []
+    for sid in {case.standard_id for case in cases} - {None}:
+        if sid in known:
+            bodies[sid] = parsed_standard(known[sid])
+        else:
+            wanted.append(sid)
+    if wanted:
+        bodies.update({sid: parsed_standard(body) for sid, body in connection.execute(standards_sql, {"ids": wanted})})
     return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ()))), bodies.get(case.standard_id))
             for case in cases]
 

@@ -33,6 +33,7 @@ STEP_COLUMNS = ("referral_id", "step_code", "standard_id", "status", "due_at", "
                 "unit_id", "officer_id", "submitted_at")
 TIMING_COLUMNS = ("referral_id", "unit_id", "submitted_at", "to_accept_us", "to_contact_us")
 _PENDING = "standards.step_statuses.pending"  # session.info: {case id: True if the case is new}
+_ACTED = "standards.step_statuses.acted"  # session.info: ids of cases whose actions changed since the last sync
 _BATCH = 1000
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -61,6 +62,7 @@ def _note_deleted(session: Session, _flush_context: Any, _instances: Any) -> Non
     for obj in session.deleted:
         for case_id in _changed_cases(obj, whole=True):
             pending.setdefault(case_id, False)
+            _note_actions(session, obj, case_id)
 
 
 @event.listens_for(Session, "after_flush")
@@ -73,9 +75,17 @@ def _note_changed_cases(session: Session, _flush_context: Any) -> None:
                 pending[case_id] = True
             else:
                 pending.setdefault(case_id, False)
+                _note_actions(session, obj, case_id)
     for obj in session.dirty:
         for case_id in _changed_cases(obj, whole=False):
             pending.setdefault(case_id, False)  # True stays: no sync since the case was created, so no rows
+            _note_actions(session, obj, case_id)
+
+
+def _note_actions(session: Session, obj: Any, case_id: str) -> None:
+    # A case created in this transaction with no action noted since has none: sync need not ask for them.
+    if isinstance(obj, CaseAction):
+        session.info.setdefault(_ACTED, set()).add(case_id)
 
 
 @event.listens_for(Session, "before_commit")
@@ -88,19 +98,22 @@ def _judge_changed_cases(session: Session) -> None:
 def _forget_on_end(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the whole transaction ended: committed, or rolled back with its changes
         session.info.pop(_PENDING, None)
+        session.info.pop(_ACTED, None)
 
 
 def sync(session: Session) -> None:
     """Flush, then judge again every case this transaction changed; readers of the rows call this first."""
     session.flush()
     pending: dict[str, bool] = session.info.pop(_PENDING, None) or {}
+    acted: set[str] = session.info.pop(_ACTED, None) or set()
     ids = sorted(pending)
     for start in range(0, len(ids), _BATCH):
         chunk = ids[start:start + _BATCH]
         if not all(pending[i] for i in chunk):  # a case created in this transaction has no rows yet
             for statement in _delete_statements():
                 session.connection().execute(statement, {"ids": chunk})
-        steps, timings = _rows(session, chunk)
+        steps, timings = _rows(session, chunk, without_actions=frozenset(
+            i for i in chunk if pending[i] and i not in acted))
         _insert(session, StepStatus, STEP_COLUMNS, steps)
         _insert(session, CaseTiming, TIMING_COLUMNS, timings)
 
@@ -115,6 +128,7 @@ def rebuild(session: Session, *, batch: int = 5000) -> dict[str, int]:
     """Judge every case again from scratch (after a bulk load, or to repair); the caller commits."""
     session.flush()
     session.info.pop(_PENDING, None)
+    session.info.pop(_ACTED, None)
     for table in (StepStatus.__table__, CaseTiming.__table__):
         session.execute(table.delete())
     counts = {"cases": 0, "step_statuses": 0, "case_timings": 0}
@@ -133,13 +147,14 @@ def rebuild(session: Session, *, batch: int = 5000) -> dict[str, int]:
     return counts
 
 
-def _rows(session: Session, ids: list[str]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def _rows(session: Session, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
+        -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The step and timing rows of these cases, in STEP_COLUMNS and TIMING_COLUMNS order."""
     from referral.standards.services import bulk_facts
 
     steps: list[tuple[Any, ...]] = []
     timings: list[tuple[Any, ...]] = []
-    for case, facts, standard in bulk_facts(session, ids):
+    for case, facts, standard in bulk_facts(session, ids, without_actions=without_actions):
         if facts.accepted_at is not None:
             contact = next((when for kind, when in facts.actions if kind == "contact_made"), None)
             to_accept = (facts.accepted_at - facts.submitted_at) // _MICROSECOND

@@ -359,3 +359,27 @@ def test_all_declined_is_an_escalation_not_a_coverage_gap(client, place, people,
     post(client, case["id"], "decline", second_h, {"reason": "workload"})
     assert db.session.get(Referral, case["id"]).status.value == "escalated"
     assert db.session.scalar(select(Alert).where(Alert.referral_id == case["id"])) is None
+
+
+def test_a_routed_submission_is_inserted_once_already_offered(client, place, people, officers):
+    """The case, its consents, offer and message go in with the request's one flush: no INSERT of a case
+    still "new" followed by an UPDATE to "offered" (issue 10: a statement and a flush fewer per submission)."""
+    from sqlalchemy import event
+
+    seen = []
+
+    def note(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()).lower())
+
+    engine = db.session.get_bind()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        case = submit(client, people["focal"][1], submission(place["district"].code))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert case["status"] == "offered"
+    assert not [s for s in seen if s.startswith("update referrals")]
+    assert len([s for s in seen if s.startswith("insert into referrals")]) == 1
+    stored = db.session.get(Referral, case["id"])
+    assert stored.status.value == "offered" and stored.unit_id == place["unit"].id
+    assert [o.officer_id for o in offers_of(case["id"])] in ([o.id] for o, _h in officers)

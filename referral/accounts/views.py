@@ -27,7 +27,7 @@ def _with_link(user, link: IssuedLink) -> dict:  # type: ignore[no-untyped-def]
 @api.post("/auth/tokens")
 @public
 def create_token():  # type: ignore[no-untyped-def]
-    data = load_json(TokenRequest())
+    data = load_json(TokenRequest)
     try:
         user = auth.authenticate(data["email"], data["password"], data.get("otp"))
     except auth.AuthFailed:
@@ -57,7 +57,7 @@ def me():  # type: ignore[no-untyped-def]
 @api.post("/admin/users")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_create_user():  # type: ignore[no-untyped-def]
-    data = load_json(UserCreate())
+    data = load_json(UserCreate)
     user, link = services.invite_user(acting_user(), services.NewUser(**data))
     db.session.commit()
     return jsonify(_with_link(user, link)), 201
@@ -66,7 +66,7 @@ def admin_create_user():  # type: ignore[no-untyped-def]
 @api.get("/admin/users")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_list_users():  # type: ignore[no-untyped-def]
-    args = load_args(UserListArgs())
+    args = load_args(UserListArgs)
     items, total = services.list_users(acting_user(), page=args["page"], per_page=args["per_page"], role=args["role"])
     body = page_body(user_out.dump(items, many=True), page=args["page"], per_page=args["per_page"], total=total)
     db.session.commit()

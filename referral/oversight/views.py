@@ -47,7 +47,7 @@ class StatsArgs(Schema):
 @api.get("/audit")
 @requires(Permission.AUDIT_READ)
 def audit_search():  # type: ignore[no-untyped-def]
-    args = load_args(AuditSearchArgs())
+    args = load_args(AuditSearchArgs)
     page, per_page = args.pop("page"), args.pop("per_page")
     items, total = services.search_audit(db.session, acting_user(), args, page=page, per_page=per_page)
     db.session.commit()
@@ -57,7 +57,7 @@ def audit_search():  # type: ignore[no-untyped-def]
 @api.get("/audit/export.csv")
 @requires(Permission.AUDIT_READ)
 def audit_export():  # type: ignore[no-untyped-def]
-    args = load_args(AuditFilters())
+    args = load_args(AuditFilters)
     body = services.export_audit_csv(db.session, acting_user(), args)
     db.session.commit()
     return Response(body, mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=audit.csv"})
@@ -74,7 +74,7 @@ def case_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/break-glass")
 @requires(Permission.BREAK_GLASS)
 def break_glass():  # type: ignore[no-untyped-def]
-    data = load_json(BreakGlassIn())
+    data = load_json(BreakGlassIn)
     hours = data["hours"] or current_app.config["BREAK_GLASS_DEFAULT_HOURS"]
     grant = services.open_break_glass(db.session, acting_user(), data["case_id"], data["justification"], hours)
     db.session.commit()
@@ -92,7 +92,7 @@ def break_glass_queue():  # type: ignore[no-untyped-def]
 @api.post("/break-glass/<int:grant_id>/review")
 @requires(Permission.BREAK_GLASS)
 def break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
-    data = load_json(ReviewIn())
+    data = load_json(ReviewIn)
     grant = services.review_break_glass(db.session, acting_user(), grant_id, data["outcome"])
     db.session.commit()
     return jsonify(id=grant.id, review_outcome=grant.review_outcome)
@@ -112,7 +112,7 @@ def stats_deidentified():  # type: ignore[no-untyped-def]
     from referral.audit.service import record
     from referral.db import utcnow
 
-    args = load_args(StatsArgs())
+    args = load_args(StatsArgs)
     report = statistics.deidentified(db.session, since=args["since"], until=args["until"], now=utcnow())
     record(db.session, acting_user(), "stats.deidentified", object_type="statistics")
     db.session.commit()

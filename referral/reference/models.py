@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import enum
+import functools
+from typing import Any
 
-from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table, UniqueConstraint, false, select
+from sqlalchemy import Boolean, Column, Enum, ForeignKey, String, Table, UniqueConstraint, bindparam, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -86,17 +88,24 @@ class Area(Base):
         from the identity map) instead of loading them one at a time."""
         if not with_ancestors:
             return session.scalar(select(Area).where(Area.code == area_code))
-        # UNION, not UNION ALL: a parent cycle (refused by the loader, but a database can be edited by hand)
-        # ends the recursion instead of running forever; lineage() stops at the repeat as before.
-        tree = select(Area.id, Area.parent_id).where(Area.code == area_code).cte("tree", recursive=True)
-        tree = tree.union(select(Area.id, Area.parent_id).join(tree, Area.id == tree.c.parent_id))
-        found = {area.id: area for area in session.scalars(select(Area).join(tree, Area.id == tree.c.id))}
+        found = {area.id: area for area in session.scalars(_with_ancestors(), {"code": area_code})}
         for area in found.values():
             # Tie each to its parent as loaded (no change to flush): the chain keeps the ancestors alive in the
             # session's weak identity map and lineage() reads them without a query.
             if area.parent_id in found:
                 set_committed_value(area, "parent", found[area.parent_id])
         return next((area for area in found.values() if area.code == area_code), None)
+
+
+@functools.cache
+def _with_ancestors() -> Any:
+    """The area with the code ``:code`` and its ancestors (built once: building it costs more than running it).
+
+    UNION, not UNION ALL: a parent cycle (refused by the loader, but a database can be edited by hand) ends
+    the recursion instead of running forever; lineage() stops at the repeat as before."""
+    tree = select(Area.id, Area.parent_id).where(Area.code == bindparam("code")).cte("tree", recursive=True)
+    tree = tree.union(select(Area.id, Area.parent_id).join(tree, Area.id == tree.c.parent_id))
+    return select(Area).join(tree, Area.id == tree.c.id)
 
 
 class Unit(Base):

@@ -32,7 +32,7 @@ def organisation_out(org: Organisation) -> dict[str, Any]:
 
 
 def _listing(lister: Any, dump: Any):  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs())
+    args = load_args(PageArgs)
     items, total = lister(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     body = page_body([dump(item) for item in items], page=args["page"], per_page=args["per_page"], total=total)
     db.session.commit()

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Date, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Gender, Role, User
@@ -19,15 +21,32 @@ from referral.standards.models import Certification, Course, CourseRequirement
 OPEN_CASE_STATES = (Status.accepted, Status.in_progress)
 
 
+@functools.cache
+def _units_covering(excluding: bool) -> Any:
+    # Built once per variant: every submission asks (the statements below are run as often).
+    query = (select(unit_areas.c.area_id, Unit).join(Unit, Unit.id == unit_areas.c.unit_id)
+             .where(unit_areas.c.area_id.in_(bindparam("areas", expanding=True)), Unit.active.is_(True)))
+    if excluding:
+        query = query.where(Unit.id != bindparam("exclude"))
+    return query.order_by(Unit.id)
+
+
+@functools.cache
+def _open_case_loads() -> Any:
+    return (select(Referral.assigned_officer_id, func.count())
+            .where(Referral.assigned_officer_id.in_(bindparam("officers", expanding=True)),
+                   Referral.status.in_(OPEN_CASE_STATES))
+            .group_by(Referral.assigned_officer_id))
+
+
 def covering_unit(session: Session, area: Area, *, exclude: int | None = None) -> Unit | None:
     """The unit covering ``area`` or its nearest ancestor (optionally not ``exclude``), in one query."""
     places = area.lineage()
-    query = (select(unit_areas.c.area_id, Unit).join(Unit, Unit.id == unit_areas.c.unit_id)
-             .where(unit_areas.c.area_id.in_([p.id for p in places]), Unit.active.is_(True)))
+    params: dict[str, Any] = {"areas": [p.id for p in places]}
     if exclude is not None:
-        query = query.where(Unit.id != exclude)
+        params["exclude"] = exclude
     found: dict[int, Unit] = {}
-    for area_id, unit in session.execute(query.order_by(Unit.id)):
+    for area_id, unit in session.execute(_units_covering(exclude is not None), params):
         found.setdefault(area_id, unit)
     return next((found[p.id] for p in places if p.id in found), None)
 
@@ -66,26 +85,34 @@ def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today
     certification for (what ``missing_certifications`` names), so eligibility is that number being 0.
     """
     excluded = set(exclude)
-    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if "child" in referral.flag_list else [])
-    current = (select(Certification.id).where(Certification.user_id == User.id, Certification.course_id == Course.id,
-                                              Certification.completed_on <= today, Certification.expires_on > today)
-               .correlate(User, Course).exists())  # two levels down: say so, or it would join users again
-    missing = (select(func.count()).select_from(Course).where(Course.required_for.in_(wanted), ~current)
-               .correlate(User).scalar_subquery())
-    rows = session.execute(select(User, missing).where(User.unit_id == unit.id, User.role == Role.officer,
-                                                       User.active.is_(True), User.enrolment_pending.is_(False))
-                           .order_by(User.id)).all()
+    rows = session.execute(_officers_with_missing_courses("child" in referral.flag_list),
+                           {"unit_id": unit.id, "today": today}).all()
     return [o for o, lacking in rows if not lacking and o.id not in excluded
             and not (referral.officer_gender == "female" and o.gender is not Gender.female)
             and not (referral.survivor_language and referral.survivor_language not in o.language_list)]
 
 
+@functools.cache
+def _officers_with_missing_courses(child: bool) -> Any:
+    """Officers of the unit ``:unit_id`` who can sign in, each with the number of courses a case needs
+    (a child's case: the child course too) they hold no certification current on ``:today`` for. Built
+    once per kind of case."""
+    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if child else [])
+    today = bindparam("today", type_=Date())
+    current = (select(Certification.id).where(Certification.user_id == User.id, Certification.course_id == Course.id,
+                                              Certification.completed_on <= today, Certification.expires_on > today)
+               .correlate(User, Course).exists())  # two levels down: say so, or it would join users again
+    missing = (select(func.count()).select_from(Course).where(Course.required_for.in_(wanted), ~current)
+               .correlate(User).scalar_subquery())
+    return (select(User, missing).where(User.unit_id == bindparam("unit_id"), User.role == Role.officer,
+                                        User.active.is_(True), User.enrolment_pending.is_(False))
+            .order_by(User.id))
+
+
 def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:
     if not officer_ids:
         return {}
-    rows = session.execute(select(Referral.assigned_officer_id, func.count()).where(
-        Referral.assigned_officer_id.in_(officer_ids), Referral.status.in_(OPEN_CASE_STATES))
-        .group_by(Referral.assigned_officer_id)).all()
+    rows = session.execute(_open_case_loads(), {"officers": officer_ids}).all()
     loads = dict.fromkeys(officer_ids, 0)
     loads.update({officer_id: count for officer_id, count in rows})
     return loads

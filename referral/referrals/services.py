@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import secrets
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from referral.accounts.models import User
@@ -63,7 +64,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
             raise ValidationFailed(fields={"survivor": {"phone": [str(exc)]}}) from None
 
     reference = new_reference()
-    while session.scalar(select(func.count()).select_from(Referral).where(Referral.reference == reference)):
+    while session.scalar(_statement("reference_taken"), {"reference": reference}):
         reference = new_reference()
     gbv_type = classify(incident["answers"])
     flags = derive_flags(gbv_type=gbv_type, age_group=survivor["age_group"], relationship=perpetrator.get("relationship"),
@@ -143,12 +144,14 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     return referral
 
 
+_FULL_CASE = (joinedload(Referral.area), joinedload(Referral.unit), joinedload(Referral.notes))
+
+
 def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
     """The case and how much ``actor`` may see of it; a case they may not see is 404 and a denied event."""
     case_id = parse_case_id(referral_id)
     # The area, unit and notes every full read shows, loaded with the case rather than one by one.
-    referral = session.get(Referral, case_id, options=[joinedload(Referral.area), joinedload(Referral.unit),
-                                                       joinedload(Referral.notes)]) if case_id else None
+    referral = session.get(Referral, case_id, options=_FULL_CASE) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
@@ -159,11 +162,9 @@ def load_visible(session: Session, actor: User, referral_id: str, action: str) -
 
 def summary_view(session: Session, referral: Referral) -> dict[str, Any]:
     """What an officer needs to decide on an offer: no names, no story."""
-    from referral.referrals.workflow_models import Offer, OfferStatus
-
     # Open offers exist only while the case is on offer: no query otherwise.
-    deadline = session.scalar(select(func.min(Offer.deadline)).where(
-        Offer.referral_id == referral.id, Offer.status == OfferStatus.open)) if referral.status is Status.offered else None
+    deadline = session.scalar(_statement("accept_by"), {"id": referral.id}) \
+        if referral.status is Status.offered else None
     return {"gbv_type": referral.gbv_type, "flags": referral.flag_list, "area": referral.area.code,
             "age_group": referral.age_group, "accept_by": deadline.isoformat() if deadline else None,
             "assigned_officer_id": referral.assigned_officer_id}
@@ -233,6 +234,31 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
 NEWEST = (Referral.created_at.desc(), Referral.id.desc())
 
 
+@functools.cache
+def _statement(name: str) -> Any:
+    """Statements every submission or full read runs, built once (building one cost about as much as
+    running it); ``:id`` is the case."""
+    from referral.referrals.workflow_models import CaseAction, Offer, OfferStatus
+
+    case = bindparam("id")
+    if name == "reference_taken":
+        return select(func.count()).select_from(Referral).where(Referral.reference == bindparam("reference"))
+    if name == "accept_by":
+        return select(func.min(Offer.deadline)).where(Offer.referral_id == case, Offer.status == OfferStatus.open)
+    if name == "actions":
+        return select(CaseAction).where(CaseAction.referral_id == case).order_by(CaseAction.created_at, CaseAction.id)
+    if name == "protection_orders":
+        return select(ProtectionOrder).where(ProtectionOrder.referral_id == case).order_by(ProtectionOrder.id)
+    # Related cases by blind index. The same survivor reported twice counts within a window of time;
+    # repeat perpetrators have none. The most recent matches are enough to prompt a person to look; a
+    # prolific perpetrator must not make every read of every one of their cases slower.
+    column = {"same_phone": Referral.survivor_phone_bidx, "same_perpetrator": Referral.perpetrator_bidx}[name]
+    query = select(Referral).where(column == bindparam("value"), Referral.id != case)
+    if name == "same_phone":
+        query = query.where(Referral.created_at >= bindparam("since"), Referral.created_at <= bindparam("until"))
+    return query.order_by(Referral.created_at.desc()).limit(RELATED_LIMIT)
+
+
 def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
     """Cases the actor may see, newest first, stage only (no decryption in lists)."""
     require(actor, Permission.REFERRAL_READ)
@@ -291,12 +317,10 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
 
 
 def action_timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
-    from referral.referrals.workflow_models import CaseAction
     from referral.security.sealed import open_field
 
     out = []
-    for action in session.scalars(select(CaseAction).where(CaseAction.referral_id == referral.id)
-                                  .order_by(CaseAction.created_at, CaseAction.id)):
+    for action in session.scalars(_statement("actions"), {"id": referral.id}):
         note = None
         if action.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(action.note_sealed), case_id=referral.id, table="case_actions",
@@ -308,8 +332,7 @@ def action_timeline(session: Session, referral: Referral, data_key: bytes | None
 
 def protection_orders(session: Session, referral: Referral) -> list[dict[str, Any]]:
     return [{"issued_on": o.issued_on.isoformat(), "expires_on": o.expires_on.isoformat(), "extensions": o.extensions}
-            for o in session.scalars(select(ProtectionOrder).where(ProtectionOrder.referral_id == referral.id)
-                                     .order_by(ProtectionOrder.id))]
+            for o in session.scalars(_statement("protection_orders"), {"id": referral.id})]
 
 
 RELATED_LIMIT = 50
@@ -327,13 +350,10 @@ def related_cases(session: Session, actor: User, referral: Referral) -> dict[str
         value = getattr(referral, column.key)
         if value is None:
             continue
-        query = select(Referral).where(column == value, Referral.id != referral.id)
-        if key == "same_phone":  # the same survivor reported twice; repeat perpetrators have no window
-            query = query.where(Referral.created_at >= referral.created_at - window,
-                                Referral.created_at <= referral.created_at + window)
-        # The most recent matches are enough to prompt a person to look; a prolific perpetrator must not
-        # make every read of every one of their cases slower.
-        for other in session.scalars(query.order_by(Referral.created_at.desc()).limit(RELATED_LIMIT)):
+        params = {"value": value, "id": referral.id}
+        if key == "same_phone":
+            params.update(since=referral.created_at - window, until=referral.created_at + window)
+        for other in session.scalars(_statement(key), params):
             if case_view(actor, other) is CaseView.CONTENT:
                 found[key].append(other.reference)
     return found

@@ -14,7 +14,7 @@ from referral.security.permissions import Permission, requires
 @api.post("/referrals")
 @requires(Permission.REFERRAL_SUBMIT)
 def submit_referral():  # type: ignore[no-untyped-def]
-    data = load_json(Submission())
+    data = load_json(Submission)
     referral = services.create_referral(db.session, acting_user(), data)
     body = jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
                    gbv_type=referral.gbv_type, flags=referral.flag_list)  # before the commit expires the row
@@ -25,7 +25,7 @@ def submit_referral():  # type: ignore[no-untyped-def]
 @api.get("/referrals")
 @requires(Permission.REFERRAL_READ)
 def list_referrals():  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs())
+    args = load_args(PageArgs)
     items, total = services.list_referrals(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     db.session.commit()
     return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
@@ -42,7 +42,7 @@ def read_referral(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/information")
 @requires(Permission.REFERRAL_ADD_INFORMATION)
 def add_information(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(NoteIn())
+    data = load_json(NoteIn)
     note = services.add_information(db.session, acting_user(), referral_id, data["text"])
     db.session.commit()
     return jsonify(id=note.id, created_at=note.created_at.isoformat()), 201
@@ -59,7 +59,7 @@ def _optional_body() -> None:
     from flask import request
 
     if request.get_data():
-        load_json(EmptyIn())
+        load_json(EmptyIn)
 
 
 @api.get("/referrals/<referral_id>/compliance")
@@ -84,7 +84,7 @@ def accept(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/decline")
 @requires(Permission.REFERRAL_ACCEPT)
 def decline(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(DeclineIn())
+    data = load_json(DeclineIn)
     referral = workflow.decline(db.session, acting_user(), referral_id, data["reason"])
     db.session.commit()
     return jsonify(id=referral.id, reference=referral.reference, status="declined")
@@ -93,7 +93,7 @@ def decline(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/recuse")
 @requires(Permission.REFERRAL_ACCEPT)
 def recuse(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(DeclineIn())
+    data = load_json(DeclineIn)
     workflow.recuse(db.session, acting_user(), referral_id, data["reason"])
     db.session.commit()
     return "", 204
@@ -102,7 +102,7 @@ def recuse(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/actions")
 @requires(Permission.REFERRAL_WORK)
 def add_action(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(ActionIn())
+    data = load_json(ActionIn)
     action = workflow.add_action(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(id=action.id, type=action.type.value, created_at=action.created_at.isoformat()), 201
@@ -111,7 +111,7 @@ def add_action(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/close")
 @requires(Permission.REFERRAL_WORK)
 def close(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(CloseIn())
+    data = load_json(CloseIn)
     referral = workflow.close(db.session, acting_user(), referral_id, data["outcome"])
     db.session.commit()
     return _state(referral)
@@ -139,7 +139,7 @@ def _decide_closure(referral_id: str, *, approve: bool):  # type: ignore[no-unty
 @api.post("/referrals/<referral_id>/reassign")
 @requires(Permission.REFERRAL_REASSIGN)
 def reassign(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(ReassignIn())
+    data = load_json(ReassignIn)
     referral = workflow.reassign(db.session, acting_user(), referral_id, data["officer_id"])
     db.session.commit()
     return _state(referral)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
@@ -53,11 +54,16 @@ def current(session: Session, referral_id: str, scope: str) -> Consent | None:
                           .order_by(Consent.recorded_at.desc(), Consent.id.desc()).limit(1))
 
 
+@functools.cache
+def _all_records() -> Any:
+    # Built once: every full read of a case runs it.
+    return select(Consent).where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id)
+
+
 def latest_by_scope(session: Session, referral_id: str) -> dict[str, Consent]:
     """The latest record of every scope of a case, in one query."""
     latest: dict[str, Consent] = {}
-    for row in session.scalars(select(Consent).where(Consent.referral_id == referral_id)
-                               .order_by(Consent.recorded_at, Consent.id)):
+    for row in session.scalars(_all_records(), {"id": referral_id}):
         latest[row.scope] = row
     return latest
 

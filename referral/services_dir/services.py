@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
@@ -245,11 +246,17 @@ def respond(session: Session, actor: User, service_referral_id: str, verb: str, 
     return row
 
 
+@functools.cache
+def _timeline() -> Any:
+    # Built once: every full read of a case runs it. The provider comes in the same query.
+    return (select(ServiceReferral).options(joinedload(ServiceReferral.provider))
+            .where(ServiceReferral.referral_id == bindparam("id")).order_by(ServiceReferral.created_at))
+
+
 def timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
     """Service referrals as the case's handlers see them, with the provider's notes."""
     out = []
-    for row in session.scalars(select(ServiceReferral).where(ServiceReferral.referral_id == referral.id)
-                               .order_by(ServiceReferral.created_at)):
+    for row in session.scalars(_timeline(), {"id": referral.id}):
         note = None
         if row.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(row.note_sealed), case_id=referral.id, table="service_referrals",

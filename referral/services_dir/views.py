@@ -49,7 +49,7 @@ class RespondIn(Schema):
 @api.get("/services")
 @requires(Permission.SERVICES_DIRECTORY)
 def service_directory():  # type: ignore[no-untyped-def]
-    args = load_args(DirectoryArgs())
+    args = load_args(DirectoryArgs)
     items = services.directory(db.session, acting_user(), args["area"], args["type"])
     db.session.commit()
     return jsonify(items=items, total=len(items))
@@ -58,7 +58,7 @@ def service_directory():  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/consents")
 @requires(Permission.CONSENT_RECORD)
 def record_consent(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(ConsentIn())
+    data = load_json(ConsentIn)
     row = consent.change_consent(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(scope=row.scope, granted=row.granted, given_by=row.given_by.value,
@@ -69,7 +69,7 @@ def record_consent(referral_id: str):  # type: ignore[no-untyped-def]
 @api.post("/referrals/<referral_id>/service-referrals")
 @requires(Permission.SERVICE_REFERRAL_CREATE)
 def create_service_referral(referral_id: str):  # type: ignore[no-untyped-def]
-    data = load_json(ServiceReferralIn())
+    data = load_json(ServiceReferralIn)
     row = services.create_service_referral(db.session, acting_user(), referral_id, data)
     db.session.commit()
     return jsonify(id=row.id, status=row.status.value, provider_id=row.provider_id, service_type=row.service_type), 201
@@ -78,7 +78,7 @@ def create_service_referral(referral_id: str):  # type: ignore[no-untyped-def]
 @api.get("/service-referrals")
 @requires(Permission.SERVICE_REFERRAL_READ)
 def list_service_referrals():  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs())
+    args = load_args(PageArgs)
     items, total = services.list_for_provider(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     db.session.commit()
     return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
@@ -93,7 +93,7 @@ def read_service_referral(service_referral_id: str):  # type: ignore[no-untyped-
 
 
 def _respond(service_referral_id: str, verb: str):  # type: ignore[no-untyped-def]
-    data = load_json(RespondIn()) if _has_body() else {}
+    data = load_json(RespondIn) if _has_body() else {}
     row = services.respond(db.session, acting_user(), service_referral_id, verb, data)
     db.session.commit()
     return jsonify(id=row.id, status=row.status.value, outcome=row.outcome.value if row.outcome else None)

@@ -7,13 +7,14 @@ again changes nothing, a different document under a loaded version is refused
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
+from sqlalchemy import Date, bindparam, select
 from sqlalchemy.orm import Session
 
 from referral.errors import Conflict, ValidationFailed
@@ -123,10 +124,16 @@ def load_standards(session: Session, paths: list[Path]) -> dict[str, int]:
     return stats
 
 
+@functools.cache
+def _in_force() -> Any:
+    # Built once: every submission asks.
+    return (select(Standard).where(Standard.effective_from <= bindparam("on", type_=Date()))
+            .order_by(Standard.version.desc(), Standard.id.desc()))
+
+
 def standard_for(session: Session, country: str, on: dt.date) -> Standard | None:
     """The latest version in force on ``on``: the country's own, else the fallback (no countries)."""
-    candidates = session.scalars(select(Standard).where(Standard.effective_from <= on)
-                                 .order_by(Standard.version.desc(), Standard.id.desc())).all()
+    candidates = session.scalars(_in_force(), {"on": on}).all()
     own = [s for s in candidates if country in s.countries.split(",")]
     fallback = [s for s in candidates if not s.countries]
     chosen = own[0] if own else fallback[0] if fallback else None

@@ -41,7 +41,7 @@ def _course(c):  # type: ignore[no-untyped-def]
 @api.get("/admin/courses")
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def list_courses():  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs())
+    args = load_args(PageArgs)
     items, total = services.list_courses(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
     body = page_body([_course(c) for c in items], page=args["page"], per_page=args["per_page"], total=total)
     db.session.commit()
@@ -51,7 +51,7 @@ def list_courses():  # type: ignore[no-untyped-def]
 @api.post("/admin/courses")
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def save_course():  # type: ignore[no-untyped-def]
-    data = load_json(CourseIn())
+    data = load_json(CourseIn)
     course, created = services.save_course(db.session, acting_user(), data)
     db.session.commit()
     return jsonify(_course(course)), 201 if created else 200
@@ -60,7 +60,7 @@ def save_course():  # type: ignore[no-untyped-def]
 @api.post("/admin/certifications")
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def record_certification():  # type: ignore[no-untyped-def]
-    data = load_json(CertificationIn())
+    data = load_json(CertificationIn)
     cert = services.record_certification(acting_user(), data["email"], data["course"], data["completed"])
     db.session.commit()
     return jsonify(email=data["email"].lower(), course=cert.course.code, completed_on=cert.completed_on.isoformat(),
@@ -70,7 +70,7 @@ def record_certification():  # type: ignore[no-untyped-def]
 @api.get("/compliance/summary")
 @requires(Permission.COMPLIANCE_SUMMARY)
 def compliance_summary():  # type: ignore[no-untyped-def]
-    args = load_args(SummaryArgs())
+    args = load_args(SummaryArgs)
     body = services.compliance_summary(db.session, acting_user(), unit_code=args["unit"], since=args["since"],
                                        until=args["until"])
     db.session.commit()

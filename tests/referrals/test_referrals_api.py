@@ -215,3 +215,32 @@ def test_blind_indexes_link_repeat_perpetrators_and_phones_for_entitled_readers(
     submit(client, far_h, submission(far.code, first_values))
     again = client.get(f"/api/v1/referrals/{first['id']}", headers=sup_h).get_json()["matches"]
     assert again == matches
+
+
+def test_the_same_phone_links_cases_only_within_the_duplicate_window(app, client, place, people):
+    """A survivor reported twice within DUPLICATE_WINDOW_DAYS is a possible duplicate; the same number
+    reported long before or after is not (a perpetrator has no window)."""
+    import datetime as dt
+
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    days = app.config["DUPLICATE_WINDOW_DAYS"]
+    phone_values = canaries()
+    cases = {}
+    for name in ("first", "inside", "outside"):
+        values = canaries()
+        values["survivor.phone"] = phone_values["survivor.phone"]
+        values["perpetrator.name"] = phone_values["perpetrator.name"]
+        resp = submit(client, focal_h, submission(place["district"].code, values))
+        assert resp.status_code == 201, resp.get_json()
+        cases[name] = resp.get_json()
+    # As if submitted apart in time: the window counts from each case's own submission.
+    base = dt.datetime.now(dt.UTC) - dt.timedelta(days=3 * days)
+    for name, offset in (("first", 0), ("inside", days - 1), ("outside", 2 * days + 1)):
+        db.session.get(Referral, cases[name]["id"]).created_at = base + dt.timedelta(days=offset)
+    db.session.commit()
+    matches = client.get(f"/api/v1/referrals/{cases['inside']['id']}", headers=sup_h).get_json()["matches"]
+    far = client.get(f"/api/v1/referrals/{cases['outside']['id']}", headers=sup_h).get_json()["matches"]
+    assert matches["same_phone"] == [cases["first"]["reference"]]  # the later one is beyond the window
+    assert sorted(matches["same_perpetrator"]) == sorted([cases["first"]["reference"], cases["outside"]["reference"]])
+    assert far["same_phone"] == []

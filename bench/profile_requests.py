@@ -91,7 +91,7 @@ def main() -> None:
             for i in range(20):  # warm up
                 call(i + 1000)
             meter.count, meter.seconds, meter.statements = 0, 0.0, []
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             profiler = None
             if args.profile == name and args.cprofile:
                 import cProfile
@@ -106,12 +106,13 @@ def main() -> None:
             for i in range(args.requests):
                 response = call(i + 2000)
                 assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             if profiler is not None:
                 profiler.disable() if args.cprofile else profiler.stop()
             n = args.requests
             print(f"{name:7} {wall / n * 1000:6.2f} ms/request, {meter.count / n:5.1f} statements, "
-                  f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms")
+                  f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms, "
+                  f"this process's CPU {cpu / n * 1000:5.2f} ms (steadier than wall time on a busy host)")
             if args.show_sql:
                 print("\n".join(f"    {s}" for s in meter.statements[: meter.count // n]))
             if profiler is not None and args.cprofile:

@@ -144,14 +144,11 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     return referral
 
 
-_FULL_CASE = (joinedload(Referral.area), joinedload(Referral.unit), joinedload(Referral.notes))
-
-
 def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
     """The case and how much ``actor`` may see of it; a case they may not see is 404 and a denied event."""
     case_id = parse_case_id(referral_id)
     # The area, unit and notes every full read shows, loaded with the case rather than one by one.
-    referral = session.get(Referral, case_id, options=_FULL_CASE) if case_id else None
+    referral = session.scalars(_statement("full_case"), {"id": case_id}).unique().first() if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
@@ -241,6 +238,9 @@ def _statement(name: str) -> Any:
     from referral.referrals.workflow_models import CaseAction, Offer, OfferStatus
 
     case = bindparam("id")
+    if name == "full_case":
+        return select(Referral).options(joinedload(Referral.area), joinedload(Referral.unit),
+                                        joinedload(Referral.notes)).where(Referral.id == case)
     if name == "reference_taken":
         return select(func.count()).select_from(Referral).where(Referral.reference == bindparam("reference"))
     if name == "accept_by":

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.standards.compliance import BREACHED, timeline
+from referral.standards.loader import STANDARD_BODIES
 from referral.standards.models import CaseTiming, StepStatus
 
 # What the rows are made of (standards.services.bulk_facts): a change to anything else leaves them be.
@@ -33,7 +34,11 @@ STEP_COLUMNS = ("referral_id", "step_code", "standard_id", "status", "due_at", "
                 "unit_id", "officer_id", "submitted_at")
 TIMING_COLUMNS = ("referral_id", "unit_id", "submitted_at", "to_accept_us", "to_contact_us")
 _PENDING = "standards.step_statuses.pending"  # session.info: {case id: True if the case is new}
-_ACTED = "standards.step_statuses.acted"  # session.info: ids of cases whose actions changed since the last sync
+# session.info: ids of cases whose actions changed since the last sync. A case created in this transaction
+# and absent from it has no actions, so sync does not ask for them. That holds because every write of a
+# CaseAction goes through the ORM's flush, which these events see; a Core INSERT of actions for a case
+# created in the same transaction would have to add the case here itself.
+_ACTED = "standards.step_statuses.acted"
 _BATCH = 1000
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -99,6 +104,9 @@ def _forget_on_end(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the whole transaction ended: committed, or rolled back with its changes
         session.info.pop(_PENDING, None)
         session.info.pop(_ACTED, None)
+        # Bodies of standards read in this transaction: a standard loaded in one that rolled back may not
+        # exist afterwards, and its id could be given to another (SQLite reuses them).
+        session.info.pop(STANDARD_BODIES, None)
 
 
 def sync(session: Session) -> None:

@@ -356,3 +356,15 @@ def test_timeline_gives_evaluate_at_every_moment(name):
         for now in moments:
             judged = [(r.code, r.status) for r in evaluate(doc, facts, now)]
             assert [(s.code, s.status_at(now)) for s in steps] == judged
+
+
+def test_standard_bodies_kept_for_judging_last_only_as_long_as_the_transaction(standards):
+    """A submission's standard is judged at commit without being read again; the next transaction reads it
+    again (one that rolled back may have loaded a standard that no longer exists)."""
+    from referral.standards.loader import STANDARD_BODIES, standard_for
+
+    chosen = standard_for(db.session, "XX", dt.date(2026, 6, 1))
+    assert chosen is not None and chosen.code == "PARITY"
+    assert db.session.info[STANDARD_BODIES] == {chosen.id: chosen.body}
+    db.session.commit()
+    assert STANDARD_BODIES not in db.session.info

@@ -211,25 +211,27 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
     """Record newly overdue steps of open cases (once each) and raise certificate reminders."""
     from referral.audit.service import record
     from referral.referrals.models import Referral, Status
-    from referral.standards.compliance import BREACHED
+    from referral.standards import step_statuses
     from referral.standards.models import CertificationReminder, StepBreach
 
     stats = {"step_breaches": 0, "certificate_reminders": 0}
     open_states = (Status.offered, Status.escalated, Status.accepted, Status.in_progress, Status.closed)
-    cases = session.scalars(select(Referral).where(Referral.status.in_(open_states),
-                                                   Referral.standard_id.is_not(None))).all()
-    for referral in cases:
-        known = set(session.scalars(select(StepBreach.step_code).where(StepBreach.referral_id == referral.id)))
-        for result in compliance_of(session, referral, now):
-            if result.status != BREACHED or result.code in known:
-                continue
-            if not _insert_once(session, StepBreach(referral_id=referral.id, step_code=result.code,
-                                                    due_at=result.due_at or now, recorded_at=now)):
-                continue
-            stats["step_breaches"] += 1
-            events.breached(session, referral)
-            record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
-                   reason=f"step {result.code} overdue since {result.due_at.isoformat() if result.due_at else '-'}")
+    # Steps breached at ``now`` and not yet recorded, read from the stored step statuses in one query
+    # (judging every open case in Python cost three queries a case: minutes a tick at 100 k cases).
+    overdue = step_statuses.overdue_unrecorded(session, now, open_states)
+    cases: dict[str, Any] = {}
+    for start in range(0, len(overdue), 1000):
+        ids = list({row.referral_id for row in overdue[start:start + 1000]} - cases.keys())
+        cases.update((r.id, r) for r in session.scalars(select(Referral).where(Referral.id.in_(ids))))
+    for row in overdue:
+        referral = cases[row.referral_id]
+        if not _insert_once(session, StepBreach(referral_id=referral.id, step_code=row.step_code,
+                                                due_at=row.due_at or now, recorded_at=now)):
+            continue
+        stats["step_breaches"] += 1
+        events.breached(session, referral)
+        record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
+               reason=f"step {row.step_code} overdue since {row.due_at.isoformat() if row.due_at else '-'}")
     soon = now.date() + dt.timedelta(days=30)
     reminded = select(CertificationReminder.certification_id)
     for cert in session.scalars(select(Certification).where(

@@ -228,6 +228,23 @@ def counts(session: Session, now: dt.datetime, *, unit_id: int | None, start: dt
     return out
 
 
+def overdue_unrecorded(session: Session, now: dt.datetime, states: tuple[Any, ...]) -> list[Any]:
+    """(referral_id, step_code, due_at) of every step breached at ``now`` — judged so, or past the time its
+    open deadline turns breached — of a case in ``states``, for which ``sla tick`` has recorded no breach
+    yet; in case and step order. This transaction's own changes count (``sync`` first)."""
+    from referral.standards.models import StepBreach
+
+    sync(session)
+    recorded = (select(StepBreach.id).where(StepBreach.referral_id == StepStatus.referral_id,
+                                            StepBreach.step_code == StepStatus.step_code).exists())
+    return list(session.execute(
+        select(StepStatus.referral_id, StepStatus.step_code, StepStatus.due_at)
+        .join(Referral, Referral.id == StepStatus.referral_id)
+        .where(Referral.status.in_(states), or_(StepStatus.status == BREACHED, StepStatus.breaches_at < now),
+               ~recorded)
+        .order_by(StepStatus.referral_id, StepStatus.step_code)))
+
+
 def median_hours(session: Session, *, unit_id: int | None, start: dt.datetime | None,
                  end: dt.datetime | None) -> tuple[float | None, float | None]:
     """Median hours from submission to first acceptance, and from first acceptance to the first contact made,

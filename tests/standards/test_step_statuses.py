@@ -368,3 +368,26 @@ def test_standard_bodies_kept_for_judging_last_only_as_long_as_the_transaction(s
     assert db.session.info[STANDARD_BODIES] == {chosen.id: chosen.body}
     db.session.commit()
     assert STANDARD_BODIES not in db.session.info
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_tick_records_what_judging_every_open_case_finds_breached(world, seed):
+    """``sla tick`` reads overdue steps from the stored rows; it records exactly the steps the per-case
+    judgement it replaced finds breached in open cases, once each, as time moves on."""
+    from referral.standards.models import StepBreach
+    from referral.standards.services import tick_steps
+
+    rng = random.Random(seed)
+    cases = make_cases(world, 80, seed)
+    db.session.commit()
+    open_states = {Status.offered, Status.escalated, Status.accepted, Status.in_progress, Status.closed}
+    expected: set[tuple[str, str]] = set()
+    for now in sorted(interesting_times(cases, rng)):
+        for case in cases:
+            if case.status in open_states and case.standard_id is not None:
+                expected |= {(case.id, r.code) for r in compliance_of(db.session, case, now) if r.status == BREACHED}
+        tick_steps(db.session, now)
+        recorded = set(db.session.execute(select(StepBreach.referral_id, StepBreach.step_code)).tuples())
+        assert recorded == expected, now
+        assert tick_steps(db.session, now)["step_breaches"] == 0  # once each
+    assert expected  # the random cases did breach something

@@ -51,29 +51,27 @@ def covering_unit(session: Session, area: Area, *, exclude: int | None = None) -
     return next((found[p.id] for p in places if p.id in found), None)
 
 
-def required_courses(session: Session, referral: Referral) -> list[Course]:
-    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if "child" in referral.flag_list else [])
-    return list(session.scalars(select(Course).where(Course.required_for.in_(wanted))))
-
-
-def _certified(session: Session, officer_ids: list[int], courses: list[Course], today: dt.date) -> dict[int, set[int]]:
-    """For each officer, the ids of ``courses`` they hold a current certification for (one query)."""
-    held: dict[int, set[int]] = {officer_id: set() for officer_id in officer_ids}
-    if not officer_ids or not courses:
-        return held
-    rows = session.execute(select(Certification.user_id, Certification.course_id).where(
-        Certification.user_id.in_(officer_ids), Certification.course_id.in_([c.id for c in courses]),
-        Certification.completed_on <= today, Certification.expires_on > today)).all()
-    for user_id, course_id in rows:
-        held[user_id].add(course_id)
-    return held
-
-
 def missing_certifications(session: Session, officer: User, referral: Referral, today: dt.date) -> list[str]:
     """Codes of the required courses ``officer`` holds no current certification for."""
-    courses = required_courses(session, referral)
-    held = _certified(session, [officer.id], courses, today)[officer.id]
-    return [course.code for course in courses if course.id not in held]
+    return list(session.scalars(_missing_for_one("child" in referral.flag_list),
+                                {"officer_id": officer.id, "today": today}))
+
+
+def _courses_lacking(child: bool, officer: Any) -> Any:
+    """The courses a case needs (a child's case: the child course too) that ``officer`` — a user id column
+    or parameter — holds no certification current on ``:today`` for. The one statement of the rule, for
+    one officer (accepting) and for a unit's officers (routing)."""
+    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if child else [])
+    today = bindparam("today", type_=Date())
+    current = (select(Certification.id).where(Certification.user_id == officer, Certification.course_id == Course.id,
+                                              Certification.completed_on <= today, Certification.expires_on > today)
+               .correlate(User, Course).exists())  # two levels below users: say so, or it joins users again
+    return select(Course.code).where(Course.required_for.in_(wanted), ~current)
+
+
+@functools.cache
+def _missing_for_one(child: bool) -> Any:
+    return _courses_lacking(child, bindparam("officer_id")).order_by(Course.id)
 
 
 def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
@@ -97,12 +95,7 @@ def _officers_with_missing_courses(child: bool) -> Any:
     """Officers of the unit ``:unit_id`` who can sign in, each with the number of courses a case needs
     (a child's case: the child course too) they hold no certification current on ``:today`` for. Built
     once per kind of case."""
-    wanted = [CourseRequirement.all] + ([CourseRequirement.child] if child else [])
-    today = bindparam("today", type_=Date())
-    current = (select(Certification.id).where(Certification.user_id == User.id, Certification.course_id == Course.id,
-                                              Certification.completed_on <= today, Certification.expires_on > today)
-               .correlate(User, Course).exists())  # two levels down: say so, or it would join users again
-    missing = (select(func.count()).select_from(Course).where(Course.required_for.in_(wanted), ~current)
+    missing = (_courses_lacking(child, User.id).with_only_columns(func.count(), maintain_column_froms=True)
                .correlate(User).scalar_subquery())
     return (select(User, missing).where(User.unit_id == bindparam("unit_id"), User.role == Role.officer,
                                         User.active.is_(True), User.enrolment_pending.is_(False))

@@ -219,10 +219,11 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
     # Steps breached at ``now`` and not yet recorded, read from the stored step statuses in one query
     # (judging every open case in Python cost three queries a case: minutes a tick at 100 k cases).
     overdue = step_statuses.overdue_unrecorded(session, now, open_states)
+    ids = list(dict.fromkeys(row.referral_id for row in overdue))
     cases: dict[str, Any] = {}
-    for start in range(0, len(overdue), 1000):
-        ids = list({row.referral_id for row in overdue[start:start + 1000]} - cases.keys())
-        cases.update((r.id, r) for r in session.scalars(select(Referral).where(Referral.id.in_(ids))))
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        cases.update((r.id, r) for r in session.scalars(select(Referral).where(Referral.id.in_(chunk))))
     for row in overdue:
         referral = cases[row.referral_id]
         if not _insert_once(session, StepBreach(referral_id=referral.id, step_code=row.step_code,

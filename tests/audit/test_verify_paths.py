@@ -122,3 +122,77 @@ def test_incremental_verification_recomputes_the_checkpointed_event(db_session):
     db.session.execute(text("UPDATE audit_events SET reason = 'edited' WHERE seq = :s"), {"s": checkpoint.seq})
     result = verify(db.session, public_key=key.public_key(), since_checkpoint=True)
     assert not result.ok and result.first_bad_seq == checkpoint.seq
+
+
+def _windows(lo, hi, step):
+    """The windows and chunk bounds _scan_pg_windows cuts [lo, hi] into."""
+    from referral.audit.verify import _PG_CHUNKS
+
+    while lo <= hi:
+        top = min(lo + step - 1, hi)
+        size = -(-(top - lo + 1) // _PG_CHUNKS)
+        yield lo, {k: v for i in range(_PG_CHUNKS)
+                   for k, v in ((f"a{i}", lo + i * size), (f"b{i}", min(lo + (i + 1) * size - 1, top)))}
+        lo = top + 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("step", [1, 3, 8, 9, 17, 1_000_000])
+def test_the_first_pass_vouches_for_an_intact_chain_and_for_nothing_else(db_session, step):
+    """The join-free first pass says "intact" for every window of a good chain (so verifying one needs no
+    second scan) and hands the window to the exact scan for every kind of damage."""
+    import random
+
+    from sqlalchemy import select
+
+    from referral.audit.chain import link_hash, row_payload
+    from referral.audit.models import GENESIS, AuditEvent
+    from referral.audit.verify import _window_intact
+
+    append(30)
+    top = base_seq()
+    hashes = dict(db.session.execute(select(AuditEvent.seq, AuditEvent.hash)).all())
+
+    def passes():
+        prev, verdicts = GENESIS, []
+        for lo, bounds in _windows(1, top, step):
+            last = _window_intact(db.session, lo, prev, bounds)
+            verdicts.append(last is not None)
+            prev = bytes(hashes[min(lo + step - 1, top)])  # carry on from the true hash, as if it had passed
+            if last is not None:
+                assert last == prev
+        return verdicts
+
+    assert all(passes())
+    unprotect()
+    rng = random.Random(step)
+    damage = {
+        "delete": "DELETE FROM audit_events WHERE seq = :s",
+        "edit": "UPDATE audit_events SET reason = 'edited' WHERE seq = :s",
+        "link": "UPDATE audit_events SET prev_hash = sha256(prev_hash) WHERE seq = :s",
+        "hash": "UPDATE audit_events SET hash = sha256(hash) WHERE seq = :s",
+        # A hole closed up: every later event moved one place down, their hashes untouched.
+        "renumber": "UPDATE audit_events SET seq = seq - 1 WHERE seq > :s",
+        # An event that names a forged predecessor, its own hash recomputed to match: it verifies alone,
+        # only the links before and after it are broken.
+        "rehash": "UPDATE audit_events SET prev_hash = sha256(prev_hash) WHERE seq = :s",
+        # Two neighbours swapped, each keeping its own hashes.
+        "swap": "UPDATE audit_events SET seq = CASE WHEN seq = :s THEN :s + 1 ELSE :s END WHERE seq IN (:s, :s + 1)",
+    }
+    for kind, statement in damage.items():
+        for s in {1, 2, 3, top // 2, top // 2 + 1, top - 1, rng.randint(2, top - 2)}:
+            savepoint = db.session.begin_nested()
+            if kind in ("renumber", "swap"):
+                db.session.execute(text("ALTER TABLE audit_events DROP CONSTRAINT pk_audit_events"))
+            if kind == "renumber":
+                db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": s})
+            db.session.execute(text(statement), {"s": s})
+            if kind == "rehash":
+                row = db.session.execute(select(AuditEvent.__table__).where(AuditEvent.seq == s)).one()
+                db.session.execute(text("UPDATE audit_events SET hash = :h WHERE seq = :s"),
+                                   {"h": link_hash(bytes(row.prev_hash), s, row_payload(row)), "s": s})
+            if kind in ("renumber", "swap"):
+                db.session.execute(text("ALTER TABLE audit_events ADD CONSTRAINT pk_audit_events PRIMARY KEY (seq)"))
+            verdicts = passes()
+            assert not all(verdicts), (kind, s)
+            savepoint.rollback()

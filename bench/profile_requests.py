@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--show-sql", action="store_true")
     parser.add_argument("--cprofile", action="store_true", help="cProfile on CPU time instead of pyinstrument")
     parser.add_argument("--sort", default="tottime", help="with --cprofile: pstats sort key (tottime, cumulative)")
+    parser.add_argument("--callees", default="", help="with --cprofile: also list what functions matching this "
+                                                      "regular expression call, and their cost (e.g. '_flush')")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="amanat-profile-"))
     url, drop = fresh_pg(args.database_url)
@@ -120,6 +122,8 @@ def main() -> None:
 
                 stats = pstats.Stats(profiler)
                 stats.sort_stats(args.sort).print_stats(60)
+                if args.callees:
+                    stats.sort_stats("cumulative").print_callees(args.callees)
                 print(by_package(stats))
             elif profiler is not None:
                 print(profiler.output_text(unicode=False, color=False, show_all=False))

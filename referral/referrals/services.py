@@ -246,9 +246,13 @@ def _statement(name: str) -> Any:
     if name == "accept_by":
         return select(func.min(Offer.deadline)).where(Offer.referral_id == case, Offer.status == OfferStatus.open)
     if name == "actions":
-        return select(CaseAction).where(CaseAction.referral_id == case).order_by(CaseAction.created_at, CaseAction.id)
+        # Plain rows, not objects, here and for the orders: a read changes none of them.
+        return (select(CaseAction.id, CaseAction.type, CaseAction.created_at, CaseAction.actor_id,
+                       CaseAction.note_sealed)
+                .where(CaseAction.referral_id == case).order_by(CaseAction.created_at, CaseAction.id))
     if name == "protection_orders":
-        return select(ProtectionOrder).where(ProtectionOrder.referral_id == case).order_by(ProtectionOrder.id)
+        return (select(ProtectionOrder.issued_on, ProtectionOrder.expires_on, ProtectionOrder.extensions)
+                .where(ProtectionOrder.referral_id == case).order_by(ProtectionOrder.id))
     # Related cases by blind index. The same survivor reported twice counts within a window of time;
     # repeat perpetrators have none. The most recent matches are enough to prompt a person to look; a
     # prolific perpetrator must not make every read of every one of their cases slower.
@@ -320,7 +324,7 @@ def action_timeline(session: Session, referral: Referral, data_key: bytes | None
     from referral.security.sealed import open_field
 
     out = []
-    for action in session.scalars(_statement("actions"), {"id": referral.id}):
+    for action in session.execute(_statement("actions"), {"id": referral.id}):
         note = None
         if action.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(action.note_sealed), case_id=referral.id, table="case_actions",
@@ -332,7 +336,7 @@ def action_timeline(session: Session, referral: Referral, data_key: bytes | None
 
 def protection_orders(session: Session, referral: Referral) -> list[dict[str, Any]]:
     return [{"issued_on": o.issued_on.isoformat(), "expires_on": o.expires_on.isoformat(), "extensions": o.extensions}
-            for o in session.scalars(_statement("protection_orders"), {"id": referral.id})]
+            for o in session.execute(_statement("protection_orders"), {"id": referral.id})]
 
 
 RELATED_LIMIT = 50

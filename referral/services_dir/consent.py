@@ -68,7 +68,7 @@ def latest_by_scope(session: Session, referral_id: str) -> dict[str, Consent]:
     return latest
 
 
-def _active(row: Consent | None, now: dt.datetime) -> bool:
+def _active(row: Any, now: dt.datetime) -> bool:
     return bool(row and row.granted and row.withdrawn_at is None and (row.expires_at is None or row.expires_at > now))
 
 
@@ -132,9 +132,19 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     return row
 
 
+@functools.cache
+def _view_columns() -> Any:
+    # Built once: every full read of a case runs it. Plain rows, not Consent objects (a read changes none).
+    return (select(Consent.scope, Consent.granted, Consent.given_by, Consent.recorded_at, Consent.expires_at,
+                   Consent.withdrawn_at)
+            .where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id))
+
+
 def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    latest = latest_by_scope(session, referral.id)
+    latest: dict[str, Any] = {}
+    for row in session.execute(_view_columns(), {"id": referral.id}):
+        latest[row.scope] = row
     return {scope: {"active": _active(row, now), "given_by": row.given_by.value,
                     "recorded_at": row.recorded_at.isoformat(),
                     "expires_at": row.expires_at.isoformat() if row.expires_at else None}

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
@@ -249,19 +249,22 @@ def respond(session: Session, actor: User, service_referral_id: str, verb: str, 
 @functools.cache
 def _timeline() -> Any:
     # Built once: every full read of a case runs it. The provider comes in the same query.
-    return (select(ServiceReferral).options(joinedload(ServiceReferral.provider))
+    # Plain rows, not objects: a read changes none of them.
+    return (select(ServiceReferral.id, Organisation.code.label("provider"), ServiceReferral.service_type,
+                   ServiceReferral.status, ServiceReferral.outcome, ServiceReferral.share, ServiceReferral.note_sealed)
+            .join(Organisation, Organisation.id == ServiceReferral.provider_id)
             .where(ServiceReferral.referral_id == bindparam("id")).order_by(ServiceReferral.created_at))
 
 
 def timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
     """Service referrals as the case's handlers see them, with the provider's notes."""
     out = []
-    for row in session.scalars(_timeline(), {"id": referral.id}):
+    for row in session.execute(_timeline(), {"id": referral.id}):
         note = None
         if row.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(row.note_sealed), case_id=referral.id, table="service_referrals",
                               column="note_sealed", row_id=row.id)
-        out.append({"id": row.id, "provider": row.provider.code, "service_type": row.service_type,
+        out.append({"id": row.id, "provider": row.provider, "service_type": row.service_type,
                     "status": row.status.value, "outcome": row.outcome.value if row.outcome else None,
                     "share": json.loads(row.share), "note": note})
     return out

@@ -190,6 +190,12 @@ def test_case_work_actions_protection_orders_and_closure(client, place, people, 
         "expires_on": "2027-01-25"}}).status_code == 201
     order = db.session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid))
     assert order.expires_on == dt.date(2027, 1, 25) and order.extensions == 1
+    shown = client.get(f"/api/v1/referrals/{cid}", headers=first_h).get_json()
+    assert shown["protection_orders"] == [{"issued_on": "2026-11-25", "expires_on": "2027-01-25", "extensions": 1}]
+    assert [(a["type"], a["actor_id"], a["note"]) for a in shown["actions"]] == [
+        ("risk_assessment", first.id, "CanaryRisk high"), ("protection_order_issued", first.id, None),
+        ("protection_order_extended", first.id, None)]
+    assert shown["actions"][0]["id"] == action.id and shown["actions"][0]["created_at"] == action.created_at.isoformat()
     assert post(client, cid, "actions", first_h, {"type": "closure"}).status_code == 422
     assert post(client, cid, "close", first_h, {"outcome": "maybe"}).status_code == 422
     closed = post(client, cid, "close", first_h, {"outcome": "protection_order_in_place"})

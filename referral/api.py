@@ -104,3 +104,10 @@ def acting_user():  # type: ignore[no-untyped-def]
 
 def page_body(items: list[Any], *, page: int, per_page: int, total: int) -> dict[str, Any]:
     return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+def page_of_list(items: list[Any], args: dict[str, Any]) -> dict[str, Any]:
+    """The list envelope for a short list computed whole (providers of an area, the break-glass queue,
+    anomalies): the page asked for, and how many there are."""
+    page, per_page = args["page"], args["per_page"]
+    return page_body(items[(page - 1) * per_page:page * per_page], page=page, per_page=per_page, total=len(items))

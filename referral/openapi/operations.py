@@ -21,7 +21,7 @@ from referral.referrals.schemas import ActionIn, CloseIn, DeclineIn, EmptyIn, No
 from referral.services_dir.views import ConsentIn, DirectoryArgs, RespondIn, ServiceReferralIn
 from referral.standards.views import CertificationIn, CourseIn, SummaryArgs
 
-from referral.openapi.shapes import list_of, page_of, ref
+from referral.openapi.shapes import page_of, ref
 
 CSV = "text/csv"
 SMS_HEADERS = (("X-Amanat-Timestamp", "Unix seconds; refused when over five minutes off"),
@@ -101,7 +101,7 @@ OPERATIONS: dict[str, Op] = {
     # consent and services
     "api.record_consent": Op("Record, change or withdraw a consent", "services", status=201,
                              answer=ref("ConsentRecorded"), body=ConsentIn, refusals=(409,)),
-    "api.service_directory": Op("Providers serving an area", "services", answer=list_of(ref("Provider")),
+    "api.service_directory": Op("Providers serving an area", "services", answer=page_of(ref("Provider")),
                                 query=DirectoryArgs),
     "api.create_service_referral": Op("Refer the case to a provider, sharing consented fields", "services",
                                       status=201, answer=ref("ServiceReferralCreated"), body=ServiceReferralIn,
@@ -125,14 +125,15 @@ OPERATIONS: dict[str, Op] = {
     "api.audit_export": Op("The filtered audit log as CSV", "oversight", answer={"type": "string"},
                            answer_type=CSV, query=AuditFilters),
     "api.case_disclosures": Op("Who saw or received which fields of a case", "oversight",
-                               answer=list_of(ref("Disclosure"))),
+                               answer=page_of(ref("Disclosure")), query=PageArgs),
     "api.break_glass": Op("Open time-limited access to one case, with a justification", "oversight", status=201,
                           answer=ref("BreakGlassGrant"), body=BreakGlassIn, refusals=(404, 409)),
     "api.break_glass_queue": Op("Break-glass grants to review", "oversight",
-                                answer=list_of(ref("BreakGlassQueueItem"))),
+                                answer=page_of(ref("BreakGlassQueueItem")), query=PageArgs),
     "api.break_glass_review": Op("Judge another auditor's break-glass", "oversight", answer=ref("BreakGlassReview"),
                                  body=ReviewIn, refusals=(409,)),
-    "api.oversight_anomalies": Op("Unusual access patterns", "oversight", answer=list_of(ref("Anomaly"))),
+    "api.oversight_anomalies": Op("Unusual access patterns", "oversight", answer=page_of(ref("Anomaly")),
+                                   query=PageArgs),
     "api.stats_deidentified": Op("De-identified statistics, small cells suppressed", "oversight",
                                  answer=ref("DeidentifiedStatistics"), query=StatsArgs),
     "api.compliance_summary": Op("Compliance with the handling standards per step and officer", "oversight",

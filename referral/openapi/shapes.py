@@ -60,11 +60,6 @@ def page_of(item: Json) -> Json:
                    "total": {"type": "integer", "minimum": 0}})
 
 
-def list_of(item: Json) -> Json:
-    """A short, unpaged list: every item, and how many."""
-    return closed({"items": {"type": "array", "items": item}, "total": {"type": "integer", "minimum": 0}})
-
-
 STATUS = enum(Status)
 # A de-identified count: exact from 5 up (or none at all), else only "<5" (SPEC §8).
 SMALL_COUNT: Json = {"oneOf": [{"type": "integer", "const": 0}, {"type": "integer", "minimum": 5},

@@ -83,22 +83,26 @@ PURPOSES = {"officer": "assignment", "supervisor": "assignment", "service_provid
             "oversight": "break-glass", "focal_point": "submission"}
 
 
-def disclosures(session: Session, actor: User, referral_id: str) -> list[dict[str, Any]]:
-    """Who saw or received which fields of one case, when, and for what purpose."""
+def disclosures(session: Session, actor: User, referral_id: str, *, page: int = 1,
+                per_page: int = 100) -> tuple[list[dict[str, Any]], int]:
+    """Who saw or received which fields of one case, when, and for what purpose: one page, oldest first,
+    and how many there are in all (every full read of a case is one, so a busy case has thousands)."""
     require(actor, Permission.AUDIT_READ)
     case_id = parse_case_id(referral_id)
     if case_id is None or session.get(Referral, case_id) is None:
         record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="no such case")
         raise NotFound("No such referral.")
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.object_type == "referral",
-                                                    AuditEvent.object_id == case_id, AuditEvent.outcome == "allowed",
-                                                    AuditEvent.fields != "[]").order_by(AuditEvent.seq)).all()
-    record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id)
+    query = select(AuditEvent).where(AuditEvent.object_type == "referral", AuditEvent.object_id == case_id,
+                                     AuditEvent.outcome == "allowed", AuditEvent.fields != "[]")
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.seq).limit(per_page).offset((page - 1) * per_page)).all()
+    record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id,
+           reason=f"{len(rows)} of {total} shown")
     return [{"seq": e.seq, "ts": e.ts.isoformat(), "actor_id": e.actor_id, "actor_role": e.actor_role,
              "action": e.action, "fields": json.loads(e.fields),
              "purpose": "service referral" if e.action.startswith("service_referral")
-             else PURPOSES.get(e.actor_role or "", "system")} for e in rows]
+             else PURPOSES.get(e.actor_role or "", "system")} for e in rows], total
 
 
 def open_break_glass(session: Session, actor: User, case_id_raw: str, justification: str, hours: float, *,

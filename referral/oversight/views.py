@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify
 from marshmallow import Schema, fields, validate
 
-from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body, page_of_list
 from referral.extensions import db
 from referral.oversight import services, statistics
 from referral.security.permissions import Permission, requires
@@ -66,9 +66,11 @@ def audit_export():  # type: ignore[no-untyped-def]
 @api.get("/referrals/<referral_id>/disclosures")
 @requires(Permission.AUDIT_READ)
 def case_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
-    items = services.disclosures(db.session, acting_user(), referral_id)
+    args = load_args(PageArgs)
+    items, total = services.disclosures(db.session, acting_user(), referral_id, page=args["page"],
+                                        per_page=args["per_page"])
     db.session.commit()
-    return jsonify(items=items, total=len(items))
+    return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
 
 
 @api.post("/break-glass")
@@ -84,9 +86,10 @@ def break_glass():  # type: ignore[no-untyped-def]
 @api.get("/break-glass")
 @requires(Permission.BREAK_GLASS)
 def break_glass_queue():  # type: ignore[no-untyped-def]
+    args = load_args(PageArgs)
     items = services.review_queue(db.session, acting_user())
     db.session.commit()
-    return jsonify(items=items, total=len(items))
+    return jsonify(page_of_list(items, args))
 
 
 @api.post("/break-glass/<int:grant_id>/review")
@@ -101,9 +104,10 @@ def break_glass_review(grant_id: int):  # type: ignore[no-untyped-def]
 @api.get("/oversight/anomalies")
 @requires(Permission.AUDIT_READ)
 def oversight_anomalies():  # type: ignore[no-untyped-def]
+    args = load_args(PageArgs)
     items = services.anomalies(db.session, acting_user())
     db.session.commit()
-    return jsonify(items=items, total=len(items))
+    return jsonify(page_of_list(items, args))
 
 
 @api.get("/stats/deidentified")

@@ -6,7 +6,7 @@ import datetime as dt
 from flask import jsonify
 from marshmallow import Schema, fields, validate
 
-from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body, page_of_list
 from referral.extensions import db
 from referral.reference.models import ServiceType
 from referral.referrals.schemas import Bool
@@ -18,7 +18,7 @@ TYPES = [t.value for t in ServiceType]
 
 
 
-class DirectoryArgs(Schema):
+class DirectoryArgs(PageArgs):
     area = fields.String(required=True, validate=validate.Length(min=1, max=64))
     type = fields.String(load_default=None, validate=validate.OneOf(TYPES))
 
@@ -52,7 +52,7 @@ def service_directory():  # type: ignore[no-untyped-def]
     args = load_args(DirectoryArgs)
     items = services.directory(db.session, acting_user(), args["area"], args["type"])
     db.session.commit()
-    return jsonify(items=items, total=len(items))
+    return jsonify(page_of_list(items, args))
 
 
 @api.post("/referrals/<referral_id>/consents")

@@ -68,11 +68,19 @@ def oversight_statistics():  # type: ignore[no-untyped-def]
 @web.get("/oversight/cases/<referral_id>/disclosures")
 @requires(Permission.AUDIT_READ)
 def oversight_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
-    items = services.disclosures(db.session, current_user._get_current_object(), referral_id)
+    from referral.web.admin import _page_arg, page_url
+
+    page = _page_arg("page")
+    items, total = services.disclosures(db.session, current_user._get_current_object(), referral_id, page=page,
+                                        per_page=DISCLOSURES_PER_PAGE)
     db.session.commit()
-    response = render_template("oversight/disclosures.html", items=items, case_id=referral_id,
+    response = render_template("oversight/disclosures.html", items=items, case_id=referral_id, page=page,
+                               per_page=DISCLOSURES_PER_PAGE, total=total, page_url=page_url,
                                logout_form=LogoutForm())
     return response
+
+
+DISCLOSURES_PER_PAGE = 100
 
 
 @web.route("/oversight/break-glass", methods=["GET", "POST"])

@@ -79,6 +79,36 @@ def test_disclosures_say_who_saw_what_and_why(client, case, people, officers, au
     assert client.get("/api/v1/referrals/not-a-case/disclosures", headers=auditor[1]).status_code == 404
 
 
+def test_disclosures_come_a_page_at_a_time(client, case, people, auditor):
+    """Every full read of a case is a disclosure, so a busy case has thousands: SPEC §9's page envelope."""
+    case_id, _values = case
+    for _ in range(4):
+        assert client.get(f"/api/v1/referrals/{case_id}", headers=people["supervisor"][1]).status_code == 200
+    url = f"/api/v1/referrals/{case_id}/disclosures"
+    whole = client.get(url + "?per_page=100", headers=auditor[1]).get_json()
+    total = whole["total"]
+    assert total == len(whole["items"]) >= 5 and (whole["page"], whole["per_page"]) == (1, 100)
+    seqs = [i["seq"] for i in whole["items"]]
+    assert seqs == sorted(seqs)  # oldest first
+    pages = [client.get(url + f"?page={n}&per_page=2", headers=auditor[1]).get_json() for n in (1, 2, 3, 4)]
+    assert all(p["total"] == total and p["per_page"] == 2 for p in pages)
+    assert [i["seq"] for p in pages for i in p["items"]] == seqs[:8]
+    assert client.get(url + "?page=999", headers=auditor[1]).get_json()["items"] == []
+    for bad in ("per_page=101", "per_page=0", "page=0", "page=x", "colour=red"):
+        assert client.get(url + "?" + bad, headers=auditor[1]).status_code == 422, bad
+    shown = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "referral.disclosures")
+                               .order_by(AuditEvent.seq.desc())).first()
+    assert shown.reason == f"0 of {total} shown" and shown.object_id == case_id
+
+
+@pytest.mark.parametrize("path", ["/api/v1/break-glass", "/api/v1/oversight/anomalies"])
+def test_oversight_lists_answer_in_the_page_envelope(client, auditor, path):
+    body = client.get(path + "?page=1&per_page=5", headers=auditor[1]).get_json()
+    assert set(body) == {"items", "page", "per_page", "total"} and (body["page"], body["per_page"]) == (1, 5)
+    assert len(body["items"]) == min(5, body["total"])
+    assert client.get(path + "?per_page=500", headers=auditor[1]).status_code == 422
+
+
 def test_break_glass_gives_time_limited_access_and_stands_out(client, case, auditor, login_as):
     case_id, values = case
     me, headers = auditor

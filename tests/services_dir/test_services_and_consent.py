@@ -57,6 +57,10 @@ def test_directory_walks_up_the_area_tree(client, place, providers, people):
     assert codes == [providers["clinic"].code, providers["shelter"].code]  # nearest first
     health = client.get(f"/api/v1/services?area={place['village'].code}&type=health", headers=headers).get_json()
     assert [i["code"] for i in health["items"]] == [providers["clinic"].code]
+    second = client.get(f"/api/v1/services?area={place['village'].code}&page=2&per_page=1", headers=headers).get_json()
+    assert [i["code"] for i in second["items"]] == [providers["shelter"].code]
+    assert (second["page"], second["per_page"], second["total"]) == (2, 1, 2)
+    assert client.get(f"/api/v1/services?area={place['village'].code}&per_page=101", headers=headers).status_code == 422
     assert client.get("/api/v1/services?area=NOPE", headers=headers).status_code == 422
     assert client.get("/api/v1/services?area=X&type=spa", headers=headers).status_code == 422
     assert client.get("/api/v1/services", headers=headers).status_code == 422

@@ -52,7 +52,7 @@ def test_a_language_switch_keeps_the_filters_and_a_bad_filter_shows_nothing(clie
     assert bad.status_code == 422 and "0 events." in bad.get_data(as_text=True)
 
 
-def test_statistics_and_disclosures_pages(client, place, people, make_user, login_as):
+def test_statistics_and_disclosures_pages(client, place, people, make_user, login_as, monkeypatch):
     from tests.referrals.helpers import submission
 
     case = client.post("/api/v1/referrals", json=submission(place["district"].code),  # statistics consent given
@@ -66,6 +66,14 @@ def test_statistics_and_disclosures_pages(client, place, people, make_user, logi
     assert f"/oversight/cases/{case['id']}/disclosures" in audit
     page = client.get(f"/oversight/cases/{case['id']}/disclosures")
     assert page.status_code == 200 and "assignment" in page.get_data(as_text=True)
+    assert 'rel="next"' not in page.get_data(as_text=True)  # one page: no pager
+    from referral.web import oversight as oversight_pages
+
+    monkeypatch.setattr(oversight_pages, "DISCLOSURES_PER_PAGE", 1)
+    first = client.get(f"/oversight/cases/{case['id']}/disclosures").get_data(as_text=True)
+    assert 'rel="next"' in first and "submission" in first and "assignment" not in first
+    second = client.get(f"/oversight/cases/{case['id']}/disclosures?page=2").get_data(as_text=True)
+    assert 'rel="prev"' in second and "assignment" in second and "submission" not in second
     assert client.get("/oversight/cases/not-a-case/disclosures").status_code == 404
     officer = make_user("officer")
     other = client.application.test_client()

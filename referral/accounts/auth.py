@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from referral.accounts.models import ApiToken, Enrolment, User, UserSession
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import DomainError
+from referral.errors import DomainError, ValidationFailed
 from referral.extensions import db
 from referral.security import passwords, totp
 from referral.security.keyring import keyring_for
@@ -169,6 +169,67 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
         user.password_hash = passwords.hash_password(password, policy.argon2_profile)
     record(db.session, user, "auth.login", object_type="user", object_id=user.id, now=now)
     return user
+
+
+# -- changing one's own password -------------------------------------------------------
+
+class PasswordChangeRefused(ValidationFailed):
+    """What the holder must put right; ``problems`` maps a field to codes a page can translate."""
+
+    MESSAGES = {
+        ("current_password", "wrong"): "This is not your current password.",
+        ("current_password", "locked"): "Too many wrong passwords: wait a few minutes and try again.",
+        ("new_password", "unchanged"): "Choose a password different from the current one.",
+    }
+
+    def __init__(self, problems: dict[str, list[str]]) -> None:
+        self.problems = problems
+        super().__init__(fields={field: [passwords.PROBLEMS.get(code) or self.MESSAGES[(field, code)]
+                                         for code in codes] for field, codes in problems.items()})
+
+
+def change_password(user: User, current_password: str, new_password: str, *, keep: UserSession | ApiToken | None,
+                    now: dt.datetime | None = None) -> None:
+    """The signed-in holder replaces their password, proving the current one (ASVS V6.2.2, V6.2.3).
+
+    A wrong current password counts towards the lockout as at sign-in, so a borrowed session cannot
+    guess it, and a locked account cannot change it. The new one follows the same rules as
+    everywhere. On success every other session and every API token of the account ends (whoever
+    knew the old password may have signed in with it); ``keep``, the credential of this request,
+    stays. The caller commits even when this refuses: the failure count is the point.
+    """
+    now = now or utcnow()
+    policy = AuthPolicy.current()
+    # Locked like a sign-in: concurrent wrong tries must each count.
+    db.session.refresh(user, with_for_update=True)
+    problems: dict[str, list[str]] = {}
+    if is_locked(user, now):
+        problems["current_password"] = ["locked"]
+    elif not passwords.verify_password(user.password_hash, current_password or ""):
+        record_failure(user, now, policy)
+        problems["current_password"] = ["locked" if is_locked(user, now) else "wrong"]
+    else:
+        codes = passwords.password_problem_codes(new_password or "", email=user.email)
+        if not codes and new_password == current_password:
+            codes = ["unchanged"]
+        if codes:
+            problems["new_password"] = codes
+    if problems:
+        record(db.session, user, "user.password.change", object_type="user", object_id=user.id, outcome=DENIED,
+               reason="; ".join(f"{field} {' '.join(codes)}" for field, codes in sorted(problems.items())), now=now)
+        raise PasswordChangeRefused(problems)
+    user.password_hash = passwords.hash_password(new_password, policy.argon2_profile)
+    clear_failures(user)
+    sessions = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+    tokens = update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    if isinstance(keep, UserSession):
+        sessions = sessions.where(UserSession.id != keep.id)
+    elif isinstance(keep, ApiToken):
+        tokens = tokens.where(ApiToken.id != keep.id)
+    ended = db.session.execute(sessions.values(revoked_at=now)).rowcount + \
+        db.session.execute(tokens.values(revoked_at=now)).rowcount
+    record(db.session, user, "user.password.change", object_type="user", object_id=user.id, fields=["password"],
+           reason=f"{ended} other sign-ins ended", now=now)
 
 
 # -- web sessions -----------------------------------------------------------------

@@ -13,6 +13,11 @@ class TokenRequest(Schema):
     otp = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=16))
 
 
+class PasswordChange(Schema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
 class TokenOut(Schema):
     token = fields.String()
     expires_at = fields.DateTime()

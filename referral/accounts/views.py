@@ -5,7 +5,7 @@ from flask import g, jsonify, url_for
 
 from referral.accounts import auth, services
 from referral.accounts.enrolment import IssuedLink
-from referral.accounts.schemas import TokenRequest, UserCreate, UserListArgs, UserOut
+from referral.accounts.schemas import PasswordChange, TokenRequest, UserCreate, UserListArgs, UserOut
 from referral.api import acting_user, api, load_args, load_json, page_body
 from referral.errors import BadRequest
 from referral.extensions import db
@@ -52,6 +52,20 @@ def revoke_current_token():  # type: ignore[no-untyped-def]
 @requires(Permission.ACCOUNT_SELF_READ)
 def me():  # type: ignore[no-untyped-def]
     return jsonify(user_out.dump(acting_user()))
+
+
+@api.post("/me/password")
+@requires(Permission.ACCOUNT_PASSWORD_CHANGE)
+def change_own_password():  # type: ignore[no-untyped-def]
+    data = load_json(PasswordChange)
+    keep = g.get("api_token") if g.get("auth_via") == "token" else g.get("user_session")
+    try:
+        auth.change_password(acting_user(), data["current_password"], data["new_password"], keep=keep)
+    except auth.PasswordChangeRefused:
+        db.session.commit()  # the denied event, and a wrong password's count towards the lockout
+        raise
+    db.session.commit()
+    return "", 204
 
 
 @api.post("/admin/users")

@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import Schema
 
-from referral.accounts.schemas import TokenRequest, UserCreate, UserListArgs
+from referral.accounts.schemas import PasswordChange, TokenRequest, UserCreate, UserListArgs
 from referral.api import PageArgs
 from referral.oversight.views import AuditFilters, AuditSearchArgs, BreakGlassIn, ReviewIn, StatsArgs
 from referral.referrals.schemas import ActionIn, CloseIn, DeclineIn, EmptyIn, NoteIn, ReassignIn, Submission
@@ -56,6 +56,8 @@ OPERATIONS: dict[str, Op] = {
                            body=TokenRequest, refusals=(401,)),
     "api.revoke_current_token": Op("Revoke the token this request carries", "accounts", status=204),
     "api.me": Op("The caller's own account", "accounts", answer=ref("User")),
+    "api.change_own_password": Op("Change one's own password, proving the current one; every other session and "
+                                  "token of the account ends", "accounts", status=204, body=PasswordChange),
     "api.admin_create_user": Op("Create an account and a one-time link for its holder to set it up", "admin",
                                 status=201, answer=ref("UserWithEnrolmentLink"), body=UserCreate, refusals=(409,)),
     "api.admin_list_users": Op("Accounts", "admin", answer=page_of(ref("User")), query=UserListArgs),

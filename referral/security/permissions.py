@@ -28,6 +28,7 @@ class Permission(enum.StrEnum):
 
     ACCOUNT_SELF_READ = "account:self:read"
     ACCOUNT_TOKEN_REVOKE = "account:token:revoke"
+    ACCOUNT_PASSWORD_CHANGE = "account:password:change"
     ADMIN_USERS_MANAGE = "admin:users:manage"
     ADMIN_REFERENCE_MANAGE = "admin:reference:manage"
     TRAINING_CERTIFICATION_RECORD = "training:certification:record"
@@ -52,8 +53,8 @@ class Permission(enum.StrEnum):
 
 # Everyone may *ask* for a case: the object-level rule answers 404 (and audits
 # a denial naming the case) to those who may not see it, as SPEC §1 wants.
-_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE, Permission.REFERRAL_READ,
-             Permission.SERVICES_DIRECTORY, Permission.SERVICE_REFERRAL_READ}
+_EVERYONE = {Permission.ACCOUNT_SELF_READ, Permission.ACCOUNT_TOKEN_REVOKE, Permission.ACCOUNT_PASSWORD_CHANGE,
+             Permission.REFERRAL_READ, Permission.SERVICES_DIRECTORY, Permission.SERVICE_REFERRAL_READ}
 _CASE_HANDLERS = {Permission.CONSENT_RECORD, Permission.SERVICE_REFERRAL_CREATE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -13,6 +13,17 @@ class LoginForm(FlaskForm):
                       render_kw={"inputmode": "numeric"})
 
 
+class PasswordForm(FlaskForm):
+    """Changing one's own password; the service checks the rules and the current password."""
+
+    current_password = PasswordField(_l("Your password"), validators=[Length(max=1024)],
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField(_l("New password (8 to 128 characters)"), validators=[Length(max=1024)],
+                                 render_kw={"autocomplete": "new-password"})
+    new_password_again = PasswordField(_l("New password again"), validators=[Length(max=1024)],
+                                       render_kw={"autocomplete": "new-password"})
+
+
 class LogoutForm(FlaskForm):
     pass
 

@@ -11,7 +11,7 @@ from referral.accounts import auth
 from referral.accounts.identity import SESSION_KEY
 from referral.extensions import db
 from referral.security.permissions import Permission, public, requires
-from referral.web.forms import LoginForm, LogoutForm
+from referral.web.forms import LoginForm, LogoutForm, PasswordForm
 
 web = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                 static_url_path="/static/web")
@@ -94,3 +94,49 @@ def home():  # type: ignore[no-untyped-def]
         db.session.commit()
     return render_template(f"home/{user.role.value}.html", logout_form=LogoutForm(), referrals=referrals,
                            offers=offers, service_referrals=service_referrals, board=board)
+
+
+def _password_problem(field: str, code: str) -> str:
+    """The service's problem codes in the reader's language."""
+    from referral.security.passwords import MAX_LENGTH, MIN_LENGTH
+
+    words = {
+        "too_short": _("Use at least %(count)s characters.", count=MIN_LENGTH),
+        "too_long": _("Use at most %(count)s characters.", count=MAX_LENGTH),
+        "too_common": _("This password is too common; choose another."),
+        "is_email": _("Do not use your e-mail address as the password."),
+        "wrong": _("This is not your current password."),
+        "locked": _("Too many wrong passwords. Wait a few minutes and try again."),
+        "unchanged": _("Choose a password different from the current one."),
+    }
+    return words[code]
+
+
+@web.route("/account/password", methods=["GET", "POST"])
+@requires(Permission.ACCOUNT_PASSWORD_CHANGE)
+def change_password():  # type: ignore[no-untyped-def]
+    """The signed-in holder changes their password; every other sign-in of the account ends."""
+    from flask import g, make_response
+
+    form, status = PasswordForm(), 200
+    if request.method == "POST":  # the CSRF check has already passed
+        status = 422
+        ok = form.validate()
+        if (form.new_password.data or "") != (form.new_password_again.data or ""):
+            form.new_password_again.errors = [*form.new_password_again.errors,
+                                              _("The two passwords are not the same.")]
+            ok = False
+        if ok:
+            try:
+                auth.change_password(current_user._get_current_object(), form.current_password.data or "",
+                                     form.new_password.data or "", keep=g.get("user_session"))
+                db.session.commit()
+                flash(_("Your password is changed. Every other sign-in to your account has ended."))
+                return redirect(url_for("web.home"))
+            except auth.PasswordChangeRefused as err:
+                db.session.commit()  # the denied event, and a wrong password's count towards the lockout
+                for field, codes in err.problems.items():
+                    form[field].errors = [_password_problem(field, code) for code in codes]
+    response = make_response(render_template("account_password.html", form=form, logout_form=LogoutForm()), status)
+    response.headers["Cache-Control"] = "no-store"
+    return response

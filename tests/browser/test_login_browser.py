@@ -49,3 +49,45 @@ def test_a_wrong_code_shows_the_generic_message(page, live_server, officer):
     sign_in(page, live_server, email, PASSWORD, "000000")
     expect(page.get_by_role("alert")).to_have_text("Invalid e-mail, password or code.")
     assert page.get_by_label("Password").input_value() == ""
+
+
+@pytest.fixture(scope="module")
+def focal_point(live_app):
+    from referral.reference.models import Organisation, OrganisationKind
+
+    with live_app.app_context():
+        db.session.add(Organisation(code="WG-PW", name="Password group", kind=OrganisationKind.womens_group))
+        db.session.flush()
+        user, _secret = create_user(None, NewUser(email="browser.focal.pw@test.amanat.example", name="Browser Focal",
+                                                  role="focal_point", password=PASSWORD, org="WG-PW"))
+        db.session.commit()
+        return user.email
+
+
+def test_a_focal_point_changes_her_password_from_the_header(page, live_server, focal_point):
+    new = "another browser passphrase"
+    page.goto(f"{live_server}/login")
+    page.get_by_label("E-mail").fill(focal_point)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Change password").click()
+    expect(page.get_by_role("heading", name="Change password")).to_be_visible()
+    page.get_by_label("Your password").fill("not the password")
+    page.get_by_label("New password (8 to 128 characters)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_have_text("This is not your current password.")
+    assert page.get_by_label("Your password").input_value() == ""  # no password is ever sent back
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_label("New password (8 to 128 characters)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status")).to_contain_text("Every other sign-in to your account has ended.")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("E-mail").fill(focal_point)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Invalid e-mail, password or code.")
+    page.get_by_label("Password").fill(new)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Change password")).to_be_visible()

@@ -173,19 +173,24 @@ def authenticate(email: str, password: str, otp: str | None, *, now: dt.datetime
 
 # -- changing one's own password -------------------------------------------------------
 
-class PasswordChangeRefused(ValidationFailed):
-    """What the holder must put right; ``problems`` maps a field to codes a page can translate."""
+class CredentialProblems(ValidationFailed):
+    """What the holder must put right; ``problems`` maps a field to codes a page can translate, and the
+    API answer carries them in words (the password rules' own, else ``MESSAGES``)."""
 
-    MESSAGES = {
-        ("current_password", "wrong"): "This is not your current password.",
-        ("current_password", "locked"): "Too many wrong passwords: wait a few minutes and try again.",
-        ("new_password", "unchanged"): "Choose a password different from the current one.",
-    }
+    MESSAGES: dict[tuple[str, str], str] = {}
 
     def __init__(self, problems: dict[str, list[str]]) -> None:
         self.problems = problems
         super().__init__(fields={field: [passwords.PROBLEMS.get(code) or self.MESSAGES[(field, code)]
                                          for code in codes] for field, codes in problems.items()})
+
+
+class PasswordChangeRefused(CredentialProblems):
+    MESSAGES = {
+        ("current_password", "wrong"): "This is not your current password.",
+        ("current_password", "locked"): "Too many wrong passwords: wait a few minutes and try again.",
+        ("new_password", "unchanged"): "Choose a password different from the current one.",
+    }
 
 
 def change_password(user: User, current_password: str, new_password: str, *, keep: UserSession | ApiToken | None,

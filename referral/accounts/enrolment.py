@@ -33,7 +33,7 @@ from referral.accounts import auth
 from referral.accounts.models import Enrolment, EnrolmentKind, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import NotFound, ValidationFailed
+from referral.errors import NotFound
 from referral.extensions import db
 from referral.security import passwords, totp
 from referral.security.tokens import digest, new_secret
@@ -65,20 +65,13 @@ class LinkRefused(NotFound):
     message = "This set-up link cannot be used."
 
 
-class EnrolmentRefused(ValidationFailed):
-    """What the holder must put right; ``problems`` maps a field to codes a page can translate."""
-
+class EnrolmentRefused(auth.CredentialProblems):
     MESSAGES = {
         ("current_password", "wrong"): "This is not the account's password.",
         ("current_password", "locked"): "Too many wrong passwords: wait a few minutes and try again.",
         ("otp", "wrong"): "This code does not match. Check the time on your phone and use the newest code.",
         ("otp", "stale"): "The set-up page was opened again since; add the key shown now to your app.",
     }
-
-    def __init__(self, problems: dict[str, list[str]]) -> None:
-        self.problems = problems
-        super().__init__(fields={field: [passwords.PROBLEMS.get(code) or self.MESSAGES[(field, code)]
-                                         for code in codes] for field, codes in problems.items()})
 
 
 # -- issuing (admins, the actor explicit) -----------------------------------------------------------

@@ -15,11 +15,10 @@ from flask_babel import gettext as _
 from referral.accounts import enrolment
 from referral.accounts.models import EnrolmentKind
 from referral.extensions import db
-from referral.security.passwords import MAX_LENGTH, MIN_LENGTH
 from referral.security.permissions import public
 from referral.security.totp import provisioning_uri
 from referral.web.forms import EnrolForm
-from referral.web.views import web
+from referral.web.views import password_problem, web
 
 BROWSER_KEY = "enrol_key"
 
@@ -33,13 +32,9 @@ def _browser_key() -> str:
 
 def _problem(field: str, code: str) -> str:
     """The service's problem codes in the reader's language."""
+    if field != "otp":
+        return password_problem(code)
     words = {
-        ("password", "too_short"): _("Use at least %(count)s characters.", count=MIN_LENGTH),
-        ("password", "too_long"): _("Use at most %(count)s characters.", count=MAX_LENGTH),
-        ("password", "too_common"): _("This password is too common; choose another."),
-        ("password", "is_email"): _("Do not use your e-mail address as the password."),
-        ("current_password", "wrong"): _("This is not your current password."),
-        ("current_password", "locked"): _("Too many wrong passwords. Wait a few minutes and try again."),
         ("otp", "wrong"): _("This code does not match. Check the time on your phone and enter the newest code."),
         ("otp", "stale"): _("This page was opened again somewhere else, so the key changed. Add the key shown "
                             "now to your app and enter its code."),

@@ -96,8 +96,8 @@ def home():  # type: ignore[no-untyped-def]
                            offers=offers, service_referrals=service_referrals, board=board)
 
 
-def _password_problem(field: str, code: str) -> str:
-    """The service's problem codes in the reader's language."""
+def password_problem(code: str) -> str:
+    """A password problem code of the services, in the reader's language (here and on the set-up page)."""
     from referral.security.passwords import MAX_LENGTH, MIN_LENGTH
 
     words = {
@@ -136,7 +136,7 @@ def change_password():  # type: ignore[no-untyped-def]
             except auth.PasswordChangeRefused as err:
                 db.session.commit()  # the denied event, and a wrong password's count towards the lockout
                 for field, codes in err.problems.items():
-                    form[field].errors = [_password_problem(field, code) for code in codes]
+                    form[field].errors = [password_problem(code) for code in codes]
     response = make_response(render_template("account_password.html", form=form, logout_form=LogoutForm()), status)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -136,14 +136,17 @@ _PG_WINDOW = text(
 # by the caller: each chunk's first back entry must be the previous chunk's last fwd entry (or the
 # window's starting hash). Building the strings costs about a third of the merge join's CPU (which read
 # the events a second time), and a chunk of a million events holds two strings of 40 MB at most.
+# Every entry must be 40 bytes for the strings to line up: a stored hash of another length never passes
+# the hash check (``altered``), and a prev_hash of another length is counted (``odd``), so entries can
+# neither be skipped (string_agg skips NULLs; a NULL also fails the hash check) nor shifted.
 # A window that passes every check is intact; one that does not is scanned again by _PG_WINDOW, which
 # names its first bad event. So this pass only ever says "intact" or "look closer": rows delivered in
 # another order, or anything else unexpected, cost a second scan, never a wrong answer.
 _PG_FAST_CHUNK = f"""
-SELECT {{i}} AS chunk, n, altered,
+SELECT {{i}} AS chunk, n, altered, odd,
        substring(back FROM 41) = substring(fwd FOR length(fwd) - 40) AS linked,
        substring(back FOR 40) AS head, substring(fwd FROM length(fwd) - 39) AS tail
-FROM (SELECT count(*) AS n,
+FROM (SELECT count(*) AS n, count(*) FILTER (WHERE octet_length(e.prev_hash) <> 32) AS odd,
              string_agg(int8send(e.seq) || e.prev_hash, ''::bytea) AS back,
              string_agg(int8send(e.seq + 1) || e.hash, ''::bytea) AS fwd,
              min(e.seq) FILTER (WHERE {_ALTERED_SQL}) AS altered
@@ -189,7 +192,7 @@ def _window_intact(session: Session, lo: int, prev: bytes, bounds: dict[str, int
             return None
         if not expected:
             continue
-        if row.altered is not None or row.linked is not True or bytes(row.head) != entry:
+        if row.altered is not None or row.odd or row.linked is not True or bytes(row.head) != entry:
             return None
         entry = bytes(row.tail)
     return entry[8:] if len(rows) == _PG_CHUNKS else None

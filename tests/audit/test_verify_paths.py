@@ -176,6 +176,8 @@ def test_the_first_pass_vouches_for_an_intact_chain_and_for_nothing_else(db_sess
         # An event that names a forged predecessor, its own hash recomputed to match: it verifies alone,
         # only the links before and after it are broken.
         "rehash": "UPDATE audit_events SET prev_hash = sha256(prev_hash) WHERE seq = :s",
+        # The same with a predecessor's hash of 33 bytes, which would shift every later entry of the strings.
+        "long link": "UPDATE audit_events SET prev_hash = prev_hash || '\\x00'::bytea WHERE seq = :s",
         # Two neighbours swapped, each keeping its own hashes.
         "swap": "UPDATE audit_events SET seq = CASE WHEN seq = :s THEN :s + 1 ELSE :s END WHERE seq IN (:s, :s + 1)",
     }
@@ -187,7 +189,7 @@ def test_the_first_pass_vouches_for_an_intact_chain_and_for_nothing_else(db_sess
             if kind == "renumber":
                 db.session.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": s})
             db.session.execute(text(statement), {"s": s})
-            if kind == "rehash":
+            if kind in ("rehash", "long link"):
                 row = db.session.execute(select(AuditEvent.__table__).where(AuditEvent.seq == s)).one()
                 db.session.execute(text("UPDATE audit_events SET hash = :h WHERE seq = :s"),
                                    {"h": link_hash(bytes(row.prev_hash), s, row_payload(row)), "s": s})

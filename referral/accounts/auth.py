@@ -225,14 +225,7 @@ def change_password(user: User, current_password: str, new_password: str, *, kee
         raise PasswordChangeRefused(problems)
     user.password_hash = passwords.hash_password(new_password, policy.argon2_profile)
     clear_failures(user)
-    sessions = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-    tokens = update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-    if isinstance(keep, UserSession):
-        sessions = sessions.where(UserSession.id != keep.id)
-    elif isinstance(keep, ApiToken):
-        tokens = tokens.where(ApiToken.id != keep.id)
-    ended = db.session.execute(sessions.values(revoked_at=now)).rowcount + \
-        db.session.execute(tokens.values(revoked_at=now)).rowcount
+    ended = end_sign_ins(user, now, keep=keep)
     record(db.session, user, "user.password.change", object_type="user", object_id=user.id, fields=["password"],
            reason=f"{ended} other sign-ins ended", now=now)
 
@@ -319,10 +312,19 @@ def revoke_all_credentials(user: User, *, now: dt.datetime | None = None) -> Non
     """End every session, token and unused set-up link of ``user`` (deactivation, TOTP reset)."""
     now = now or utcnow()
     withdraw_links(user, now)
-    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-                       .values(revoked_at=now))
-    db.session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                       .values(revoked_at=now))
+    end_sign_ins(user, now)
+
+
+def end_sign_ins(user: User, now: dt.datetime, *, keep: UserSession | ApiToken | None = None) -> int:
+    """Revoke every live web session and API token of ``user`` but ``keep``; how many ended."""
+    sessions = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+    tokens = update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    if isinstance(keep, UserSession):
+        sessions = sessions.where(UserSession.id != keep.id)
+    elif isinstance(keep, ApiToken):
+        tokens = tokens.where(ApiToken.id != keep.id)
+    return db.session.execute(sessions.values(revoked_at=now)).rowcount + \
+        db.session.execute(tokens.values(revoked_at=now)).rowcount
 
 
 def withdraw_links(user: User, now: dt.datetime) -> None:

@@ -56,14 +56,17 @@ def current(session: Session, referral_id: str, scope: str) -> Consent | None:
 
 @functools.cache
 def _all_records() -> Any:
-    # Built once: every full read of a case runs it.
-    return select(Consent).where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id)
+    # Built once: every full read of a case runs it. Plain rows, not Consent objects (a read changes none).
+    return (select(Consent.scope, Consent.granted, Consent.given_by, Consent.recorded_at, Consent.expires_at,
+                   Consent.withdrawn_at)
+            .where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id))
 
 
-def latest_by_scope(session: Session, referral_id: str) -> dict[str, Consent]:
-    """The latest record of every scope of a case, in one query."""
-    latest: dict[str, Consent] = {}
-    for row in session.scalars(_all_records(), {"id": referral_id}):
+def latest_by_scope(session: Session, referral_id: str) -> dict[str, Any]:
+    """The latest record of every scope of a case, in one query, as rows (scope, granted, given_by,
+    recorded_at, expires_at, withdrawn_at)."""
+    latest: dict[str, Any] = {}
+    for row in session.execute(_all_records(), {"id": referral_id}):
         latest[row.scope] = row
     return latest
 
@@ -132,19 +135,9 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     return row
 
 
-@functools.cache
-def _view_columns() -> Any:
-    # Built once: every full read of a case runs it. Plain rows, not Consent objects (a read changes none).
-    return (select(Consent.scope, Consent.granted, Consent.given_by, Consent.recorded_at, Consent.expires_at,
-                   Consent.withdrawn_at)
-            .where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id))
-
-
 def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    latest: dict[str, Any] = {}
-    for row in session.execute(_view_columns(), {"id": referral.id}):
-        latest[row.scope] = row
+    latest = latest_by_scope(session, referral.id)
     return {scope: {"active": _active(row, now), "given_by": row.given_by.value,
                     "recorded_at": row.recorded_at.isoformat(),
                     "expires_at": row.expires_at.isoformat() if row.expires_at else None}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -116,8 +116,6 @@ def password_problem(code: str) -> str:
 @requires(Permission.ACCOUNT_PASSWORD_CHANGE)
 def change_password():  # type: ignore[no-untyped-def]
     """The signed-in holder changes their password; every other sign-in of the account ends."""
-    from flask import g, make_response
-
     form, status = PasswordForm(), 200
     if request.method == "POST":  # the CSRF check has already passed
         status = 422

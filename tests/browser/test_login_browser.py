@@ -66,10 +66,7 @@ def focal_point(live_app):
 
 def test_a_focal_point_changes_her_password_from_the_header(page, live_server, focal_point):
     new = "another browser passphrase"
-    page.goto(f"{live_server}/login")
-    page.get_by_label("E-mail").fill(focal_point)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, live_server, focal_point, PASSWORD, "")  # focal points have no code
     page.get_by_role("link", name="Change password").click()
     expect(page.get_by_role("heading", name="Change password")).to_be_visible()
     page.get_by_label("Your password").fill("not the password")

@@ -192,6 +192,13 @@ def guard_request():  # type: ignore[no-untyped-def]
     if user is None:
         if request.path.startswith("/api/"):
             raise Unauthenticated()
+        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            # Signed out while a page was open (the idle limit): what was sent is dropped, and must not
+            # look as if it went through.
+            from flask import flash
+            from flask_babel import gettext
+
+            flash(gettext("You were signed out, so what you sent was not saved. Sign in and send it again."))
         return redirect(url_for("web.login", next=request.full_path if request.method == "GET" else None))
     if not has_permission(user, access):
         from referral.audit.service import DENIED, record

@@ -75,3 +75,103 @@ def test_quick_exit_leaves_for_a_neutral_site_and_replaces_history(browser, live
         assert not page.url.endswith("/referrals/new")
     finally:
         context.close()
+
+
+def _age_sessions(live_app, email, minutes):
+    """As if nobody had used the account's sessions for ``minutes``."""
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from referral.accounts.models import User, UserSession
+
+    with live_app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.email == email))
+        db.session.execute(update(UserSession).where(UserSession.user_id == user_id).values(
+            last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)))
+        db.session.commit()
+        return user_id
+
+
+def _last_seen(live_app, user_id):
+    from sqlalchemy import func, select
+
+    from referral.accounts.models import UserSession
+
+    with live_app.app_context():
+        return db.session.scalar(select(func.max(UserSession.last_seen_at)).where(UserSession.user_id == user_id))
+
+
+def _referrals_of(live_app, user_id):
+    from sqlalchemy import func, select
+
+    from referral.referrals.models import Referral
+
+    with live_app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Referral).where(Referral.submitter_id == user_id))
+
+
+def test_a_long_form_outlives_the_idle_limit_and_is_never_lost(browser, live_app, live_server, focal):
+    import datetime as dt
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.clock.install()  # the script's minute between pings, fast-forwarded
+    try:
+        sign_in(page, live_server, focal)
+        page.goto(f"{live_server}/referrals/new")
+        page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
+        page.get_by_label("Her age").select_option("26-40")
+        page.get_by_role("group", name="Was she hit, beaten, choked or hurt in another physical way?") \
+            .get_by_label("Yes").check()
+        page.get_by_label("She agrees that the police receive this referral").check()
+
+        # Ten minutes of writing: typing tells the server, which keeps the sign-in.
+        user_id = _age_sessions(live_app, focal, 10)
+        page.clock.fast_forward(61_000)
+        with page.expect_response(lambda r: r.url.endswith("/session/alive")) as ping:
+            page.get_by_label("What happened, in her words (optional)").fill("Synthetic story written slowly")
+        assert ping.value.status == 200
+        assert dt.datetime.now(dt.UTC) - _last_seen(live_app, user_id) < dt.timedelta(minutes=1)
+
+        # Then the phone is put down for sixteen minutes: Send sends nothing and says why.
+        before = _referrals_of(live_app, user_id)
+        expect(page.locator("#session-ended")).to_be_hidden()
+        _age_sessions(live_app, focal, 16)
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.locator("#session-ended")).to_be_visible()
+        expect(page.locator("#session-ended")).to_be_focused()
+        assert page.url.endswith("/referrals/new")
+        expect(page.get_by_label("What happened, in her words (optional)")).to_have_value("Synthetic story written slowly")
+        assert _referrals_of(live_app, user_id) == before
+
+        # Signing in again in another tab; back here, the same answers are sent.
+        other = context.new_page()
+        sign_in(other, live_server, focal)
+        other.close()
+        page.bring_to_front()
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.get_by_role("status")).to_contain_text("Keep this reference")
+        assert _referrals_of(live_app, user_id) == before + 1
+    finally:
+        context.close()
+
+
+def test_a_form_sent_while_the_server_is_unreachable_stays_on_the_page(browser, live_app, live_server, focal):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, focal)
+        page.goto(f"{live_server}/referrals/new")
+        page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
+        page.get_by_label("Her age").select_option("26-40")
+        page.get_by_label("What happened, in her words (optional)").fill("Synthetic story on a bad line")
+        expect(page.locator("#connection-lost")).to_be_hidden()
+        context.route("**/session/alive", lambda route: route.abort("internetdisconnected"))
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.locator("#connection-lost")).to_be_visible()
+        expect(page.locator("#session-ended")).to_be_hidden()
+        expect(page.get_by_label("What happened, in her words (optional)")).to_have_value("Synthetic story on a bad line")
+        assert page.url.endswith("/referrals/new")
+    finally:
+        context.close()

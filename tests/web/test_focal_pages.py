@@ -140,3 +140,63 @@ def test_every_focal_page_is_small_and_has_quick_exit(client, place, people, off
         size, html = transferred(client, url)
         assert size <= 30 * 1024, f"{url}: {size} bytes"
         assert 'id="quick-exit"' in html, url
+
+
+def test_a_form_sent_after_the_sign_in_ended_is_refused_with_a_message_not_silently_dropped(client, place, people,
+                                                                                           officers):
+    import datetime as dt
+
+    import time_machine
+
+    focal, _ = people["focal"]
+    start = dt.datetime.now(dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        web_login(client, focal.email, PASSWORD)
+        html = client.get("/referrals/new").get_data(as_text=True)
+        traveller.shift(dt.timedelta(minutes=15, seconds=1))  # the phone was put down
+        sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code,
+                                                   "csrf_token": csrf_token(html)})
+        assert sent.status_code == 302 and sent.headers["Location"].startswith("/login")
+        login = client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "You were signed out, so what you sent was not saved. Sign in and send it again." in login
+    assert "Canary" not in login and "Canary" not in sent.headers["Location"]
+    assert db.session.scalar(select(Referral)) is None
+
+
+def test_session_alive_keeps_a_typing_user_signed_in_and_hands_the_current_csrf_token(client, place, people,
+                                                                                      officers):
+    import datetime as dt
+
+    import time_machine
+
+    focal, _ = people["focal"]
+    start = dt.datetime.now(dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        web_login(client, focal.email, PASSWORD)
+        html = client.get("/referrals/new").get_data(as_text=True)
+        assert 'data-keep-alive="/session/alive"' in html and "keep-alive.js" in html
+        assert 'id="session-ended"' in html and 'id="connection-lost"' in html
+        for _minute in range(3):  # 42 minutes of typing, a ping every 14 of them
+            traveller.shift(dt.timedelta(minutes=14))
+            alive = client.get("/session/alive")
+            assert alive.status_code == 200 and alive.headers["Cache-Control"] == "no-store"
+            assert set(alive.get_json()) == {"csrf_token"}
+        sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code,
+                                                   "csrf_token": alive.get_json()["csrf_token"]})
+        assert sent.status_code == 302 and "/referrals/" in sent.headers["Location"]
+        assert db.session.scalar(select(Referral)) is not None
+        traveller.shift(dt.timedelta(minutes=15, seconds=1))
+        ended = client.get("/session/alive")
+        assert ended.status_code == 302 and ended.headers["Location"].startswith("/login")
+
+
+def test_a_new_sign_in_elsewhere_gives_the_open_form_a_token_that_works(client, place, people, officers):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": csrf_token(html)})
+    web_login(client, focal.email, PASSWORD)  # in another tab: a new session, a new CSRF secret
+    data = {**FORM, "area": place["village"].code}
+    assert client.post("/referrals/new", data={**data, "csrf_token": csrf_token(html)}).status_code == 400
+    fresh = client.get("/session/alive").get_json()["csrf_token"]
+    assert client.post("/referrals/new", data={**data, "csrf_token": fresh}).status_code == 302

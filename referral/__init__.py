@@ -105,7 +105,7 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _refuse_nul():  # type: ignore[no-untyped-def]
         # No text column can hold a NUL byte (PostgreSQL refuses it): say so plainly, before anything runs.
-        from referral.errors import BadRequest
+        from referral.errors import N_, BadRequest
 
         # Path parts are not checked here: a malformed id is "not found" like any other (parse_case_id).
         values = [v for _k, vs in request.args.lists() for v in vs]
@@ -113,7 +113,7 @@ def _install_request_hooks(app: Flask) -> None:
             request.get_data(cache=True)  # keep the raw body: the SMS webhook's signature covers it
             values += [v for _k, vs in request.form.lists() for v in vs]
         if any("\x00" in v for v in values):
-            raise BadRequest("Text may not contain NUL characters.", code="nul_character")
+            raise BadRequest(N_("Text may not contain NUL characters."), code="nul_character")
 
     @app.before_request
     def _guard():  # type: ignore[no-untyped-def]

@@ -15,24 +15,63 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name for a marker)
+    """Marks a message a person may read on a page for the catalogs (``pybabel extract -k N_``), unchanged.
+
+    The API answers in English, as integrators' scripts expect; a page shows the message in the reader's
+    language (``DomainError.translated``, ``translate``)."""
+    return message
+
+
+def translate(message: str) -> str:
+    """A marked message in the page's language (unmarked text comes back as it is)."""
+    from flask_babel import gettext
+
+    return gettext(message) if message else message
+
+
 class DomainError(Exception):
     status = 400
     code = "bad_request"
-    message = "The request could not be processed."
+    message = N_("The request could not be processed.")
 
     def __init__(self, message: str | None = None, *, fields: dict[str, Any] | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+                 code: str | None = None, params: dict[str, Any] | None = None) -> None:
+        """``message`` may name ``params`` as ``%(name)s``: the English text fills them in, and a page
+        fills them into the translated text. Parameters are codes, counts and names, never case content."""
+        self.template = message or self.message
+        self.params = params or {}
+        self.message = self.template % self.params if self.params else self.template
+        super().__init__(self.message)
         self.fields = fields or {}
         if code:
             self.code = code
+
+    def translated(self, *, with_fields: bool = True) -> str:
+        """The message in the page's language, with the field messages after it (``with_fields``)."""
+        from flask_babel import gettext
+
+        text = gettext(self.template, **self.params) if self.params else translate(self.template)
+        return " ".join([text, *field_messages(self.fields)]) if with_fields else text
+
+
+def field_messages(fields: dict[str, Any]) -> list[str]:
+    """The messages per field, flattened (nested schemas give nested dicts), each in the page's language."""
+    out: list[str] = []
+    for value in fields.values():
+        if isinstance(value, dict):
+            out.extend(field_messages(value))
+        elif isinstance(value, list):
+            out.extend(translate(str(v)) for v in value)
+        else:
+            out.append(translate(str(value)))
+    return out
 
 
 class ValidationFailed(DomainError):
     status = 422
     code = "validation_failed"
-    message = "Some fields are missing or invalid."
+    message = N_("Some fields are missing or invalid.")
 
 
 class BadRequest(DomainError):
@@ -43,7 +82,7 @@ class BadRequest(DomainError):
 class Unauthenticated(DomainError):
     status = 401
     code = "unauthenticated"
-    message = "Sign in first."
+    message = N_("Sign in first.")
 
 
 class Forbidden(DomainError):
@@ -51,7 +90,7 @@ class Forbidden(DomainError):
 
     status = 403
     code = "forbidden"
-    message = "You are not allowed to do this."
+    message = N_("You are not allowed to do this.")
 
 
 class NotFound(DomainError):
@@ -59,13 +98,13 @@ class NotFound(DomainError):
 
     status = 404
     code = "not_found"
-    message = "Not found."
+    message = N_("Not found.")
 
 
 class Conflict(DomainError):
     status = 409
     code = "conflict"
-    message = "The record changed; reload and try again."
+    message = N_("The record changed; reload and try again.")
 
 
 class InvalidTransition(Conflict):
@@ -83,12 +122,32 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def _respond(status: int, code: str, message: str, fields: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+def _respond(status: int, code: str, message: str, fields: dict[str, Any] | None = None, *,
+             page: str | None = None):  # type: ignore[no-untyped-def]
+    """JSON in English for API clients; for a person, the error page in their language (``page``, else
+    ``message`` translated)."""
     if wants_json():
         return jsonify(error_body(status, code, message, fields)), status
     from flask import render_template
 
-    return render_template("error.html", status=status, message=message), status
+    return render_template("error.html", status=status, message=page or translate(message)), status
+
+
+# What a page says for an HTTP error raised outside the services (routing, size limits, a missing
+# CSRF token): Werkzeug's own descriptions are long, and English only. The API keeps Werkzeug's text.
+_PAGE_MESSAGES = {
+    400: N_("The request could not be processed."),
+    401: N_("Sign in first."),
+    403: N_("You are not allowed to do this."),
+    404: N_("Not found."),
+    405: N_("This page cannot be used that way."),
+    409: N_("The record changed; reload and try again."),
+    413: N_("What you sent is too large."),
+    415: N_("The request could not be processed."),
+    422: N_("Some fields are missing or invalid."),
+    429: N_("Too many attempts. Wait a few minutes and try again."),
+}
+FORM_EXPIRED = N_("The form expired. Reload the page and try again.")
 
 
 _HTTP_CODES = {
@@ -131,28 +190,33 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):  # type: ignore[no-untyped-def]
         _settle_transaction()
-        return _respond(err.status, err.code, err.message, err.fields)
+        return _respond(err.status, err.code, err.message, err.fields, page=err.translated())
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):  # type: ignore[no-untyped-def]
         status = err.code or 500
         # Werkzeug's descriptions are generic and never contain request data.
         message = err.description if status < 500 else "Something went wrong."
+        page = _PAGE_MESSAGES.get(status, N_("Something went wrong."))
         if status == 400 and "CSRF" in (err.description or ""):
-            message = "The form expired. Reload the page and try again."
-        return _respond(status, _HTTP_CODES.get(status, "error"), message or "Error.")
+            message = page = FORM_EXPIRED
+        return _respond(status, _HTTP_CODES.get(status, "error"), message or "Error.", page=translate(page))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
+        from flask_babel import gettext
+
         from referral.security.keyring import SealIntegrityError
 
         request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
         if isinstance(err, SealIntegrityError):
             _record_integrity_error()
-            return _respond(500, "integrity_error",
-                            f"A stored record failed its integrity check; this has been reported (request {request_id}).")
+            integrity = N_("A stored record failed its integrity check; this has been reported (request %(id)s).")
+            return _respond(500, "integrity_error", integrity % {"id": request_id},
+                            page=gettext(integrity, id=request_id))
         _settle_transaction()
         # Log the type and the request id only: exception text may quote case data.
         log.error("unhandled %s in %s request_id=%s", type(err).__name__, request.endpoint, request_id,
                   exc_info=app.debug or app.testing)
-        return _respond(500, "internal_error", f"Something went wrong (request {request_id}).")
+        failed = N_("Something went wrong (request %(id)s).")
+        return _respond(500, "internal_error", failed % {"id": request_id}, page=gettext(failed, id=request_id))

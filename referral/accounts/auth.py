@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from referral.accounts.models import ApiToken, Enrolment, User, UserSession
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import DomainError, ValidationFailed
+from referral.errors import N_, DomainError, ValidationFailed
 from referral.extensions import db
 from referral.security import passwords, totp
 from referral.security.keyring import keyring_for
@@ -29,7 +29,7 @@ from referral.security.tokens import TOKEN_PREFIX, digest, new_secret
 class AuthFailed(DomainError):
     status = 401
     code = "invalid_credentials"
-    message = "Invalid e-mail, password or code."
+    message = N_("Invalid e-mail, password or code.")
 
 
 @dataclass(frozen=True)

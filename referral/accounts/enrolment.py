@@ -33,7 +33,7 @@ from referral.accounts import auth
 from referral.accounts.models import Enrolment, EnrolmentKind, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import NotFound
+from referral.errors import N_, NotFound
 from referral.extensions import db
 from referral.security import passwords, totp
 from referral.security.tokens import digest, new_secret
@@ -62,7 +62,7 @@ class LinkRefused(NotFound):
     """Unknown, used, withdrawn or expired: one answer for all, so a link reveals nothing."""
 
     code = "enrolment_link_refused"
-    message = "This set-up link cannot be used."
+    message = N_("This set-up link cannot be used.")
 
 
 class EnrolmentRefused(auth.CredentialProblems):

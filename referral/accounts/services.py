@@ -20,7 +20,7 @@ from referral.accounts.enrolment import IssuedLink, issue_link
 from referral.accounts.models import EnrolmentKind, Gender, Role, User
 from referral.audit.service import record
 from referral.db import utcnow
-from referral.errors import Conflict, Forbidden, ValidationFailed
+from referral.errors import N_, Conflict, Forbidden, ValidationFailed
 from referral.extensions import db
 from referral.reference.models import Organisation, OrganisationKind, Unit
 from referral.security import passwords
@@ -118,7 +118,7 @@ def _new_account(data: NewUser, *, password: str | None) -> User:
         errors.setdefault("unit", []).append("Oversight and admin accounts belong to no unit or organisation.")
 
     if db.session.scalar(select(func.count()).select_from(User).where(User.email == email)):
-        raise Conflict("An account with this e-mail already exists.", fields={"email": ["Already in use."]})
+        raise Conflict(N_("An account with this e-mail already exists."), fields={"email": [N_("Already in use.")]})
     if phone and db.session.scalar(select(func.count()).select_from(User).where(User.phone == phone)):
         errors["phone"] = ["Another account already uses this number."]
     if errors:
@@ -150,7 +150,7 @@ def create_user(actor: User | None, data: NewUser) -> tuple[User, str | None]:
     Admins may not: they invite (``invite_user``) and never learn a password or a secret.
     """
     if actor is not None:
-        raise Forbidden("Administrators invite the account holder to set up the account.")
+        raise Forbidden(N_("Administrators invite the account holder to set up the account."))
     user = _new_account(data, password=data.password or "")
     # Focal points never read case content and often share a basic phone:
     # password only. Every other role enrols TOTP from the start.
@@ -167,7 +167,7 @@ def invite_user(actor: User, data: NewUser, *, now: dt.datetime | None = None) -
     """
     _authorise(actor)
     if data.password is not None:
-        raise ValidationFailed(fields={"password": ["The account holder chooses the password."]})
+        raise ValidationFailed(fields={"password": [N_("The account holder chooses the password.")]})
     user = _new_account(data, password=None)
     record(db.session, actor, "user.create", object_type="user", object_id=user.id, fields=_CREATED_FIELDS,
            reason="set-up link for the holder")
@@ -204,7 +204,7 @@ def deactivate_user(actor: User, user_id: int, *, now: dt.datetime | None = None
     """Deactivation ends every session and token at once. Admins cannot lock themselves out."""
     user = get_user(actor, user_id, action="user.deactivate")
     if user.id == actor.id:
-        raise Conflict("You cannot deactivate your own account.")
+        raise Conflict(N_("You cannot deactivate your own account."))
     now = now or utcnow()
     if user.active:
         user.active = False
@@ -226,10 +226,10 @@ def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> 
     new authenticator with the link returned (giving their password), so the admin never sees the secret."""
     user = get_user(actor, user_id, action="user.totp_reset")
     if not user.requires_totp:
-        raise Conflict("Focal-point accounts sign in without TOTP.")
+        raise Conflict(N_("Focal-point accounts sign in without TOTP."))
     _check_may_issue(user)
     if user.enrolment_pending:
-        raise Conflict("This account is not set up yet: issue a new set-up link instead.")
+        raise Conflict(N_("This account is not set up yet: issue a new set-up link instead."))
     now = now or utcnow()
     user.totp_secret_sealed = None
     user.totp_last_counter = None
@@ -243,10 +243,10 @@ def reissue_link(actor: User, user_id: int, *, now: dt.datetime | None = None) -
     user = get_user(actor, user_id, action="user.enrolment.reissue")
     _check_may_issue(user)
     if not user.enrolment_pending:
-        raise Conflict("This account is set up already; to replace its authenticator, reset it.")
+        raise Conflict(N_("This account is set up already; to replace its authenticator, reset it."))
     return user, issue_link(actor, user, EnrolmentKind.account, now=now)
 
 
 def _check_may_issue(user: User) -> None:
     if not user.active:
-        raise Conflict("This account is deactivated.")
+        raise Conflict(N_("This account is deactivated."))

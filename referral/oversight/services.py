@@ -16,7 +16,7 @@ from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
 from referral.notify import events
 from referral.db import utcnow
-from referral.errors import Conflict, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.oversight.models import BreakGlassGrant
 from referral.referrals import crypto
 from referral.referrals.models import Referral, parse_case_id
@@ -92,7 +92,7 @@ def disclosures(session: Session, actor: User, referral_id: str, *, page: int = 
     if case_id is None or session.get(Referral, case_id) is None:
         record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="no such case")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     query = select(AuditEvent).where(AuditEvent.object_type == "referral", AuditEvent.object_id == case_id,
                                      AuditEvent.outcome == "allowed", AuditEvent.fields != "[]")
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -122,7 +122,7 @@ def open_break_glass(session: Session, actor: User, case_id_raw: str, justificat
     if referral is None:
         record(session, actor, "break_glass.open", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="no such case")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     grant = BreakGlassGrant(referral_id=referral.id, user_id=actor.id, granted_at=now,
                             expires_at=now + dt.timedelta(hours=hours))
     session.add(grant)
@@ -161,13 +161,13 @@ def review_break_glass(session: Session, actor: User, grant_id: int, outcome: st
     require(actor, Permission.BREAK_GLASS)
     grant = session.get(BreakGlassGrant, grant_id) if 0 < grant_id < 2**31 else None
     if grant is None:
-        raise NotFound("No such break-glass grant.")
+        raise NotFound(N_("No such break-glass grant."))
     if grant.user_id == actor.id:
-        raise ValidationFailed(fields={"outcome": ["Someone else must review your own break-glass access."]})
+        raise ValidationFailed(fields={"outcome": [N_("Someone else must review your own break-glass access.")]})
     if grant.reviewed_at is not None:
         record(session, actor, "break_glass.review", object_type="referral", object_id=grant.referral_id,
                outcome=DENIED, reason=f"grant {grant.id} already reviewed")
-        raise Conflict("This break-glass access has already been reviewed.")
+        raise Conflict(N_("This break-glass access has already been reviewed."))
     grant.reviewed_at, grant.reviewed_by_id, grant.review_outcome = now or utcnow(), actor.id, outcome
     record(session, actor, "break_glass.review", object_type="referral", object_id=grant.referral_id,
            reason=f"grant {grant.id}: {outcome}")

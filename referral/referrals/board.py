@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import record
 from referral.db import utcnow
-from referral.errors import Forbidden
+from referral.errors import N_, Forbidden
 from referral.referrals import routing
 from referral.referrals.models import Referral, Status
 from referral.referrals.workflow_models import Offer, OfferStatus
@@ -34,7 +34,7 @@ def unit_board(session: Session, actor: User) -> dict[str, list[dict[str, Any]]]
     """Open cases of the supervisor's unit, grouped by what needs the supervisor: codes and stages only."""
     require(actor, Permission.REFERRAL_REASSIGN)
     if actor.role is not Role.supervisor or actor.unit_id is None:
-        raise Forbidden("Only a unit supervisor has a unit board.")
+        raise Forbidden(N_("Only a unit supervisor has a unit board."))
     rows = session.scalars(select(Referral).where(Referral.unit_id == actor.unit_id, Referral.status.in_(OPEN))
                            .order_by(Referral.created_at, Referral.id)).all()
     board: dict[str, list[dict[str, Any]]] = {"escalated": [], "closure_pending": [], "open": []}

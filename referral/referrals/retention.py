@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import User
 from referral.audit.service import record
 from referral.db import utcnow
-from referral.errors import Conflict
+from referral.errors import N_, Conflict
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status
 from referral.security.keyring import keyring_for
@@ -69,9 +69,9 @@ def request_erasure(session: Session, actor: User, referral_id: str, *, now: dt.
                outcome="denied", reason="only the submitter relays an erasure request")
         from referral.errors import NotFound
 
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.erased_at is not None:
-        raise Conflict("This case has already been erased.", code="already_erased")
+        raise Conflict(N_("This case has already been erased."), code="already_erased")
     if referral.status not in ENDED:
         referral = workflow.withdraw(session, actor, referral.id, now=now)
     referral.erasure_requested_at = now

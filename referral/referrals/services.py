@@ -15,7 +15,7 @@ from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import NotFound, ValidationFailed
+from referral.errors import N_, NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
@@ -50,9 +50,9 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     require(actor, Permission.REFERRAL_SUBMIT)
     area = Area.by_code(session, data["area"], with_ancestors=True)  # routing and the standard walk its lineage
     if area is None:
-        raise ValidationFailed(fields={"area": ["No area has this code."]})
+        raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
     if data["incident"].get("date") and data["incident"]["date"] > now.date():
-        raise ValidationFailed(fields={"incident": {"date": ["The incident date cannot be in the future."]}})
+        raise ValidationFailed(fields={"incident": {"date": [N_("The incident date cannot be in the future.")]}})
     survivor, incident = data["survivor"], data["incident"]
     perpetrator = data.get("perpetrator") or {}
     contact = survivor.get("safe_contact") or {}
@@ -153,7 +153,7 @@ def load_visible(session: Session, actor: User, referral_id: str, action: str) -
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
                reason="not visible to this user" if referral is not None else "no such case")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     return referral, level
 
 
@@ -307,10 +307,10 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
     if referral.submitter_id != actor.id:
         record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
                outcome=DENIED, reason="only the submitter adds information")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     data_key = crypto.case_key(referral)
     if data_key is None:
-        raise ValidationFailed("This case has been erased.", fields={"text": ["The case no longer accepts information."]})
+        raise ValidationFailed(N_("This case has been erased."), fields={"text": [N_("The case no longer accepts information.")]})
     note = CaseNote(id=new_id(), referral_id=referral.id, author_id=actor.id)
     crypto.seal_note(note, data_key, text)
     session.add(note)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from referral.errors import N_, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from referral.notify import events
 from referral.referrals import crypto, routing
 from referral.referrals.models import Referral, Status, new_id, parse_case_id
@@ -30,6 +30,18 @@ DECLINE_REASONS = ("conflict_of_interest", "workload", "unavailable", "outside_c
 CLOSE_OUTCOMES = ("services_provided", "protection_order_in_place", "referred_elsewhere", "survivor_declined",
                   "perpetrator_charged", "no_further_action", "other")
 WORKING = (Status.accepted, Status.in_progress)
+# How far a protection order's dates may lie from today, and its expiry from its issue: generous for any real
+# order (or one she already held when the case began), and it stops a mistyped year (2062, 0001, 9999) from
+# turning the expiry reminders off.
+ORDER_YEARS = 5
+
+
+def _years_from(day: dt.date, years: int) -> dt.date:
+    """The same day ``years`` later (earlier if negative); 29 February becomes the 28th."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
 
 
 def _locked(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:
@@ -43,7 +55,7 @@ def _locked(session: Session, actor: User, referral_id: str, action: str) -> tup
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
                reason="not visible to this user" if referral is not None else "no such case")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     return referral, level
 
 
@@ -59,7 +71,8 @@ def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime, 
 
 
 def _transition_error(referral: Referral, doing: str) -> InvalidTransition:
-    return InvalidTransition(f"A case that is {referral.status.value} cannot be {doing}.")
+    return InvalidTransition(N_("A case that is %(status)s cannot be %(doing)s."),
+                             params={"status": referral.status.value, "doing": doing})
 
 
 def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:
@@ -74,12 +87,13 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
         raise _transition_error(referral, "accepted")
     offer = _open_offer(session, referral, actor)
     if offer is None:
-        raise InvalidTransition("This case is no longer offered to you.")
+        raise InvalidTransition(N_("This case is no longer offered to you."))
     missing = routing.missing_certifications(session, actor, referral, now.date())
     if missing:
         record(session, actor, "referral.accept", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason=f"no current certification: {', '.join(missing)}")
-        raise Forbidden(f"You need a current certification ({', '.join(missing)}) to accept this case.",
+        raise Forbidden(N_("You need a current certification (%(courses)s) to accept this case."),
+                        params={"courses": ", ".join(missing)},
                         code="certification_required")
     offer.status, offer.responded_at = OfferStatus.accepted, now
     _cancel_open_offers(session, referral, now, "taken")
@@ -101,7 +115,7 @@ def decline(session: Session, actor: User, referral_id: str, reason: str, *,
     referral, _level = _locked(session, actor, referral_id, "referral.decline")
     offer = _open_offer(session, referral, actor)
     if referral.status is not Status.offered or offer is None:
-        raise InvalidTransition("This case is not offered to you.")
+        raise InvalidTransition(N_("This case is not offered to you."))
     offer.status, offer.responded_at, offer.reason = OfferStatus.declined, now, reason
     session.flush()
     record(session, actor, "referral.decline", object_type="referral", object_id=referral.id, reason=reason)
@@ -151,44 +165,55 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     require(actor, Permission.REFERRAL_WORK)
     referral, level = _locked(session, actor, referral_id, "referral.action")
     if level is CaseView.OFFER:
-        raise InvalidTransition("Accept the case before working on it.")
+        raise InvalidTransition(N_("Accept the case before working on it."))
     if not may_work(actor, referral, level):
         record(session, actor, "referral.action", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.status not in WORKING:
         raise _transition_error(referral, "worked on")
     kind = ActionType(data["type"])
     if kind is ActionType.closure:
-        raise ValidationFailed(fields={"type": ["Close the case with /close."]})
+        raise ValidationFailed(fields={"type": [N_("Close the case with /close.")]})
     action = CaseAction(id=new_id(), referral_id=referral.id, actor_id=actor.id, type=kind, created_at=now)
     fields = []
     if data.get("note"):
         data_key = crypto.case_key(referral)
         if data_key is None:
-            raise InvalidTransition("This case has been erased.")
+            raise InvalidTransition(N_("This case has been erased."))
         action.note_sealed = seal_field(data_key, data["note"], case_id=referral.id, table="case_actions",
                                         column="note_sealed", row_id=action.id)
         fields.append("note")
     order = data.get("protection_order")
     if kind is ActionType.protection_order_issued:
         if not order:
-            raise ValidationFailed(fields={"protection_order": ["Give issued_on and expires_on."]})
+            raise ValidationFailed(fields={"protection_order": [N_("Give issued_on and expires_on.")]})
         issued_on = order.get("issued_on") or now.date()
+        if issued_on > now.date() + dt.timedelta(days=1):  # a day's grace: the officer's date may be ahead of UTC
+            raise ValidationFailed(fields={"protection_order": {"issued_on": [N_("Cannot be in the future.")]}})
+        if issued_on < _years_from(now.date(), -ORDER_YEARS):
+            raise ValidationFailed(fields={"protection_order": {"issued_on": [
+                N_("At most five years ago: check the year.")]}})
         if order["expires_on"] <= issued_on:
-            raise ValidationFailed(fields={"protection_order": {"expires_on": ["Must be after issued_on."]}})
+            raise ValidationFailed(fields={"protection_order": {"expires_on": [N_("Must be after issued_on.")]}})
+        if order["expires_on"] > _years_from(issued_on, ORDER_YEARS):
+            raise ValidationFailed(fields={"protection_order": {"expires_on": [
+                N_("At most five years after it was issued: check the year.")]}})
         session.add(ProtectionOrder(referral_id=referral.id, issued_on=issued_on,
                                     expires_on=order["expires_on"], recorded_by_id=actor.id, created_at=now))
     elif kind is ActionType.protection_order_extended:
         current = session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == referral.id)
                                  .order_by(ProtectionOrder.id.desc()).limit(1))
         if current is None:
-            raise InvalidTransition("There is no protection order to extend.")
+            raise InvalidTransition(N_("There is no protection order to extend."))
         if not order or not order.get("expires_on") or order["expires_on"] <= current.expires_on:
-            raise ValidationFailed(fields={"protection_order": {"expires_on": ["Must be later than the current expiry."]}})
+            raise ValidationFailed(fields={"protection_order": {"expires_on": [N_("Must be later than the current expiry.")]}})
+        if order["expires_on"] > _years_from(now.date(), ORDER_YEARS):
+            raise ValidationFailed(fields={"protection_order": {"expires_on": [
+                N_("At most five years from now: check the year.")]}})
         current.expires_on, current.extensions = order["expires_on"], current.extensions + 1
     elif order:
-        raise ValidationFailed(fields={"protection_order": ["Only for protection-order actions."]})
+        raise ValidationFailed(fields={"protection_order": [N_("Only for protection-order actions.")]})
     session.add(action)
     if referral.status is Status.accepted:
         referral.status = Status.in_progress
@@ -206,18 +231,18 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
         raise ValidationFailed(fields={"outcome": [f"Give one of: {', '.join(CLOSE_OUTCOMES)}."]})
     referral, level = _locked(session, actor, referral_id, "referral.close")
     if level is CaseView.OFFER:
-        raise InvalidTransition("Accept the case before closing it.")
+        raise InvalidTransition(N_("Accept the case before closing it."))
     if not may_work(actor, referral, level):
         record(session, actor, "referral.close", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not assigned to this user")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.status is not Status.in_progress:
         raise _transition_error(referral, "closed (it must be in progress)")
     if referral.closure_requested_at is not None:
-        raise InvalidTransition("This closure is already waiting for the supervisor's approval.")
+        raise InvalidTransition(N_("This closure is already waiting for the supervisor's approval."))
     missing = closure_checklist(session, referral)
     if missing:
-        raise InvalidTransition(f"Before closing, complete: {', '.join(missing)}.")
+        raise InvalidTransition(N_("Before closing, complete: %(steps)s."), params={"steps": ", ".join(missing)})
     if needs_closure_approval(actor, referral):
         referral.outcome, referral.closure_requested_at, referral.closure_requested_by_id = outcome, now, actor.id
         session.flush()
@@ -257,14 +282,14 @@ def decide_closure(session: Session, actor: User, referral_id: str, approve: boo
     if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
         record(session, actor, action, object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not this supervisor's unit")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.status is not Status.in_progress or referral.closure_requested_at is None:
-        raise InvalidTransition("No closure is waiting for approval on this case.")
+        raise InvalidTransition(N_("No closure is waiting for approval on this case."))
     outcome = referral.outcome or "other"
     if approve:
         missing = closure_checklist(session, referral)
         if missing:
-            raise InvalidTransition(f"Before closing, complete: {', '.join(missing)}.")
+            raise InvalidTransition(N_("Before closing, complete: %(steps)s."), params={"steps": ", ".join(missing)})
         _finish_closure(session, actor, referral, outcome, now)
     else:
         _drop_closure_request(referral)
@@ -296,7 +321,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     require(actor, Permission.REFERRAL_REASSIGN)
     referral, level = _locked(session, actor, referral_id, "referral.reassign")
     if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.status not in (Status.offered, Status.escalated, Status.accepted, Status.in_progress):
         raise _transition_error(referral, "reassigned")
     target = session.get(User, officer_id)
@@ -304,7 +329,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
                                                                           today=now.date())
     # Never back to an officer who declined, recused or let it lapse (conflicts of interest included).
     if target is None or target not in eligible or target.id in routing.already_tried(session, referral):
-        raise ValidationFailed(fields={"officer_id": ["Not an eligible officer of this unit for this case."]})
+        raise ValidationFailed(fields={"officer_id": [N_("Not an eligible officer of this unit for this case.")]})
     _cancel_open_offers(session, referral, now, "reassigned")
     referral.assigned_officer_id, referral.accepted_at = None, None
     _drop_closure_request(referral)
@@ -324,7 +349,7 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
     require(actor, Permission.REFERRAL_WITHDRAW)
     referral, level = _locked(session, actor, referral_id, "referral.withdraw")
     if referral.submitter_id != actor.id:
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, "withdrawn")
     told = [referral.assigned_officer_id] if referral.assigned_officer_id else []

@@ -16,7 +16,7 @@ from flask import current_app, redirect, request, url_for
 from flask_login import current_user
 
 from referral.accounts.models import Role, User
-from referral.errors import Forbidden, NotFound, Unauthenticated
+from referral.errors import N_, Forbidden, NotFound, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def require(user: User | None, permission: Permission) -> None:
     if user is None:
         raise Unauthenticated()
     if not has_permission(user, permission):
-        raise Forbidden("Your role may not do this.")
+        raise Forbidden(N_("Your role may not do this."))
 
 
 # -- object-level checks ----------------------------------------------------
@@ -97,7 +97,7 @@ def check_may_manage_user(actor: User, target: User | None) -> User:
     """Admins manage every account; nobody else sees accounts. Unknown → 404."""
     require(actor, Permission.ADMIN_USERS_MANAGE)
     if target is None:
-        raise NotFound("No such user.")
+        raise NotFound(N_("No such user."))
     return target
 
 

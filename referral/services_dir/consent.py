@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import Forbidden, NotFound, ValidationFailed
+from referral.errors import N_, Forbidden, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
 from referral.referrals.models import Referral, parse_case_id
@@ -101,24 +101,24 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     if referral is None or not _may_record(actor, referral, level):
         record(session, actor, "consent.change", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     scope, given_by = data["scope"], GivenBy(data["given_by"])
     if scope not in SCOPES:
         raise ValidationFailed(fields={"scope": [f"Use one of: {', '.join(SCOPES)}."]})
     if data.get("expires_at") is not None and data["expires_at"] <= now:
-        raise ValidationFailed(fields={"expires_at": ["Must be in the future."]})
+        raise ValidationFailed(fields={"expires_at": [N_("Must be in the future.")]})
     child = referral.age_group in CHILD_AGE_GROUPS
     if given_by is GivenBy.supervisor_override:
         if actor.role is not Role.supervisor:
             record(session, actor, "consent.override", object_type="referral", object_id=referral.id, outcome=DENIED,
                    reason="only a supervisor may override")
-            raise Forbidden("Only the unit's supervisor may record a best-interest override.")
+            raise Forbidden(N_("Only the unit's supervisor may record a best-interest override."))
         if not child:
-            raise ValidationFailed(fields={"given_by": ["A best-interest override is only for a child survivor."]})
+            raise ValidationFailed(fields={"given_by": [N_("A best-interest override is only for a child survivor.")]})
         if not data.get("reason"):
-            raise ValidationFailed(fields={"reason": ["An override needs its reason."]})
+            raise ValidationFailed(fields={"reason": [N_("An override needs its reason.")]})
     if given_by is GivenBy.child_assent and not child:
-        raise ValidationFailed(fields={"given_by": ["Child assent is only for a child survivor."]})
+        raise ValidationFailed(fields={"given_by": [N_("Child assent is only for a child survivor.")]})
     row = Consent(referral_id=referral.id, scope=scope, granted=data["granted"], given_by=given_by,
                   recorded_by_id=actor.id, recorded_at=now, expires_at=data.get("expires_at"),
                   withdrawn_at=None if data["granted"] else now)

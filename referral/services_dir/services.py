@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import InvalidTransition, NotFound, ValidationFailed
+from referral.errors import N_, InvalidTransition, NotFound, ValidationFailed
 from referral.notify import events
 from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
 from referral.referrals import crypto
@@ -48,7 +48,7 @@ def providers_for(session: Session, area: Area, service_type: str | None) -> lis
 def directory(session: Session, actor: User, area_code: str, service_type: str | None) -> list[dict[str, Any]]:
     area = Area.by_code(session, area_code)
     if area is None:
-        raise ValidationFailed(fields={"area": ["No area has this code."]})
+        raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
     record(session, actor, "services.directory", object_type="area", object_id=area.code)
     return [{"id": o.id, "code": o.code, "name": o.name, "services": [s.value for s in o.service_types],
              "areas": [a.code for a in o.areas], "coordinator": o.coordinator}
@@ -131,13 +131,13 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     if not allowed:
         record(session, actor, "service_referral.create", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     service_type = data["service_type"]
     if service_type not in {t.value for t in ServiceType}:
-        raise ValidationFailed(fields={"service_type": ["Choose a service type."]})
+        raise ValidationFailed(fields={"service_type": [N_("Choose a service type.")]})
     provider = session.get(Organisation, data["provider_id"]) if 0 < data["provider_id"] < 2**31 else None
     if provider is None or provider not in providers_for(session, referral.area, service_type):
-        raise ValidationFailed(fields={"provider_id": ["No provider of this service covers the case's area."]})
+        raise ValidationFailed(fields={"provider_id": [N_("No provider of this service covers the case's area.")]})
     scope = f"services:{service_type}"
     unknown = [p for p in data["share"] if p not in SHAREABLE]
     if unknown:
@@ -148,10 +148,11 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     if data["share"] and not consent.is_active(session, referral.id, scope, now):
         record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
                outcome=DENIED, reason=f"no active consent for {scope}")
-        raise ValidationFailed(f"The survivor has not consented to sharing with {service_type} services.",
+        raise ValidationFailed(N_("The survivor has not consented to sharing with %(service)s services."),
+                               params={"service": service_type},
                                fields={"share": [f"Not covered by consent ({scope})."]}, code="consent_required")
     if referral.status in (Status.withdrawn, Status.closed):
-        raise InvalidTransition("A withdrawn or closed case cannot be referred.")
+        raise InvalidTransition(N_("A withdrawn or closed case cannot be referred."))
     row = ServiceReferral(referral_id=referral.id, provider_id=provider.id, service_type=service_type,
                           share=json.dumps(sorted(set(data["share"]))), created_by_id=actor.id, created_at=now,
                           status=ServiceReferralStatus.pending)
@@ -174,7 +175,7 @@ def _provider_view(session: Session, actor: User, service_referral_id: str, acti
     if not ok:
         record(session, actor, action, object_type="service_referral", object_id=sr_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user or consent ended")
-        raise NotFound("No such service referral.")
+        raise NotFound(N_("No such service referral."))
     return row
 
 
@@ -228,9 +229,10 @@ def respond(session: Session, actor: User, service_referral_id: str, verb: str, 
     row = _provider_view(session, actor, service_referral_id, f"service_referral.{verb}", now)
     allowed_from, target = TRANSITIONS[verb]
     if row.status not in allowed_from:
-        raise InvalidTransition(f"A service referral that is {row.status.value} cannot be {target.value}.")
+        raise InvalidTransition(N_("A service referral that is %(status)s cannot be %(target)s."),
+                                params={"status": row.status.value, "target": target.value})
     if verb == "complete" and not data.get("outcome"):
-        raise ValidationFailed(fields={"outcome": ["Completion needs a GBVIMS outcome."]})
+        raise ValidationFailed(fields={"outcome": [N_("Completion needs a GBVIMS outcome.")]})
     row.status, row.responded_at = target, now
     if data.get("outcome"):
         row.outcome = ServiceOutcome(data["outcome"])

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from referral.accounts.auth import normalise_email
 from referral.accounts.models import Role, User
-from referral.errors import Conflict, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.extensions import db
 from referral.security.permissions import Permission, require
 from referral.standards.models import Certification, Course
@@ -35,21 +35,21 @@ def record_certification(actor: User | None, email: str, course_code: str, compl
     today = today or dt.date.today()
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
-        raise NotFound("No account has this e-mail.")
+        raise NotFound(N_("No account has this e-mail."))
     if user.role not in POLICE_ROLES:
-        raise ValidationFailed("Only officers and supervisors hold certifications.",
-                               fields={"email": ["Not a police account."]})
+        raise ValidationFailed(N_("Only officers and supervisors hold certifications."),
+                               fields={"email": [N_("Not a police account.")]})
     course = db.session.scalar(select(Course).where(Course.code == course_code))
     if course is None:
-        raise NotFound("No course has this code.")
+        raise NotFound(N_("No course has this code."))
     if completed_on > today:
-        raise ValidationFailed("A completion date cannot be in the future.",
-                               fields={"completed": ["In the future."]})
+        raise ValidationFailed(N_("A completion date cannot be in the future."),
+                               fields={"completed": [N_("In the future.")]})
     existing = db.session.scalar(select(Certification).where(
         Certification.user_id == user.id, Certification.course_id == course.id,
         Certification.completed_on == completed_on))
     if existing is not None:
-        raise Conflict("This completion is already recorded.")
+        raise Conflict(N_("This completion is already recorded."))
     cert = Certification(user_id=user.id, course=course, completed_on=completed_on,
                          expires_on=add_months(completed_on, course.validity_months),
                          recorded_by_id=actor.id if actor else None)
@@ -182,7 +182,7 @@ def read_compliance(session: Any, actor: User, referral_id: str, *, now: dt.date
     if not allowed:
         record(session, actor, "referral.compliance", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user")
-        raise NotFound("No such referral.")
+        raise NotFound(N_("No such referral."))
     standard = session.get(Standard, referral.standard_id) if referral.standard_id else None
     steps = compliance_of(session, referral, now)
     record(session, actor, "referral.compliance", object_type="referral", object_id=referral.id,
@@ -316,10 +316,10 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
     if unit_code:
         unit = session.scalar(select(Unit).where(Unit.code == unit_code))
         if unit is None:
-            raise ValidationFailed(fields={"unit": ["No unit has this code."]})
+            raise ValidationFailed(fields={"unit": [N_("No unit has this code.")]})
     if actor.role is Role.supervisor:
         if unit is not None and unit.id != actor.unit_id:
-            raise ValidationFailed(fields={"unit": ["Supervisors see their own unit only."]})
+            raise ValidationFailed(fields={"unit": [N_("Supervisors see their own unit only.")]})
         unit = actor.unit
     start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC) if since else None
     end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC) if until else None

@@ -32,17 +32,4 @@ def run_page_action(form: FlaskForm, call: Callable[[Any], Any], *, valid: bool 
             db.session.commit()
         if err.status == 404:
             raise
-        flash(" ".join([err.message, *_field_messages(err.fields)]))
-
-
-def _field_messages(fields: dict[str, Any]) -> list[str]:
-    """The service's messages per field, flattened (nested schemas give nested dicts)."""
-    out: list[str] = []
-    for value in fields.values():
-        if isinstance(value, dict):
-            out.extend(_field_messages(value))
-        elif isinstance(value, list):
-            out.extend(str(v) for v in value)
-        else:
-            out.append(str(value))
-    return out
+        flash(err.translated())

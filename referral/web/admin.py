@@ -28,7 +28,7 @@ from referral.accounts.models import EnrolmentKind
 from referral.accounts.schemas import UserOut
 from referral.accounts.views import enrolment_url
 from referral.audit.service import keep_only_refusals_after_failure
-from referral.errors import DomainError, NotFound, ValidationFailed
+from referral.errors import DomainError, NotFound, ValidationFailed, translate
 from referral.extensions import db
 from referral.i18n import LANGUAGE_NAMES
 from referral.reference import services as reference
@@ -142,12 +142,12 @@ def _failed() -> None:
 
 def _show_errors(form: FlaskForm, err: DomainError) -> str:
     """Put the service's field errors on the form's fields; say what fits no field above the form."""
-    unplaced = [] if err.fields else [err.message]
+    unplaced = [] if err.fields else [err.translated(with_fields=False)]
     for name, messages in err.fields.items():
         if name in form._fields and isinstance(messages, list):
-            form[name].errors = [*form[name].errors, *messages]
+            form[name].errors = [*form[name].errors, *(translate(str(m)) for m in messages)]
         else:
-            unplaced.append(err.message)
+            unplaced.append(err.translated(with_fields=False))
     return " ".join(dict.fromkeys([str(CHECK_FORM), *unplaced]))
 
 

@@ -61,7 +61,7 @@ def new_referral():  # type: ignore[no-untyped-def]
                 form.phone.errors = [_("Give her phone number for contact by phone or SMS.")]
         except DomainError as err:
             db.session.rollback()
-            problem = err.message if err.status < 500 else _("Something went wrong.")
+            problem = err.translated() if err.status < 500 else _("Something went wrong.")
     status = 200 if not form.is_submitted() else 422
     return _no_store(make_response(render_template("focal/new.html", form=form, problem=problem,
                                                    logout_form=LogoutForm()), status))

@@ -36,7 +36,7 @@ def login():  # type: ignore[no-untyped-def]
             user = auth.authenticate(form.email.data or "", form.password.data or "", form.otp.data)
         except auth.AuthFailed as exc:
             db.session.commit()  # keep the failure count: it drives the lockout
-            form.password.errors = [exc.message]
+            form.password.errors = [exc.translated()]
             return render_template("login.html", form=form), 401
         raw = auth.start_session(user)
         db.session.commit()

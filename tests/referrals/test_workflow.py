@@ -389,3 +389,43 @@ def test_a_routed_submission_is_inserted_once_already_offered(client, place, peo
     stored = db.session.get(Referral, case["id"])
     assert stored.status.value == "offered" and stored.unit_id == place["unit"].id
     assert [o.officer_id for o in offers_of(case["id"])] in ([o.id] for o, _h in officers)
+
+
+def test_protection_order_dates_must_be_plausible(client, place, people, officers):
+    (_first, first_h), _ = officers
+    with time_machine.travel(T0, tick=False):
+        cid = submit(client, people["focal"][1], minimal(place["district"].code))["id"]
+        post(client, cid, "accept", first_h)
+
+        def issue(issued_on, expires_on):
+            order = {"expires_on": expires_on} | ({"issued_on": issued_on} if issued_on else {})
+            return post(client, cid, "actions", first_h, {"type": "protection_order_issued",
+                                                          "protection_order": order})
+
+        def problem(resp, field):
+            assert resp.status_code == 422, resp.get_json()
+            return resp.get_json()["error"]["fields"]["protection_order"][field]
+
+        assert problem(issue("0001-01-01", "2026-12-25"), "issued_on") == ["At most five years ago: check the year."]
+        assert problem(issue("2021-11-24", "2026-12-25"), "issued_on") == ["At most five years ago: check the year."]
+        assert problem(issue("2026-11-27", "2026-12-25"), "issued_on") == ["Cannot be in the future."]
+        assert problem(issue("2026-11-25", "9999-12-31"), "expires_on") == [
+            "At most five years after it was issued: check the year."]
+        assert problem(issue(None, "2031-11-28"), "expires_on") == [
+            "At most five years after it was issued: check the year."]
+        assert db.session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid)) is None
+        # The edges: issued a day ahead of UTC (the officer's own date), five years ago, or lasting five years.
+        assert issue("2026-11-26", "2031-11-26").status_code == 201
+        resp = issue("2021-11-26", "2026-11-26")
+        assert resp.status_code == 201, resp.get_json()
+        extend = {"type": "protection_order_extended", "protection_order": {"expires_on": "9999-12-31"}}
+        resp = post(client, cid, "actions", first_h, extend)
+        assert resp.status_code == 422
+        assert resp.get_json()["error"]["fields"]["protection_order"]["expires_on"] == [
+            "At most five years from now: check the year."]
+        extend["protection_order"]["expires_on"] = "2030-06-01"
+        assert post(client, cid, "actions", first_h, extend).status_code == 201
+        orders = db.session.scalars(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid)
+                                    .order_by(ProtectionOrder.id)).all()
+        assert [(o.issued_on.isoformat(), o.expires_on.isoformat(), o.extensions) for o in orders] == [
+            ("2026-11-26", "2031-11-26", 0), ("2021-11-26", "2030-06-01", 1)]

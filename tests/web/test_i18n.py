@@ -56,3 +56,11 @@ def test_language_follows_lang_then_accept_language(client):
     assert '<html lang="en">' in client.application.test_client().get("/login?lang=xx").get_data(as_text=True)
     assert "Kirish" in client.get("/login?lang=uz").get_data(as_text=True)
     assert "Кирүү" in client.get("/login?lang=ky").get_data(as_text=True)
+
+
+def test_uzbek_writes_its_apostrophes_with_the_modifier_letters():
+    # Oʻ, gʻ and the tutuq belgisi are the letters U+02BB and U+02BC, not quotation marks: a search for
+    # "oʻzgartirish" must find every page that says it.
+    with (TRANSLATIONS / "uz" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        wrong = [m.string for m in read_po(fh) if m.id and ("\u2018" in m.string or "\u2019" in m.string)]
+    assert wrong == []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator
@@ -65,3 +66,50 @@ class Base(DeclarativeBase):
 
 
 __all__ = ["Base", "Mapped", "mapped_column", "utcnow", "intpk", "code", "name", "timestamp", "created_at"]
+
+
+# -- several small reads in one round trip ----------------------------------------------
+
+@dataclass(frozen=True)
+class Combined:
+    """Several SELECTs run as one ``UNION ALL`` (``combine``): each keeps its own columns, ``NULL`` in the
+    others' places, and its own order, so ``run_combined`` hands back each one's rows as if run alone."""
+
+    statement: Any
+    shapes: tuple[tuple[int, int, Any], ...]  # per statement: first column, number of columns, row type
+
+
+def combine(*statements: Any) -> Combined:
+    """One statement answering ``statements`` (built once by the caller: building one costs about as much as
+    running it). They must agree on what each bind parameter means. A statement's ``ORDER BY`` becomes its
+    rows' ``row_number()``, so a LIMIT or OFFSET would be lost: none may have one."""
+    from collections import namedtuple
+
+    from sqlalchemy import cast, func, literal, null, union_all
+
+    columns = [list(s.selected_columns) for s in statements]
+    widths = [len(c) for c in columns]
+    starts = [sum(widths[:i]) for i in range(len(statements))]
+    everyone = [c for cs in columns for c in cs]
+    members, shapes = [], []
+    for i, statement in enumerate(statements):
+        assert statement._limit_clause is None and statement._offset_clause is None, "no LIMIT or OFFSET"
+        own = range(starts[i], starts[i] + widths[i])
+        slots = [(everyone[j] if j in own else cast(null(), everyone[j].type)).label(f"c{j}")
+                 for j in range(len(everyone))]
+        position = func.row_number().over(order_by=list(statement._order_by_clauses) or None)
+        members.append(statement.with_only_columns(literal(i).label("m"), position.label("p"), *slots,
+                                                   maintain_column_froms=True).order_by(None))
+        names = [c.key if c.key and c.key.isidentifier() else f"c{k}" for k, c in enumerate(columns[i])]
+        shapes.append((starts[i], widths[i], namedtuple(f"Row{i}", names, rename=True)))
+    compound = union_all(*members)
+    return Combined(compound.order_by(compound.selected_columns.m, compound.selected_columns.p), tuple(shapes))
+
+
+def run_combined(session: Any, combined: Combined, params: dict[str, Any]) -> list[list[Any]]:
+    """Each statement's rows, in the order ``combine`` was given the statements."""
+    out: list[list[Any]] = [[] for _ in combined.shapes]
+    for row in session.execute(combined.statement, params):
+        start, width, shape = combined.shapes[row[0]]
+        out[row[0]].append(shape._make(row[2 + start:2 + start + width]))
+    return out

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
-from referral.db import utcnow
+from referral.db import Combined, combine, run_combined, utcnow
 from referral.errors import N_, NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
@@ -157,11 +157,15 @@ def load_visible(session: Session, actor: User, referral_id: str, action: str) -
     return referral, level
 
 
-def summary_view(session: Session, referral: Referral) -> dict[str, Any]:
-    """What an officer needs to decide on an offer: no names, no story."""
+_ASK = object()
+
+
+def summary_view(session: Session, referral: Referral, deadline: Any = _ASK) -> dict[str, Any]:
+    """What an officer needs to decide on an offer: no names, no story (``deadline``: already read)."""
     # Open offers exist only while the case is on offer: no query otherwise.
-    deadline = session.scalar(_statement("accept_by"), {"id": referral.id}) \
-        if referral.status is Status.offered else None
+    if deadline is _ASK:
+        deadline = session.scalar(_statement("accept_by"), {"id": referral.id}) \
+            if referral.status is Status.offered else None
     return {"gbv_type": referral.gbv_type, "flags": referral.flag_list, "area": referral.area.code,
             "age_group": referral.age_group, "accept_by": deadline.isoformat() if deadline else None,
             "assigned_officer_id": referral.assigned_officer_id}
@@ -188,13 +192,17 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
                fields=["reference", "status"])
         return body
-    body.update(summary_view(session, referral))
     if level is CaseView.OFFER:
+        body.update(summary_view(session, referral))
         record(session, actor, "referral.read", object_type="referral", object_id=referral.id,
                fields=["summary"])
         return body
     from referral.services_dir.consent import consent_view
     from referral.services_dir.services import timeline as service_timeline
+
+    on_offer = referral.status is Status.offered
+    consents, services, actions, orders, *deadline = run_combined(session, _timeline(on_offer), {"id": referral.id})
+    body.update(summary_view(session, referral, deadline[0][0][0] if on_offer else None))
 
     data_key = crypto.case_key(referral)
     erased = data_key is None
@@ -216,10 +224,10 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "perpetrator": {"name": sealed["perpetrator.name"], "relationship": referral.perpetrator_relationship,
                         "details": sealed["perpetrator.details"]},
         "consent": json.loads(referral.consent),
-        "consents": consent_view(session, referral),
-        "service_referrals": service_timeline(session, referral, data_key),
-        "actions": action_timeline(session, referral, data_key),
-        "protection_orders": protection_orders(session, referral),
+        "consents": consent_view(session, referral, rows=consents),
+        "service_referrals": service_timeline(session, referral, data_key, services),
+        "actions": action_timeline(session, referral, data_key, actions),
+        "protection_orders": protection_orders(session, referral, orders),
         "notes": notes,
     })
     body["matches"] = related_cases(session, actor, referral)
@@ -257,7 +265,9 @@ def _statement(name: str) -> Any:
     # repeat perpetrators have none. The most recent matches are enough to prompt a person to look; a
     # prolific perpetrator must not make every read of every one of their cases slower.
     column = {"same_phone": Referral.survivor_phone_bidx, "same_perpetrator": Referral.perpetrator_bidx}[name]
-    query = select(Referral).where(column == bindparam("value"), Referral.id != case)
+    # Plain rows with what case_view weighs, not whole cases: a match is named, never opened.
+    query = (select(Referral.id, Referral.reference, Referral.status, Referral.submitter_id, Referral.unit_id,
+                    Referral.assigned_officer_id).where(column == bindparam("value"), Referral.id != case))
     if name == "same_phone":
         query = query.where(Referral.created_at >= bindparam("since"), Referral.created_at <= bindparam("until"))
     return query.order_by(Referral.created_at.desc()).limit(RELATED_LIMIT)
@@ -320,11 +330,12 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
     return note
 
 
-def action_timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
+def action_timeline(session: Session, referral: Referral, data_key: bytes | None,
+                    rows: Any = None) -> list[dict[str, Any]]:
     from referral.security.sealed import open_field
 
     out = []
-    for action in session.execute(_statement("actions"), {"id": referral.id}):
+    for action in session.execute(_statement("actions"), {"id": referral.id}) if rows is None else rows:
         note = None
         if action.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(action.note_sealed), case_id=referral.id, table="case_actions",
@@ -334,9 +345,29 @@ def action_timeline(session: Session, referral: Referral, data_key: bytes | None
     return out
 
 
-def protection_orders(session: Session, referral: Referral) -> list[dict[str, Any]]:
+def protection_orders(session: Session, referral: Referral, rows: Any = None) -> list[dict[str, Any]]:
+    if rows is None:
+        rows = session.execute(_statement("protection_orders"), {"id": referral.id})
     return [{"issued_on": o.issued_on.isoformat(), "expires_on": o.expires_on.isoformat(), "extensions": o.extensions}
-            for o in session.execute(_statement("protection_orders"), {"id": referral.id})]
+            for o in rows]
+
+
+@functools.cache
+def timeline_statements(with_deadline: bool) -> tuple[Any, ...]:
+    """What a full read shows beside the case: consent records, service referrals, actions, protection orders
+    and, while the case is on offer, the accept-by deadline. Read together (``_timeline``)."""
+    from referral.services_dir.consent import records_statement
+    from referral.services_dir.services import timeline_statement
+
+    parts = (records_statement(), timeline_statement(), _statement("actions"), _statement("protection_orders"))
+    return parts + ((_statement("accept_by"),) if with_deadline else ())
+
+
+@functools.cache
+def _timeline(with_deadline: bool) -> Combined:
+    # One round trip instead of four or five: each statement cost about as much in SQLAlchemy and the driver
+    # as the rows it brings.
+    return combine(*timeline_statements(with_deadline))
 
 
 RELATED_LIMIT = 50
@@ -357,7 +388,7 @@ def related_cases(session: Session, actor: User, referral: Referral) -> dict[str
         params = {"value": value, "id": referral.id}
         if key == "same_phone":
             params.update(since=referral.created_at - window, until=referral.created_at + window)
-        for other in session.scalars(_statement(key), params):
+        for other in session.execute(_statement(key), params):
             if case_view(actor, other) is CaseView.CONTENT:
                 found[key].append(other.reference)
     return found

@@ -55,18 +55,18 @@ def current(session: Session, referral_id: str, scope: str) -> Consent | None:
 
 
 @functools.cache
-def _all_records() -> Any:
+def records_statement() -> Any:
     # Built once: every full read of a case runs it. Plain rows, not Consent objects (a read changes none).
     return (select(Consent.scope, Consent.granted, Consent.given_by, Consent.recorded_at, Consent.expires_at,
                    Consent.withdrawn_at)
             .where(Consent.referral_id == bindparam("id")).order_by(Consent.recorded_at, Consent.id))
 
 
-def latest_by_scope(session: Session, referral_id: str) -> dict[str, Any]:
+def latest_by_scope(session: Session, referral_id: str, rows: Any = None) -> dict[str, Any]:
     """The latest record of every scope of a case, in one query, as rows (scope, granted, given_by,
-    recorded_at, expires_at, withdrawn_at)."""
+    recorded_at, expires_at, withdrawn_at); ``rows``: those ``records_statement`` gave, already read."""
     latest: dict[str, Any] = {}
-    for row in session.execute(_all_records(), {"id": referral_id}):
+    for row in session.execute(records_statement(), {"id": referral_id}) if rows is None else rows:
         latest[row.scope] = row
     return latest
 
@@ -135,9 +135,10 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     return row
 
 
-def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None) -> dict[str, Any]:
+def consent_view(session: Session, referral: Referral, now: dt.datetime | None = None, *,
+                 rows: Any = None) -> dict[str, Any]:
     now = now or utcnow()
-    latest = latest_by_scope(session, referral.id)
+    latest = latest_by_scope(session, referral.id, rows)
     return {scope: {"active": _active(row, now), "given_by": row.given_by.value,
                     "recorded_at": row.recorded_at.isoformat(),
                     "expires_at": row.expires_at.isoformat() if row.expires_at else None}

@@ -249,7 +249,7 @@ def respond(session: Session, actor: User, service_referral_id: str, verb: str, 
 
 
 @functools.cache
-def _timeline() -> Any:
+def timeline_statement() -> Any:
     # Built once: every full read of a case runs it. The provider comes in the same query.
     # Plain rows, not objects: a read changes none of them.
     return (select(ServiceReferral.id, Organisation.code.label("provider"), ServiceReferral.service_type,
@@ -258,10 +258,11 @@ def _timeline() -> Any:
             .where(ServiceReferral.referral_id == bindparam("id")).order_by(ServiceReferral.created_at))
 
 
-def timeline(session: Session, referral: Referral, data_key: bytes | None) -> list[dict[str, Any]]:
-    """Service referrals as the case's handlers see them, with the provider's notes."""
+def timeline(session: Session, referral: Referral, data_key: bytes | None, rows: Any = None) -> list[dict[str, Any]]:
+    """Service referrals as the case's handlers see them, with the provider's notes (``rows``: those
+    ``timeline_statement`` gave, already read)."""
     out = []
-    for row in session.execute(_timeline(), {"id": referral.id}):
+    for row in session.execute(timeline_statement(), {"id": referral.id}) if rows is None else rows:
         note = None
         if row.note_sealed is not None and data_key is not None:
             note = open_field(data_key, bytes(row.note_sealed), case_id=referral.id, table="service_referrals",

@@ -247,3 +247,49 @@ def test_clinical_urgency_creates_a_pending_health_suggestion(client, place, peo
     _u, clinic_h = providers["clinic_user"]
     assert client.get("/api/v1/service-referrals", headers=clinic_h).get_json()["total"] == 0  # not sent yet
     assert client.get(f"/api/v1/service-referrals/{suggestion.id}", headers=clinic_h).status_code == 404
+
+
+def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_alone_gives(
+        client, place, people, officers, providers):
+    """The read's consents, service referrals, actions, protection orders and accept-by deadline come from one
+    UNION ALL (referral.db.combine): each part's rows, types and order must be what its own statement gives."""
+    from sqlalchemy import event
+
+    from referral.db import combine, run_combined
+    from referral.referrals.services import timeline_statements
+
+    case = accepted_case(client, place, people, officers)
+    cid, officer_h = case["id"], officers[0][1]
+    for kind, note in (("risk_assessment", "CanaryRisk"), ("note", None), ("safety_plan", "CanaryPlan")):
+        assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h,
+                           json={"type": kind} | ({"note": note} if note else {})).status_code == 201
+    assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h, json={
+        "type": "protection_order_issued", "protection_order": {"expires_on": "2099-01-01"}}).status_code == 422
+    today = dt.date.today()
+    assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h, json={
+        "type": "protection_order_issued", "protection_order": {
+            "issued_on": today.isoformat(), "expires_on": (today + dt.timedelta(days=30)).isoformat()}}).status_code == 201
+    assert refer(client, cid, officer_h, providers["clinic"], "health", ["gbv_type"]).status_code == 201
+    assert refer(client, cid, officer_h, providers["shelter"], "shelter", ["survivor.name"]).status_code == 201
+    assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
+                       json={"scope": "sms_contact", "granted": False, "given_by": "survivor"}).status_code == 201
+    offered = submit(client, people["focal"][1], submission(place["district"].code))  # an open offer: a deadline
+
+    for case_id, with_deadline in ((cid, False), (offered["id"], True), (cid, True)):
+        statements = timeline_statements(with_deadline)
+        alone = [[tuple(r) for r in db.session.execute(s, {"id": case_id})] for s in statements]
+        statements_run = []
+        listen = lambda *a: statements_run.append(a[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            together = run_combined(db.session, combine(*statements), {"id": case_id})
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+        assert len(statements_run) == 1 and "UNION ALL" in statements_run[0]
+        assert [[tuple(r) for r in part] for part in together] == alone
+        assert [[type(v) for v in r] for part in together for r in part] == \
+            [[type(v) for v in r] for part in alone for r in part]
+    consents, services, actions, orders = alone[:4]
+    assert len(consents) >= 8 and len(services) == 2 and len(actions) == 4 and len(orders) == 1
+    assert [a[1].value for a in actions] == ["risk_assessment", "note", "safety_plan", "protection_order_issued"]
+    assert together[3][0].issued_on == today and together[1][0].provider == providers["clinic"].code

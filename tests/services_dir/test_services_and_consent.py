@@ -260,9 +260,12 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
 
     case = accepted_case(client, place, people, officers)
     cid, officer_h = case["id"], officers[0][1]
-    for kind, note in (("risk_assessment", "CanaryRisk"), ("note", None), ("safety_plan", "CanaryPlan")):
-        assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h,
-                           json={"type": kind} | ({"note": note} if note else {})).status_code == 201
+    # Recorded out of their order (later first), so insertion order cannot pass for the statements' order.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+    for hours, kind, note in ((0, "risk_assessment", "CanaryRisk"), (1, "note", None), (2, "safety_plan", "CanaryPlan")):
+        with time_machine.travel(later - dt.timedelta(hours=hours), tick=False):
+            assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h,
+                               json={"type": kind} | ({"note": note} if note else {})).status_code == 201
     assert client.post(f"/api/v1/referrals/{cid}/actions", headers=officer_h, json={
         "type": "protection_order_issued", "protection_order": {"expires_on": "2099-01-01"}}).status_code == 422
     today = dt.date.today()
@@ -271,8 +274,9 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
             "issued_on": today.isoformat(), "expires_on": (today + dt.timedelta(days=30)).isoformat()}}).status_code == 201
     assert refer(client, cid, officer_h, providers["clinic"], "health", ["gbv_type"]).status_code == 201
     assert refer(client, cid, officer_h, providers["shelter"], "shelter", ["survivor.name"]).status_code == 201
-    assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
-                       json={"scope": "sms_contact", "granted": False, "given_by": "survivor"}).status_code == 201
+    with time_machine.travel(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5), tick=False):  # before the others
+        assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
+                           json={"scope": "sms_contact", "granted": False, "given_by": "survivor"}).status_code == 201
     offered = submit(client, people["focal"][1], submission(place["district"].code))  # an open offer: a deadline
 
     for case_id, with_deadline in ((cid, False), (offered["id"], True), (cid, True)):
@@ -291,5 +295,6 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
             [[type(v) for v in r] for part in alone for r in part]
     consents, services, actions, orders = alone[:4]
     assert len(consents) >= 8 and len(services) == 2 and len(actions) == 4 and len(orders) == 1
-    assert [a[1].value for a in actions] == ["risk_assessment", "note", "safety_plan", "protection_order_issued"]
+    assert [a[1].value for a in actions] == ["protection_order_issued", "safety_plan", "note", "risk_assessment"]
+    assert consents[0][0] == "sms_contact"
     assert together[3][0].issued_on == today and together[1][0].provider == providers["clinic"].code

@@ -202,7 +202,8 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
 
     on_offer = referral.status is Status.offered
     consents, services, actions, orders, *deadline = run_combined(session, _timeline(on_offer), {"id": referral.id})
-    body.update(summary_view(session, referral, deadline[0][0][0] if on_offer else None))
+    accept_by = deadline[0][0][0] if on_offer else None  # min() over open offers: one row
+    body.update(summary_view(session, referral, accept_by))
 
     data_key = crypto.case_key(referral)
     erased = data_key is None

@@ -175,3 +175,47 @@ def test_a_form_sent_while_the_server_is_unreachable_stays_on_the_page(browser, 
         assert page.url.endswith("/referrals/new")
     finally:
         context.close()
+
+
+def test_a_follow_up_written_after_the_idle_limit_is_kept_and_sent_after_signing_in_again(browser, live_app,
+                                                                                         live_server, focal):
+    from sqlalchemy import func, select
+
+    from referral.referrals.models import CaseNote, Referral
+
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, focal)
+        page.get_by_role("link", name="Refer a survivor").click()
+        page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
+        page.get_by_label("Her age").select_option("26-40")
+        page.get_by_label("She agrees that the police receive this referral").check()
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.get_by_role("status")).to_contain_text("Keep this reference")
+        case_id = page.url.split("/referrals/")[1].split("?")[0]
+
+        def notes():
+            with live_app.app_context():
+                return db.session.scalar(select(func.count()).select_from(CaseNote).where(
+                    CaseNote.referral_id == case_id))
+
+        page.get_by_label("More information").fill("Synthetic follow-up written slowly")
+        _age_sessions(live_app, focal, 16)
+        page.get_by_role("button", name="Add information").click()
+        notice = page.locator("form .session-ended")
+        expect(notice).to_be_visible()
+        expect(notice).to_contain_text("What you wrote is still here")
+        expect(page.get_by_label("More information")).to_have_value("Synthetic follow-up written slowly")
+        assert notes() == 0
+
+        other = context.new_page()
+        sign_in(other, live_server, focal)
+        other.close()
+        page.get_by_role("button", name="Add information").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved.")
+        assert notes() == 1
+        with live_app.app_context():
+            assert db.session.get(Referral, case_id) is not None
+    finally:
+        context.close()

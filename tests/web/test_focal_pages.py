@@ -200,3 +200,17 @@ def test_a_new_sign_in_elsewhere_gives_the_open_form_a_token_that_works(client, 
     assert client.post("/referrals/new", data={**data, "csrf_token": csrf_token(html)}).status_code == 400
     fresh = client.get("/session/alive").get_json()["csrf_token"]
     assert client.post("/referrals/new", data={**data, "csrf_token": fresh}).status_code == 302
+
+
+def test_every_form_with_free_text_outlives_the_idle_limit(client, place, people, officers):
+    """The referral form, the focal point's follow-up, the officer's action note and the provider's outcome
+    note carry keep-alive.js and its two notices, translated."""
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "csrf_token": csrf_token(html)})
+    status = client.get(sent.headers["Location"] + "&lang=ru").get_data(as_text=True)
+    for page in (html, status):
+        assert page.count("data-keep-alive=") == 1 and "keep-alive.js" in page
+        assert 'class="error session-ended"' in page and 'class="error connection-lost"' in page
+    assert "Написанное осталось здесь" in status

@@ -27,6 +27,7 @@ def test_officer_accepts_works_and_closes_on_the_web(client, runner, place, peop
     assert client.post(f"/cases/{case['id']}/accept", data={"csrf_token": token}).status_code == 302
     html = client.get(f"/cases/{case['id']}").get_data(as_text=True)
     assert values["survivor.name"] in html and "Compliance" in html
+    assert 'data-keep-alive="/session/alive"' in html and "keep-alive.js" in html and "session-ended" in html
     for kind in ("risk_assessment", "rights_informed", "safety_plan"):
         client.post(f"/cases/{case['id']}/actions", data={"csrf_token": token, "type": kind, "note": f"did {kind}"})
     html = client.get(f"/cases/{case['id']}").get_data(as_text=True)

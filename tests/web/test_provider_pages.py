@@ -28,6 +28,7 @@ def test_provider_sees_only_shared_fields_and_completes(client, place, people, o
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     assert values["survivor.name"] in html
     assert values["incident.narrative"] not in html and values["survivor.phone"] not in html
+    assert 'data-keep-alive="/session/alive"' in html and "keep-alive.js" in html and "session-ended" in html
     done = web_client.post(f"/service-referrals/{sr['id']}/complete",
                            data={"csrf_token": csrf_token(html), "outcome": "provided", "note": "seen"})
     assert done.status_code == 302

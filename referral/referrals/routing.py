@@ -31,14 +31,6 @@ def _units_covering(excluding: bool) -> Any:
     return query.order_by(Unit.id)
 
 
-@functools.cache
-def _open_case_loads() -> Any:
-    return (select(Referral.assigned_officer_id, func.count())
-            .where(Referral.assigned_officer_id.in_(bindparam("officers", expanding=True)),
-                   Referral.status.in_(OPEN_CASE_STATES))
-            .group_by(Referral.assigned_officer_id))
-
-
 def covering_unit(session: Session, area: Area, *, exclude: int | None = None) -> Unit | None:
     """The unit covering ``area`` or its nearest ancestor (optionally not ``exclude``), in one query."""
     places = area.lineage()
@@ -75,40 +67,40 @@ def _missing_for_one(child: bool) -> Any:
 
 
 def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today: dt.date,
-                      exclude: Iterable[int] = ()) -> list[User]:
+                      exclude: Iterable[int] = (), loads: dict[int, int] | None = None) -> list[User]:
     """Active officers of ``unit`` who can sign in (set up by their holder), currently certified for this
     case, of the asked gender and language.
 
     One query: each officer comes with the number of courses this case requires that they hold no current
     certification for (what ``missing_certifications`` names), so eligibility is that number being 0.
+    ``loads``: filled with each officer's number of open (accepted or in-progress) cases, from the same
+    query, for direct routing.
     """
     excluded = set(exclude)
-    rows = session.execute(_officers_with_missing_courses("child" in referral.flag_list),
+    rows = session.execute(_officers_with_missing_courses("child" in referral.flag_list, loads is not None),
                            {"unit_id": unit.id, "today": today}).all()
-    return [o for o, lacking in rows if not lacking and o.id not in excluded
+    if loads is not None:
+        loads.update({row[0].id: row[2] for row in rows})
+    return [o for o, lacking, *_load in rows if not lacking and o.id not in excluded
             and not (referral.officer_gender == "female" and o.gender is not Gender.female)
             and not (referral.survivor_language and referral.survivor_language not in o.language_list)]
 
 
 @functools.cache
-def _officers_with_missing_courses(child: bool) -> Any:
+def _officers_with_missing_courses(child: bool, with_loads: bool) -> Any:
     """Officers of the unit ``:unit_id`` who can sign in, each with the number of courses a case needs
-    (a child's case: the child course too) they hold no certification current on ``:today`` for. Built
-    once per kind of case."""
+    (a child's case: the child course too) they hold no certification current on ``:today`` for, and
+    (``with_loads``) their number of open cases. Built once per kind of case."""
     missing = (_courses_lacking(child, User.id).with_only_columns(func.count(), maintain_column_froms=True)
                .correlate(User).scalar_subquery())
-    return (select(User, missing).where(User.unit_id == bindparam("unit_id"), User.role == Role.officer,
-                                        User.active.is_(True), User.enrolment_pending.is_(False))
+    columns: list[Any] = [User, missing]
+    if with_loads:
+        columns.append(select(func.count()).select_from(Referral)
+                       .where(Referral.assigned_officer_id == User.id, Referral.status.in_(OPEN_CASE_STATES))
+                       .correlate(User).scalar_subquery())
+    return (select(*columns).where(User.unit_id == bindparam("unit_id"), User.role == Role.officer,
+                                   User.active.is_(True), User.enrolment_pending.is_(False))
             .order_by(User.id))
-
-
-def case_loads(session: Session, officer_ids: list[int]) -> dict[int, int]:
-    if not officer_ids:
-        return {}
-    rows = session.execute(_open_case_loads(), {"officers": officer_ids}).all()
-    loads = dict.fromkeys(officer_ids, 0)
-    loads.update({officer_id: count for officer_id, count in rows})
-    return loads
 
 
 def accept_deadline(referral: Referral, now: dt.datetime) -> dt.datetime:
@@ -141,7 +133,9 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
     ``first``: a case just submitted, which nobody can have declined yet.
     """
     unit = referral.unit
-    everyone = [] if unit is None else eligible_officers(session, referral, unit, today=now.date())
+    direct = unit is not None and unit.routing_mode.value == "direct"
+    loads: dict[int, int] | None = {} if direct else None  # read with the officers: one query, not two
+    everyone = [] if unit is None else eligible_officers(session, referral, unit, today=now.date(), loads=loads)
     tried = set() if first else already_tried(session, referral)
     officers = [o for o in everyone if o.id not in tried]
     if not officers:
@@ -150,8 +144,7 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
         escalate(session, referral, now=now, coverage_gap=gap, actor=actor,
                  reason="no eligible officer" if gap else "every eligible officer declined or missed the deadline")
         return []
-    if unit.routing_mode.value == "direct":
-        loads = case_loads(session, [o.id for o in officers])
+    if loads is not None:
         officers = [min(officers, key=lambda o: (loads[o.id], o.id))]
     deadline = accept_deadline(referral, now)
     offers = [Offer(referral_id=referral.id, officer_id=o.id, offered_at=now, deadline=deadline) for o in officers]

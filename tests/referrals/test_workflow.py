@@ -7,7 +7,7 @@ from sqlalchemy import select
 from referral.audit.models import AuditEvent
 from referral.extensions import db
 from referral.reference.models import RoutingMode
-from referral.referrals.models import Referral
+from referral.referrals.models import Referral, Status
 from referral.standards.models import Certification
 from referral.referrals.workflow_models import Alert, CaseAction, Offer, OfferStatus, ProtectionOrder
 from tests.factories import AreaFactory, UnitFactory
@@ -74,6 +74,11 @@ def test_direct_routing_offers_the_least_loaded_officer(client, place, people, o
     assert post(client, one["id"], "accept", first_h).status_code == 200
     two = submit(client, people["focal"][1], minimal(place["district"].code))
     assert offers_of(two["id"])[0].officer_id == second.id
+    # Only open cases weigh: once the first officer's case is closed, the two are even and the lower id wins.
+    db.session.get(Referral, one["id"]).status = Status.closed
+    db.session.commit()
+    three = submit(client, people["focal"][1], minimal(place["district"].code))
+    assert offers_of(three["id"])[0].officer_id == first.id
 
 
 def test_pool_routing_offers_everyone_and_the_first_accept_wins(client, place, people, officers):

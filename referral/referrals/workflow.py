@@ -32,7 +32,7 @@ CLOSE_OUTCOMES = ("services_provided", "protection_order_in_place", "referred_el
 WORKING = (Status.accepted, Status.in_progress)
 # How far a protection order's dates may lie from today, and its expiry from its issue: generous for any real
 # order (or one she already held when the case began), and it stops a mistyped year (2062, 0001, 9999) from
-# turning the expiry reminders off.
+# standing on the case as an order in force for centuries, or one long expired.
 ORDER_YEARS = 5
 
 

@@ -1,4 +1,8 @@
 """The focal point's pages: refer a survivor without JavaScript, follow the stage, quick exit."""
+import datetime as dt
+from contextlib import contextmanager
+
+import time_machine
 from sqlalchemy import select
 
 from referral.extensions import db
@@ -142,17 +146,17 @@ def test_every_focal_page_is_small_and_has_quick_exit(client, place, people, off
         assert 'id="quick-exit"' in html, url
 
 
+@contextmanager
+def _form_open_at_a_frozen_time(client, people):
+    """The focal point signed in with the referral form open, the clock stopped: (traveller, the form's page)."""
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as traveller:
+        web_login(client, people["focal"][0].email, PASSWORD)
+        yield traveller, client.get("/referrals/new").get_data(as_text=True)
+
+
 def test_a_form_sent_after_the_sign_in_ended_is_refused_with_a_message_not_silently_dropped(client, place, people,
                                                                                            officers):
-    import datetime as dt
-
-    import time_machine
-
-    focal, _ = people["focal"]
-    start = dt.datetime.now(dt.UTC)
-    with time_machine.travel(start, tick=False) as traveller:
-        web_login(client, focal.email, PASSWORD)
-        html = client.get("/referrals/new").get_data(as_text=True)
+    with _form_open_at_a_frozen_time(client, people) as (traveller, html):
         traveller.shift(dt.timedelta(minutes=15, seconds=1))  # the phone was put down
         sent = client.post("/referrals/new", data={**FORM, "area": place["village"].code,
                                                    "csrf_token": csrf_token(html)})
@@ -165,15 +169,7 @@ def test_a_form_sent_after_the_sign_in_ended_is_refused_with_a_message_not_silen
 
 def test_session_alive_keeps_a_typing_user_signed_in_and_hands_the_current_csrf_token(client, place, people,
                                                                                       officers):
-    import datetime as dt
-
-    import time_machine
-
-    focal, _ = people["focal"]
-    start = dt.datetime.now(dt.UTC)
-    with time_machine.travel(start, tick=False) as traveller:
-        web_login(client, focal.email, PASSWORD)
-        html = client.get("/referrals/new").get_data(as_text=True)
+    with _form_open_at_a_frozen_time(client, people) as (traveller, html):
         assert 'data-keep-alive="/session/alive"' in html and "keep-alive.js" in html
         assert 'id="session-ended"' in html and 'id="connection-lost"' in html
         for _minute in range(3):  # 42 minutes of typing, a ping every 14 of them

@@ -67,12 +67,13 @@ def logout():  # type: ignore[no-untyped-def]
 @requires(Permission.ACCOUNT_SELF_READ)
 def session_alive():  # type: ignore[no-untyped-def]
     """A long form asks this while someone types into it, and before it is sent (keep-alive.js): being
-    signed in (any request touches the session, so typing counts as activity) and this session's CSRF
-    token, which a form opened before a new sign-in elsewhere needs. Discloses nothing; not audited.
-    Signed out, it redirects to the login page like every page, and the script reads that as ended."""
+    signed in (any request touches the session, so typing counts as activity), who is (the script sends
+    nothing when it is not the person who opened the form), and this session's CSRF token, which a form
+    opened before signing in again elsewhere needs. Discloses nothing; not audited. Signed out, it
+    redirects to the login page like every page, and the script reads that as ended."""
     from flask_wtf.csrf import generate_csrf
 
-    response = make_response({"csrf_token": generate_csrf()})
+    response = make_response({"csrf_token": generate_csrf(), "user": current_user.id})
     response.headers["Cache-Control"] = "no-store"
     return response
 

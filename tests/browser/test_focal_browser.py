@@ -219,3 +219,72 @@ def test_a_follow_up_written_after_the_idle_limit_is_kept_and_sent_after_signing
             assert db.session.get(Referral, case_id) is not None
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def second_focal(live_app, focal):
+    """Another focal point of the same group: a phone the group shares."""
+    with live_app.app_context():
+        user, _ = create_user(None, NewUser(email="browser.focal.two@test.amanat.example", name="Second Focal",
+                                            role="focal_point", password=PASSWORD, org="WG-BR"))
+        db.session.commit()
+        return user.email
+
+
+def _fill_some(page, story):
+    page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
+    page.get_by_label("Her age").select_option("26-40")
+    page.get_by_label("She agrees that the police receive this referral").check()
+    page.get_by_label("What happened, in her words (optional)").fill(story)
+
+
+def test_a_form_is_never_sent_under_someone_else_who_signed_in_on_the_same_phone(browser, live_app, live_server,
+                                                                               focal, second_focal):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, focal)
+        page.goto(f"{live_server}/referrals/new")
+        _fill_some(page, "Synthetic story of the first focal point")
+        first_id = _age_sessions(live_app, focal, 16)
+        other = context.new_page()
+        sign_in(other, live_server, second_focal)  # the phone passes to a colleague, who signs in
+        other.close()
+        second_id = _age_sessions(live_app, second_focal, 0)
+        before = (_referrals_of(live_app, first_id), _referrals_of(live_app, second_id))
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.locator("#session-ended")).to_be_visible()
+        assert page.url.endswith("/referrals/new")
+        assert (_referrals_of(live_app, first_id), _referrals_of(live_app, second_id)) == before
+        expect(page.get_by_label("What happened, in her words (optional)")).to_have_value(
+            "Synthetic story of the first focal point")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("answer", [
+    {"status": 503, "body": "busy"},
+    {"status": 200, "body": "<html>Log in to the hotel Wi-Fi</html>", "content_type": "text/html"},
+], ids=["server-error", "captive-portal"])
+def test_a_ping_that_is_not_ours_sends_nothing_and_says_so(browser, live_app, live_server, focal, answer):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, focal)
+        page.goto(f"{live_server}/referrals/new")
+        _fill_some(page, "Synthetic story behind a portal")
+        user_id = _age_sessions(live_app, focal, 0)
+        before = _referrals_of(live_app, user_id)
+        context.route("**/session/alive", lambda route: route.fulfill(**answer))
+        page.get_by_role("button", name="Send referral").click()
+        expect(page.locator("#connection-lost")).to_be_visible()
+        expect(page.locator("#session-ended")).to_be_hidden()
+        assert _referrals_of(live_app, user_id) == before
+        # The line clears: the same button sends it, once however often it is pressed.
+        context.unroute("**/session/alive")
+        button = page.get_by_role("button", name="Send referral")
+        button.evaluate("b => { b.click(); b.click(); b.click(); }")
+        expect(page.get_by_role("status")).to_contain_text("Keep this reference")
+        assert _referrals_of(live_app, user_id) == before + 1
+    finally:
+        context.close()

@@ -85,7 +85,7 @@ def combine(*statements: Any) -> Combined:
     rows' ``row_number()``, so a LIMIT or OFFSET would be lost: none may have one."""
     from collections import namedtuple
 
-    from sqlalchemy import cast, func, literal, null, union_all
+    from sqlalchemy import cast, func, literal_column, null, union_all
 
     columns = [list(s.selected_columns) for s in statements]
     widths = [len(c) for c in columns]
@@ -95,13 +95,15 @@ def combine(*statements: Any) -> Combined:
     for i, statement in enumerate(statements):
         # SQLAlchemy keeps a Select's ORDER BY, LIMIT and OFFSET in these attributes (2.0); the test of the
         # full read's one statement fails if they move.
-        if statement._limit_clause is not None or statement._offset_clause is not None:
-            raise ValueError("combine: a statement with LIMIT or OFFSET would lose it")
+        if (statement._limit_clause is not None or statement._offset_clause is not None
+                or statement._fetch_clause is not None or statement._distinct or statement._distinct_on):
+            raise ValueError("combine: a statement's LIMIT, OFFSET, FETCH or DISTINCT would be lost")
         own = range(starts[i], starts[i] + widths[i])
         slots = [(everyone[j] if j in own else cast(null(), everyone[j].type)).label(f"c{j}")
                  for j in range(len(everyone))]
         position = func.row_number().over(order_by=list(statement._order_by_clauses) or None)
-        members.append(statement.with_only_columns(literal(i).label("m"), position.label("p"), *slots,
+        # The part's number as SQL text, not a bind parameter: no name of the callers' can clash with it.
+        members.append(statement.with_only_columns(literal_column(str(i)).label("m"), position.label("p"), *slots,
                                                    maintain_column_froms=True).order_by(None))
         names = [c.key if c.key and c.key.isidentifier() else f"c{k}" for k, c in enumerate(columns[i])]
         shapes.append((starts[i], widths[i], namedtuple(f"Row{i}", names, rename=True)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, g, jsonify, request
@@ -123,14 +124,14 @@ def wants_json() -> bool:
 
 
 def _respond(status: int, code: str, message: str, fields: dict[str, Any] | None = None, *,
-             page: str | None = None):  # type: ignore[no-untyped-def]
-    """JSON in English for API clients; for a person, the error page in their language (``page``, else
-    ``message`` translated)."""
+             page: Callable[[], str] | None = None):  # type: ignore[no-untyped-def]
+    """JSON in English for API clients; for a person, the error page in their language (``page()``, else
+    ``message`` translated). Nothing is translated for the API."""
     if wants_json():
         return jsonify(error_body(status, code, message, fields)), status
     from flask import render_template
 
-    return render_template("error.html", status=status, message=page or translate(message)), status
+    return render_template("error.html", status=status, message=page() if page else translate(message)), status
 
 
 # What a page says for an HTTP error raised outside the services (routing, size limits, a missing
@@ -190,7 +191,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(err: DomainError):  # type: ignore[no-untyped-def]
         _settle_transaction()
-        return _respond(err.status, err.code, err.message, err.fields, page=err.translated())
+        return _respond(err.status, err.code, err.message, err.fields, page=err.translated)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):  # type: ignore[no-untyped-def]
@@ -200,7 +201,7 @@ def register_error_handlers(app: Flask) -> None:
         page = _PAGE_MESSAGES.get(status, N_("Something went wrong."))
         if status == 400 and "CSRF" in (err.description or ""):
             message = page = FORM_EXPIRED
-        return _respond(status, _HTTP_CODES.get(status, "error"), message or "Error.", page=translate(page))
+        return _respond(status, _HTTP_CODES.get(status, "error"), message or "Error.", page=lambda: translate(page))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
@@ -213,10 +214,11 @@ def register_error_handlers(app: Flask) -> None:
             _record_integrity_error()
             integrity = N_("A stored record failed its integrity check; this has been reported (request %(id)s).")
             return _respond(500, "integrity_error", integrity % {"id": request_id},
-                            page=gettext(integrity, id=request_id))
+                            page=lambda: gettext(integrity, id=request_id))
         _settle_transaction()
         # Log the type and the request id only: exception text may quote case data.
         log.error("unhandled %s in %s request_id=%s", type(err).__name__, request.endpoint, request_id,
                   exc_info=app.debug or app.testing)
         failed = N_("Something went wrong (request %(id)s).")
-        return _respond(500, "internal_error", failed % {"id": request_id}, page=gettext(failed, id=request_id))
+        return _respond(500, "internal_error", failed % {"id": request_id},
+                        page=lambda: gettext(failed, id=request_id))

@@ -255,7 +255,8 @@ def timeline_statement() -> Any:
     return (select(ServiceReferral.id, Organisation.code.label("provider"), ServiceReferral.service_type,
                    ServiceReferral.status, ServiceReferral.outcome, ServiceReferral.share, ServiceReferral.note_sealed)
             .join(Organisation, Organisation.id == ServiceReferral.provider_id)
-            .where(ServiceReferral.referral_id == bindparam("id")).order_by(ServiceReferral.created_at))
+            .where(ServiceReferral.referral_id == bindparam("id")).order_by(ServiceReferral.created_at,
+                                                                            ServiceReferral.id))
 
 
 def timeline(session: Session, referral: Referral, data_key: bytes | None, rows: Any = None) -> list[dict[str, Any]]:

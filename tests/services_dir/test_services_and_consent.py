@@ -298,3 +298,14 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
     assert [a[1].value for a in actions] == ["protection_order_issued", "safety_plan", "note", "risk_assessment"]
     assert consents[0][0] == "sms_contact"
     assert together[3][0].issued_on == today and together[1][0].provider == providers["clinic"].code
+
+
+def test_combine_refuses_what_a_union_would_silently_drop():
+    from referral.db import combine
+    from referral.services_dir.models import Consent
+
+    plain = select(Consent.scope).where(Consent.referral_id == "x")
+    for broken in (plain.limit(1), plain.offset(1), plain.fetch(1), plain.distinct()):
+        with pytest.raises(ValueError):
+            combine(plain, broken)
+    assert combine(plain, plain.order_by(Consent.id)).shapes[1][:2] == (1, 1)

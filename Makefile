@@ -25,7 +25,7 @@ translations: $(STAMP)
 
 # For developers: refresh the template and merge new messages into every catalog.
 extract-messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ -o referral/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ -k P_ -o referral/translations/messages.pot .
 	$(BIN)/pybabel update -i referral/translations/messages.pot -d referral/translations
 
 migrate: install

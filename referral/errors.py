@@ -24,6 +24,15 @@ def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name for a ma
     return message
 
 
+class Phrase(str):
+    """A parameter value that is itself a marked message (``P_``): a page shows it translated too."""
+
+
+def P_(message: str) -> Phrase:  # noqa: N802
+    """Marks a phrase used as a parameter (``pybabel extract -k P_``), e.g. what could not be done."""
+    return Phrase(message)
+
+
 def translate(message: str) -> str:
     """A marked message in the page's language (unmarked text comes back as it is)."""
     from flask_babel import gettext
@@ -52,7 +61,8 @@ class DomainError(Exception):
         """The message in the page's language, with the field messages after it (``with_fields``)."""
         from flask_babel import gettext
 
-        text = gettext(self.template, **self.params) if self.params else translate(self.template)
+        params = {k: translate(v) if isinstance(v, Phrase) else v for k, v in self.params.items()}
+        text = gettext(self.template, **params) if params else translate(self.template)
         return " ".join([text, *field_messages(self.fields)]) if with_fields else text
 
 

@@ -47,9 +47,9 @@ def normalise_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException:
-        raise ValueError("Give the number in international form, e.g. +996555123456.") from None
+        raise ValueError(N_("Give the number in international form, e.g. +996555123456.")) from None
     if not phonenumbers.is_valid_number(number):
-        raise ValueError("This is not a valid phone number.")
+        raise ValueError(N_("This is not a valid phone number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -77,7 +77,7 @@ def _new_account(data: NewUser, *, password: str | None) -> User:
         errors["gender"] = [f"Must be one of: {', '.join(g.value for g in Gender)}."]
         gender = Gender.unspecified
     if not data.name or not data.name.strip():
-        errors["name"] = ["A name is required."]
+        errors["name"] = [N_("A name is required.")]
     if password is not None:
         problems = passwords.password_problems(password, email=email)
         if problems:
@@ -96,31 +96,30 @@ def _new_account(data: NewUser, *, password: str | None) -> User:
     if data.unit:
         unit = db.session.scalar(select(Unit).where(Unit.code == data.unit))
         if unit is None:
-            errors["unit"] = ["No unit has this code."]
+            errors["unit"] = [N_("No unit has this code.")]
     if data.org:
         org = db.session.scalar(select(Organisation).where(Organisation.code == data.org))
         if org is None:
-            errors["org"] = ["No organisation has this code."]
+            errors["org"] = [N_("No organisation has this code.")]
     if role in (Role.officer, Role.supervisor):
         if not data.unit:
-            errors["unit"] = ["Officers and supervisors belong to a unit."]
+            errors["unit"] = [N_("Officers and supervisors belong to a unit.")]
         if data.org:
-            errors["org"] = ["Police accounts do not belong to an organisation."]
+            errors["org"] = [N_("Police accounts do not belong to an organisation.")]
     elif role in (Role.focal_point, Role.service_provider):
         wanted = OrganisationKind.womens_group if role is Role.focal_point else OrganisationKind.provider
-        if not data.org:
-            errors["org"] = [f"A {role.value} belongs to an organisation ({wanted.value})."]
-        elif org is not None and org.kind is not wanted:
-            errors["org"] = [f"A {role.value} belongs to a {wanted.value} organisation."]
+        if not data.org or (org is not None and org.kind is not wanted):
+            errors["org"] = [N_("A focal point belongs to a women's group.") if role is Role.focal_point
+                             else N_("A service provider belongs to a provider organisation.")]
         if data.unit:
-            errors["unit"] = ["Only police accounts belong to a unit."]
+            errors["unit"] = [N_("Only police accounts belong to a unit.")]
     elif role in (Role.oversight, Role.admin) and (data.unit or data.org):
-        errors.setdefault("unit", []).append("Oversight and admin accounts belong to no unit or organisation.")
+        errors.setdefault("unit", []).append(N_("Oversight and admin accounts belong to no unit or organisation."))
 
     if db.session.scalar(select(func.count()).select_from(User).where(User.email == email)):
         raise Conflict(N_("An account with this e-mail already exists."), fields={"email": [N_("Already in use.")]})
     if phone and db.session.scalar(select(func.count()).select_from(User).where(User.phone == phone)):
-        errors["phone"] = ["Another account already uses this number."]
+        errors["phone"] = [N_("Another account already uses this number.")]
     if errors:
         raise ValidationFailed(fields=errors)
 

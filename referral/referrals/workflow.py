@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import N_, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from referral.errors import N_, P_, Forbidden, Phrase, InvalidTransition, NotFound, ValidationFailed
 from referral.notify import events
 from referral.referrals import crypto, routing
 from referral.referrals.models import Referral, Status, new_id, parse_case_id
@@ -70,7 +70,7 @@ def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime, 
                     .values(status=OfferStatus.cancelled, responded_at=now, reason=reason))
 
 
-def _transition_error(referral: Referral, doing: str) -> InvalidTransition:
+def _transition_error(referral: Referral, doing: Phrase) -> InvalidTransition:
     return InvalidTransition(N_("A case that is %(status)s cannot be %(doing)s."),
                              params={"status": referral.status.value, "doing": doing})
 
@@ -84,7 +84,7 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
     require(actor, Permission.REFERRAL_ACCEPT)
     referral, _level = _locked(session, actor, referral_id, "referral.accept")
     if referral.status is not Status.offered:
-        raise _transition_error(referral, "accepted")
+        raise _transition_error(referral, P_("accepted"))
     offer = _open_offer(session, referral, actor)
     if offer is None:
         raise InvalidTransition(N_("This case is no longer offered to you."))
@@ -134,7 +134,7 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
         raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
     referral, _level = _locked(session, actor, referral_id, "referral.recuse")
     if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
-        raise _transition_error(referral, "handed back by you")
+        raise _transition_error(referral, P_("handed back by you"))
     offer = session.scalar(select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == actor.id,
                                                Offer.status == OfferStatus.accepted))
     if offer is not None:
@@ -171,7 +171,7 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
                reason="not assigned to this user")
         raise NotFound(N_("No such referral."))
     if referral.status not in WORKING:
-        raise _transition_error(referral, "worked on")
+        raise _transition_error(referral, P_("worked on"))
     kind = ActionType(data["type"])
     if kind is ActionType.closure:
         raise ValidationFailed(fields={"type": [N_("Close the case with /close.")]})
@@ -237,7 +237,7 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
                reason="not assigned to this user")
         raise NotFound(N_("No such referral."))
     if referral.status is not Status.in_progress:
-        raise _transition_error(referral, "closed (it must be in progress)")
+        raise _transition_error(referral, P_("closed (it must be in progress)"))
     if referral.closure_requested_at is not None:
         raise InvalidTransition(N_("This closure is already waiting for the supervisor's approval."))
     missing = closure_checklist(session, referral)
@@ -323,7 +323,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
         raise NotFound(N_("No such referral."))
     if referral.status not in (Status.offered, Status.escalated, Status.accepted, Status.in_progress):
-        raise _transition_error(referral, "reassigned")
+        raise _transition_error(referral, P_("reassigned"))
     target = session.get(User, officer_id)
     eligible = [] if referral.unit is None else routing.eligible_officers(session, referral, referral.unit,
                                                                           today=now.date())
@@ -351,7 +351,7 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
     if referral.submitter_id != actor.id:
         raise NotFound(N_("No such referral."))
     if referral.status in (Status.closed, Status.withdrawn):
-        raise _transition_error(referral, "withdrawn")
+        raise _transition_error(referral, P_("withdrawn"))
     told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
     told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
                                                            Offer.status == OfferStatus.open)).all()

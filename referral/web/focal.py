@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import ValidationError
 
-from referral.errors import DomainError, ValidationFailed
+from referral.errors import DomainError, ValidationFailed, translate
 from referral.extensions import db
 from referral.reference.models import Area
 from referral.referrals import services
@@ -62,6 +62,9 @@ def new_referral():  # type: ignore[no-untyped-def]
         except DomainError as err:
             db.session.rollback()
             problem = err.translated() if err.status < 500 else _("Something went wrong.")
+            survivor = err.fields.get("survivor")
+            if isinstance(survivor, dict) and survivor.get("phone"):  # say it at the field too
+                form.phone.errors = [translate(str(m)) for m in survivor["phone"]]
     status = 200 if not form.is_submitted() else 422
     return _no_store(make_response(render_template("focal/new.html", form=form, problem=problem,
                                                    logout_form=LogoutForm()), status))

@@ -15,7 +15,7 @@ def extracted_messages() -> set[str]:
     method_map = [("referral/**.py", "python"), ("referral/web/templates/**.html", "jinja2")]
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-            str(PROJECT_ROOT), method_map=method_map, keywords={"_": None, "gettext": None, "_l": None, "N_": None,
+            str(PROJECT_ROOT), method_map=method_map, keywords={"_": None, "gettext": None, "_l": None, "N_": None, "P_": None,
                                                                "lazy_gettext": None, "ngettext": (1, 2)}):
         found.add(message if isinstance(message, str) else message[0])
     return found

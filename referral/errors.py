@@ -33,6 +33,10 @@ def P_(message: str) -> Phrase:  # noqa: N802
     return Phrase(message)
 
 
+class Stage(str):
+    """A case status code as a parameter: the API says the code, a page the stage's name."""
+
+
 def translate(message: str) -> str:
     """A marked message in the page's language (unmarked text comes back as it is)."""
     from flask_babel import gettext
@@ -61,7 +65,11 @@ class DomainError(Exception):
         """The message in the page's language, with the field messages after it (``with_fields``)."""
         from flask_babel import gettext
 
-        params = {k: translate(v) if isinstance(v, Phrase) else v for k, v in self.params.items()}
+        from referral.i18n import stage_names
+
+        stages = stage_names() if any(isinstance(v, Stage) for v in self.params.values()) else {}
+        params = {k: translate(v) if isinstance(v, Phrase) else stages.get(v, v) if isinstance(v, Stage) else v
+                  for k, v in self.params.items()}
         text = gettext(self.template, **params) if params else translate(self.template)
         return " ".join([text, *field_messages(self.fields)]) if with_fields else text
 

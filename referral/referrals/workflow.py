@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import N_, P_, Forbidden, Phrase, InvalidTransition, NotFound, ValidationFailed
+from referral.errors import N_, P_, Forbidden, InvalidTransition, NotFound, Phrase, Stage, ValidationFailed
 from referral.notify import events
 from referral.referrals import crypto, routing
 from referral.referrals.models import Referral, Status, new_id, parse_case_id
@@ -72,7 +72,7 @@ def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime, 
 
 def _transition_error(referral: Referral, doing: Phrase) -> InvalidTransition:
     return InvalidTransition(N_("A case that is %(status)s cannot be %(doing)s."),
-                             params={"status": referral.status.value, "doing": doing})
+                             params={"status": Stage(referral.status.value), "doing": doing})
 
 
 def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:

@@ -9,7 +9,7 @@ from babel.messages.pofile import read_po
 from flask_babel import force_locale
 
 from config.settings import PROJECT_ROOT
-from referral.errors import N_, P_, DomainError, InvalidTransition
+from referral.errors import N_, P_, DomainError, InvalidTransition, Stage
 from tests.factories import PASSWORD
 from tests.referrals.helpers import submission
 from tests.web.helpers import csrf_token, web_login
@@ -86,12 +86,14 @@ def test_a_message_with_parameters_is_english_for_the_api_and_translated_for_a_p
         with app.test_request_context("/"), force_locale(lang):
             assert err.translated() == catalog(lang)[template] % {"status": "closed", "doing": "accepted"}
             assert "closed" in err.translated() and "A case that is" not in err.translated()
-    # What could not be done is a marked phrase: translated on a page, English in the API.
-    phrased = InvalidTransition(N_(template), params={"status": "closed", "doing": P_("accepted")})
+    # What could not be done is a marked phrase, the status a stage: both in words on a page, the API says
+    # the English phrase and the code.
+    phrased = InvalidTransition(N_(template), params={"status": Stage("closed"), "doing": P_("accepted")})
     assert phrased.message == "A case that is closed cannot be accepted."
     with app.test_request_context("/"), force_locale("ru"):
-        assert phrased.translated() == catalog("ru")[template] % {"status": "closed", "doing": catalog("ru")["accepted"]}
-        assert "accepted" not in phrased.translated()
+        assert phrased.translated() == catalog("ru")[template] % {"status": catalog("ru")["Closed"],
+                                                                  "doing": catalog("ru")["accepted"]}
+        assert "accepted" not in phrased.translated() and "closed" not in phrased.translated()
     plain = DomainError(fields={"area": [N_("No area has this code.")], "unknown": ["not in any catalog"]})
     with app.test_request_context("/"), force_locale("ru"):
         assert plain.translated() == " ".join([catalog("ru")["The request could not be processed."],

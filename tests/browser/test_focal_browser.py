@@ -1,6 +1,8 @@
 """A focal point refers a survivor in real Chromium, with and without JavaScript; quick exit leaves no trace."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from playwright.sync_api import expect
 
@@ -111,15 +113,32 @@ def _referrals_of(live_app, user_id):
         return db.session.scalar(select(func.count()).select_from(Referral).where(Referral.submitter_id == user_id))
 
 
+@contextmanager
+def _on_the_form(browser, live_server, email, *, clock=False):
+    """A new browser context signed in as ``email`` with the referral form open: (context, page)."""
+    context = browser.new_context()
+    page = context.new_page()
+    if clock:
+        page.clock.install()  # the script's minute between pings, fast-forwarded
+    try:
+        sign_in(page, live_server, email)
+        page.goto(f"{live_server}/referrals/new")
+        yield context, page
+    finally:
+        context.close()
+
+
+def _fill_some(page, story):
+    page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
+    page.get_by_label("Her age").select_option("26-40")
+    page.get_by_label("She agrees that the police receive this referral").check()
+    page.get_by_label("What happened, in her words (optional)").fill(story)
+
+
 def test_a_long_form_outlives_the_idle_limit_and_is_never_lost(browser, live_app, live_server, focal):
     import datetime as dt
 
-    context = browser.new_context()
-    page = context.new_page()
-    page.clock.install()  # the script's minute between pings, fast-forwarded
-    try:
-        sign_in(page, live_server, focal)
-        page.goto(f"{live_server}/referrals/new")
+    with _on_the_form(browser, live_server, focal, clock=True) as (context, page):
         page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
         page.get_by_label("Her age").select_option("26-40")
         page.get_by_role("group", name="Was she hit, beaten, choked or hurt in another physical way?") \
@@ -153,19 +172,11 @@ def test_a_long_form_outlives_the_idle_limit_and_is_never_lost(browser, live_app
         page.get_by_role("button", name="Send referral").click()
         expect(page.get_by_role("status")).to_contain_text("Keep this reference")
         assert _referrals_of(live_app, user_id) == before + 1
-    finally:
-        context.close()
 
 
 def test_a_form_sent_while_the_server_is_unreachable_stays_on_the_page(browser, live_app, live_server, focal):
-    context = browser.new_context()
-    page = context.new_page()
-    try:
-        sign_in(page, live_server, focal)
-        page.goto(f"{live_server}/referrals/new")
-        page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
-        page.get_by_label("Her age").select_option("26-40")
-        page.get_by_label("What happened, in her words (optional)").fill("Synthetic story on a bad line")
+    with _on_the_form(browser, live_server, focal) as (context, page):
+        _fill_some(page, "Synthetic story on a bad line")
         expect(page.locator("#connection-lost")).to_be_hidden()
         context.route("**/session/alive", lambda route: route.abort("internetdisconnected"))
         page.get_by_role("button", name="Send referral").click()
@@ -173,8 +184,6 @@ def test_a_form_sent_while_the_server_is_unreachable_stays_on_the_page(browser, 
         expect(page.locator("#session-ended")).to_be_hidden()
         expect(page.get_by_label("What happened, in her words (optional)")).to_have_value("Synthetic story on a bad line")
         assert page.url.endswith("/referrals/new")
-    finally:
-        context.close()
 
 
 def test_a_follow_up_written_after_the_idle_limit_is_kept_and_sent_after_signing_in_again(browser, live_app,
@@ -231,20 +240,9 @@ def second_focal(live_app, focal):
         return user.email
 
 
-def _fill_some(page, story):
-    page.get_by_label("Where did it happen (village or district)?").select_option("BR-D-1")
-    page.get_by_label("Her age").select_option("26-40")
-    page.get_by_label("She agrees that the police receive this referral").check()
-    page.get_by_label("What happened, in her words (optional)").fill(story)
-
-
 def test_a_form_is_never_sent_under_someone_else_who_signed_in_on_the_same_phone(browser, live_app, live_server,
                                                                                focal, second_focal):
-    context = browser.new_context()
-    page = context.new_page()
-    try:
-        sign_in(page, live_server, focal)
-        page.goto(f"{live_server}/referrals/new")
+    with _on_the_form(browser, live_server, focal) as (context, page):
         _fill_some(page, "Synthetic story of the first focal point")
         first_id = _age_sessions(live_app, focal, 16)
         other = context.new_page()
@@ -258,8 +256,6 @@ def test_a_form_is_never_sent_under_someone_else_who_signed_in_on_the_same_phone
         assert (_referrals_of(live_app, first_id), _referrals_of(live_app, second_id)) == before
         expect(page.get_by_label("What happened, in her words (optional)")).to_have_value(
             "Synthetic story of the first focal point")
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("answer", [
@@ -267,11 +263,7 @@ def test_a_form_is_never_sent_under_someone_else_who_signed_in_on_the_same_phone
     {"status": 200, "body": "<html>Log in to the hotel Wi-Fi</html>", "content_type": "text/html"},
 ], ids=["server-error", "captive-portal"])
 def test_a_ping_that_is_not_ours_sends_nothing_and_says_so(browser, live_app, live_server, focal, answer):
-    context = browser.new_context()
-    page = context.new_page()
-    try:
-        sign_in(page, live_server, focal)
-        page.goto(f"{live_server}/referrals/new")
+    with _on_the_form(browser, live_server, focal) as (context, page):
         _fill_some(page, "Synthetic story behind a portal")
         user_id = _age_sessions(live_app, focal, 0)
         before = _referrals_of(live_app, user_id)
@@ -286,5 +278,3 @@ def test_a_ping_that_is_not_ours_sends_nothing_and_says_so(browser, live_app, li
         button.evaluate("b => { b.click(); b.click(); b.click(); }")
         expect(page.get_by_role("status")).to_contain_text("Keep this reference")
         assert _referrals_of(live_app, user_id) == before + 1
-    finally:
-        context.close()

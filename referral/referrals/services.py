@@ -226,13 +226,17 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
                         "details": sealed["perpetrator.details"]},
         "consent": json.loads(referral.consent),
         "consents": consent_view(session, referral, rows=consents),
-        "service_referrals": service_timeline(session, referral, data_key, services),
-        "actions": action_timeline(session, referral, data_key, actions),
+        "service_referrals": (service_list := service_timeline(session, referral, data_key, services)),
+        "actions": (action_list := action_timeline(session, referral, data_key, actions)),
         "protection_orders": protection_orders(session, referral, orders),
         "notes": notes,
     })
     body["matches"] = related_cases(session, actor, referral)
+    # Every decrypted free text is named: the case's sealed fields, the focal point's notes, the officers'
+    # action notes and the providers' outcome notes (a read showing only those is still a disclosure).
     disclosed = [p for p, v in sealed.items() if v is not None] + (["notes"] if any(n["text"] for n in notes) else [])
+    disclosed += ["actions.note"] if any(a["note"] is not None for a in action_list) else []
+    disclosed += ["service_referrals.note"] if any(s["note"] is not None for s in service_list) else []
     record(session, actor, "referral.read", object_type="referral", object_id=referral.id, fields=disclosed)
     return body
 

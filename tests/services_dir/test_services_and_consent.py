@@ -1,4 +1,5 @@
 """Consent-scoped sharing with providers, the services-only path, the directory (SPEC §4, §6)."""
+import json
 import datetime as dt
 
 import pytest
@@ -309,3 +310,38 @@ def test_combine_refuses_what_a_union_would_silently_drop():
         with pytest.raises(ValueError):
             combine(plain, broken)
     assert combine(plain, plain.order_by(Consent.id)).shapes[1][:2] == (1, 1)
+
+
+def test_a_read_names_the_action_and_outcome_notes_it_decrypts(client, place, people, officers, providers,
+                                                              login_as):
+    """A case with no sealed field of its own (an SMS report) whose only content is an officer's action note
+    and a provider's outcome note: the read discloses both, so its event names them and the case's
+    disclosures list it."""
+    body = minimal(place["district"].code)
+    body["consent"]["services"] = True
+    case = submit(client, people["focal"][1], body)
+    officer_h = officers[0][1]
+    assert client.post(f"/api/v1/referrals/{case['id']}/accept", headers=officer_h).status_code == 200
+    _u, supervisor_h = people["supervisor"]
+
+    def last_read() -> list[str]:
+        client.get(f"/api/v1/referrals/{case['id']}", headers=supervisor_h)
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == case["id"],
+                                                            AuditEvent.action == "referral.read")
+                                   .order_by(AuditEvent.seq.desc())).first()
+        return json.loads(event.fields)
+
+    assert last_read() == []
+    assert client.post(f"/api/v1/referrals/{case['id']}/actions", headers=officer_h,
+                       json={"type": "note", "note": "CanaryHideout street 5"}).status_code == 201
+    assert last_read() == ["actions.note"]
+    sr_id = refer(client, case["id"], officer_h, providers["clinic"], "health", []).get_json()["id"]
+    _u, clinic_h = providers["clinic_user"]
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/accept", headers=clinic_h).status_code == 200
+    assert client.post(f"/api/v1/service-referrals/{sr_id}/complete", headers=clinic_h,
+                       json={"outcome": "provided", "note": "CanaryClinic seen"}).status_code == 200
+    assert last_read() == ["actions.note", "service_referrals.note"]
+    _a, auditor_h = login_as("oversight")
+    shown = client.get(f"/api/v1/referrals/{case['id']}/disclosures?per_page=100", headers=auditor_h).get_json()
+    supervisor_reads = [i["fields"] for i in shown["items"] if i["actor_id"] == people["supervisor"][0].id]
+    assert sorted(supervisor_reads) == [["actions.note"], ["actions.note", "service_referrals.note"]]

@@ -272,7 +272,9 @@ def measure(app, args) -> None:  # type: ignore[no-untyped-def]
 
     results.append(("queue p95", timed(get("/api/v1/referrals?per_page=50", officer_h), 100)))
     results.append(("audit history p95", timed(get(f"/api/v1/audit?case_id={busiest}&per_page=100", auditor_h), 100)))
-    slow_runs = 3
+    # Twenty calls each: a p95 of three calls was their slowest, which is the process's first call (a new
+    # connection's catalog caches, statements built once), not the 95th percentile of a running service.
+    slow_runs = 20
     results.append(("unit summary", timed(get(f"/api/v1/compliance/summary?unit={unit}", auditor_h), slow_runs)))
     results.append(("year of statistics", timed(get(f"/api/v1/stats/deidentified?since={year_ago}", auditor_h),
                                                 slow_runs)))
@@ -280,11 +282,11 @@ def measure(app, args) -> None:  # type: ignore[no-untyped-def]
     outcome = verify(db.session)
     seconds = time.perf_counter() - t
     db.session.rollback()
-    print(f"\n{'measure':24} {'p50 ms':>9} {'p95 ms':>9} {'goal ms':>8}")
+    print(f"\n{'measure':24} {'p50 ms':>9} {'p95 ms':>9} {'goal ms':>8}  {'first call ms':>13}  calls")
     for name, values in results:
         p95 = pct(values, 95)
-        print(f"{name:24} {statistics.median(values):9.1f} {p95:9.1f} {GOALS[name]:8d}  "
-              f"{'ok' if p95 <= GOALS[name] else 'OVER'}")
+        print(f"{name:24} {statistics.median(values):9.1f} {p95:9.1f} {GOALS[name]:8d}  {values[0]:13.1f}  "
+              f"{len(values):5d}  {'ok' if p95 <= GOALS[name] else 'OVER'}")
     rate = outcome.count / seconds if seconds else 0
     print(f"audit verify: {outcome.count} events in {seconds:.1f} s = {rate:,.0f} events/s (goal 500,000) "
           f"{'ok' if outcome.ok and rate >= 500_000 else 'BELOW' if outcome.ok else 'FAILED ' + str(outcome.problem)}")

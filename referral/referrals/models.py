@@ -5,7 +5,7 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.accounts.models import User
@@ -59,11 +59,17 @@ SEALED_FIELDS: dict[str, str] = {
 }
 
 
+# The predicate of the queue index; the queue's query writes it as literal SQL so the planner can match it.
+QUEUED = "status <> 'withdrawn'"
+
+
 class Referral(Base):
     __tablename__ = "referrals"
     __table_args__ = (
         # An officer's queue and a unit's board, newest first, without sorting every case they ever had.
-        Index("ix_referrals_officer_created", "assigned_officer_id", "created_at"),
+        # Partial: a withdrawn case leaves its officer's queue, and the queue's count stays index-only.
+        Index("ix_referrals_officer_queue", "assigned_officer_id", "created_at",
+              postgresql_where=text(QUEUED), sqlite_where=text(QUEUED)),
         Index("ix_referrals_unit_created", "unit_id", "created_at"),
     )
 

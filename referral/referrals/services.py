@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session, joinedload
 
 from referral.accounts.models import User
@@ -20,7 +20,7 @@ from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind, ProtectionOrder
-from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
+from referral.referrals.models import QUEUED, SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, require
 from referral.security.sealed import blind_index, normalise_identifier
@@ -303,7 +303,9 @@ def _officer_queue(session: Session, actor: User, *, page: int, per_page: int) -
     from referral.referrals.workflow_models import Offer, OfferStatus
 
     offered = select(Offer.referral_id).where(Offer.officer_id == actor.id, Offer.status == OfferStatus.open)
-    assigned_q = select(Referral).where(Referral.assigned_officer_id == actor.id)
+    # A case withdrawn by the survivor is no longer the officer's to see (case_view), so not to list either.
+    # (QUEUED as literal SQL, the partial index's own predicate: a bound value would hide the match.)
+    assigned_q = select(Referral).where(Referral.assigned_officer_id == actor.id, text(f"referrals.{QUEUED}"))
     offered_q = select(Referral).where(Referral.id.in_(offered),
                                        (Referral.assigned_officer_id != actor.id) | Referral.assigned_officer_id.is_(None))
     # count(*), not count(id): an index-only scan of the officer index, no heap visits

@@ -364,6 +364,42 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
     return referral
 
 
+# Stages in which the police hold or are about to hold the case; a closed case stays closed.
+WITH_POLICE = (Status.submitted, Status.offered, Status.declined, Status.accepted, Status.in_progress,
+               Status.escalated)
+
+
+def leave_police(session: Session, actor: User, referral: Referral, now: dt.datetime) -> bool:
+    """The survivor withdrew her consent to police (SPEC §4): an open case leaves the police at once.
+
+    Offers end, the officers who held it are told (a reference only), and the case becomes
+    ``services_only``, which no police role can see; the area's coordinating provider gets it as a
+    submission without police consent would. What the officers recorded stays on the case. The caller
+    holds the case's row lock. Returns whether the case moved.
+    """
+    if referral.status not in WITH_POLICE:
+        return False
+    from referral.services_dir.services import coordinator_for, route_to_coordinator
+
+    told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
+    told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
+                                                           Offer.status == OfferStatus.open)).all()
+    _cancel_open_offers(session, referral, now, "consent_withdrawn")
+    _drop_closure_request(referral)
+    events.withdrawn(session, referral, told)
+    referral.unit, referral.unit_id, referral.assigned_officer_id = None, None, None
+    referral.status = Status.services_only
+    coordinator = None if referral.coordinator_id else coordinator_for(session, referral.area)
+    if coordinator is not None:
+        referral.coordinator_id = coordinator.id
+    session.flush()
+    if coordinator is not None:
+        route_to_coordinator(session, actor, referral, coordinator, now)
+    record(session, actor, "referral.services_only", object_type="referral", object_id=referral.id,
+           reason="police consent withdrawn" + (f"; coordinator {coordinator.code}" if coordinator else ""))
+    return True
+
+
 def sla_tick(session: Session, *, now: dt.datetime | None = None) -> dict[str, int]:
     """Expire offers past their deadline: each miss is a breach, the supervisor is alerted, the case re-offered.
 

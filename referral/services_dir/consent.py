@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import N_, Forbidden, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, Forbidden, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
-from referral.referrals.models import Referral, parse_case_id
+from referral.referrals.models import Referral, Status, parse_case_id
 from referral.security.permissions import CaseView, case_view
 from referral.security.sealed import seal_field
 from referral.services_dir.models import Consent, GivenBy
@@ -96,7 +96,9 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     """
     now = now or utcnow()
     case_id = parse_case_id(referral_id)
-    referral = session.get(Referral, case_id) if case_id else None
+    # Locked: a police withdrawal changes the case's stage, which must not race an officer's accept.
+    referral = session.scalar(select(Referral).where(Referral.id == case_id).with_for_update()
+                              .execution_options(populate_existing=True)) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or not _may_record(actor, referral, level):
         record(session, actor, "consent.change", object_type="referral", object_id=case_id or "malformed-id",
@@ -119,6 +121,11 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
             raise ValidationFailed(fields={"reason": [N_("An override needs its reason.")]})
     if given_by is GivenBy.child_assent and not child:
         raise ValidationFailed(fields={"given_by": [N_("Child assent is only for a child survivor.")]})
+    if scope == "police" and data["granted"] and referral.status is Status.services_only:
+        # Its standard's clocks ran from the submission while no officer could see it: a case for the police
+        # is a new referral with police consent (the duplicate check links the two), not this one moved.
+        raise Conflict(N_("This case stays with support services. To involve the police, submit a new "
+                          "referral with the survivor's consent to police."))
     row = Consent(referral_id=referral.id, scope=scope, granted=data["granted"], given_by=given_by,
                   recorded_by_id=actor.id, recorded_at=now, expires_at=data.get("expires_at"),
                   withdrawn_at=None if data["granted"] else now)
@@ -131,6 +138,10 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
                                            column="reason_sealed", row_id=str(row.id))
     record(session, actor, "consent.change", object_type="referral", object_id=referral.id,
            reason=f"{scope} {'granted' if data['granted'] else 'withdrawn or refused'} by {given_by.value}")
+    if scope == "police" and not data["granted"]:
+        from referral.referrals.workflow import leave_police
+
+        leave_police(session, actor, referral, now)
     session.flush()
     return row
 

@@ -238,6 +238,24 @@ def test_withdrawal_stops_the_work(client, place, people, officers):
     assert post(client, case["id"], "withdraw", focal_h).status_code == 409
 
 
+def test_a_withdrawn_case_leaves_the_queue_of_the_officer_who_had_accepted_it(client, place, people, officers):
+    """Listed means openable: the officer may not open a withdrawn case (404), so the queue leaves it out,
+    the count too, and other cases stay."""
+    (first, first_h), _ = officers
+    focal_h = people["focal"][1]
+    kept, gone = (submit(client, focal_h, minimal(place["district"].code)) for _ in range(2))
+    for case in (kept, gone):
+        holder = next(h for o, h in officers if o.id == offers_of(case["id"])[0].officer_id)
+        assert post(client, case["id"], "accept", holder).status_code == 200
+    holder = next(h for o, h in officers if o.id == offers_of(gone["id"])[0].officer_id)
+    before = client.get("/api/v1/referrals", headers=holder).get_json()
+    assert gone["id"] in [i["id"] for i in before["items"]]
+    assert post(client, gone["id"], "withdraw", focal_h).status_code == 200
+    after = client.get("/api/v1/referrals", headers=holder).get_json()
+    assert gone["id"] not in [i["id"] for i in after["items"]] and after["total"] == before["total"] - 1
+    assert client.get(f"/api/v1/referrals/{gone['id']}", headers=holder).status_code == 404
+
+
 def test_a_focal_point_cannot_withdraw_someone_elses_case(client, place, people, login_as):
     case = submit(client, people["focal"][1], minimal(place["district"].code))
     _other, other_h = login_as("focal_point", organisation=place["group"])

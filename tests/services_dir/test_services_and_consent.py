@@ -345,3 +345,78 @@ def test_a_read_names_the_action_and_outcome_notes_it_decrypts(client, place, pe
     shown = client.get(f"/api/v1/referrals/{case['id']}/disclosures?per_page=100", headers=auditor_h).get_json()
     supervisor_reads = [i["fields"] for i in shown["items"] if i["actor_id"] == people["supervisor"][0].id]
     assert sorted(supervisor_reads) == [["actions.note"], ["actions.note", "service_referrals.note"]]
+
+
+def _consent(client, case_id, headers, scope, granted):
+    return client.post(f"/api/v1/referrals/{case_id}/consents", headers=headers,
+                       json={"scope": scope, "granted": granted})
+
+
+@pytest.mark.parametrize("who", ["focal", "officer"])
+def test_withdrawing_police_consent_takes_the_case_from_the_police_at_once(client, place, people, officers,
+                                                                           providers, who):
+    """SPEC §4: without police consent a case is services_only, never visible to police; a withdrawal stops
+    future sharing. The officer who held it is told (a reference only) and loses it; the area's coordinating
+    provider gets it."""
+    from referral.notify.models import OutboxMessage
+
+    case = accepted_case(client, place, people, officers)
+    officer, officer_h = officers[0]
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=officer_h).status_code == 200
+    headers = people["focal"][1] if who == "focal" else officer_h
+    assert _consent(client, case["id"], headers, "police", False).status_code == 201
+    row = db.session.get(Referral, case["id"])
+    assert row.status.value == "services_only" and row.unit_id is None and row.assigned_officer_id is None
+    assert row.coordinator_id == providers["shelter"].id
+    for police_h in (officer_h, people["supervisor"][1]):
+        assert client.get(f"/api/v1/referrals/{case['id']}", headers=police_h).status_code == 404
+        assert case["id"] not in [i["id"] for i in client.get("/api/v1/referrals", headers=police_h)
+                                  .get_json()["items"]]
+        assert client.post(f"/api/v1/referrals/{case['id']}/actions", headers=police_h,
+                           json={"type": "note"}).status_code == 404
+    told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == officer.id,
+                                                          OutboxMessage.template == "withdrawn")).all()
+    assert len(told) == 1 and json.loads(told[0].params) == {"reference": case["reference"]}
+    moved = db.session.scalar(select(AuditEvent).where(AuditEvent.object_id == case["id"],
+                                                       AuditEvent.action == "referral.services_only"))
+    assert moved.reason.startswith("police consent withdrawn")
+    _u, shelter_h = providers["shelter_user"]
+    assert client.get("/api/v1/service-referrals", headers=shelter_h).get_json()["total"] == 1
+    # The focal point still follows it; a second withdrawal changes nothing more.
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=people["focal"][1]).get_json()["status"] == \
+        "services_only"
+    assert _consent(client, case["id"], people["focal"][1], "police", False).status_code == 201
+    assert client.get("/api/v1/service-referrals", headers=shelter_h).get_json()["total"] == 1
+
+
+def test_withdrawing_police_consent_ends_open_offers(client, place, people, officers, providers):
+    from referral.referrals.workflow_models import Offer
+
+    case = submit(client, people["focal"][1], submission(place["district"].code))
+    assert case["status"] == "offered"
+    assert _consent(client, case["id"], people["focal"][1], "police", False).status_code == 201
+    offers = db.session.scalars(select(Offer).where(Offer.referral_id == case["id"])).all()
+    assert offers and {o.status.value for o in offers} == {"cancelled"}
+    assert client.post(f"/api/v1/referrals/{case['id']}/accept", headers=officers[0][1]).status_code == 404
+
+
+def test_police_consent_cannot_move_a_services_only_case_to_the_police(client, place, people, providers):
+    body = submission(place["district"].code)
+    body["consent"]["police"] = False
+    case = submit(client, people["focal"][1], body)
+    refused = _consent(client, case["id"], people["focal"][1], "police", True)
+    assert refused.status_code == 409 and "new referral" in refused.get_json()["error"]["message"]
+    assert db.session.get(Referral, case["id"]).status.value == "services_only"
+    assert db.session.scalar(select(Consent).where(Consent.referral_id == case["id"], Consent.scope == "police")
+                             .order_by(Consent.id.desc())).granted is False
+
+
+def test_a_closed_case_stays_closed_when_police_consent_is_withdrawn(client, place, people, officers, providers):
+    case = accepted_case(client, place, people, officers)
+    row = db.session.get(Referral, case["id"])
+    from referral.referrals.models import Status
+
+    row.status = Status.closed
+    db.session.flush()
+    assert _consent(client, case["id"], people["focal"][1], "police", False).status_code == 201
+    assert db.session.get(Referral, case["id"]).status.value == "closed"

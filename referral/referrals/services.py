@@ -113,7 +113,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     from referral.services_dir.services import coordinator_for, suggest_health_referral
 
     consents = consent_records.submission_consent_rows(actor, referral, data["consent"], now)
-    if "clinical_urgent" in flags:
+    if {"clinical_urgent", "clinical_soon"} & set(flags):  # SPEC §3.2: both clinical windows force a health offer
         suggest_health_referral(session, referral)
     if not data["consent"]["police"]:
         # No police consent: the police never see this case; the area's coordinating provider does.

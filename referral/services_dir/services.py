@@ -85,7 +85,8 @@ def route_to_coordinator(session: Session, actor: User, referral: Referral, coor
 
 
 def suggest_health_referral(session: Session, referral: Referral) -> ServiceReferral | None:
-    """A clinical_urgent case gets a pending health-service suggestion at once (sent only with consent)."""
+    """A case in a clinical window (PEP or emergency contraception) gets a health-service suggestion at
+    once (sent only with consent)."""
     providers = providers_for(session, referral.area, ServiceType.health.value)
     if not providers:
         return None

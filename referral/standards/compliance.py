@@ -28,6 +28,10 @@ class CaseFacts:
     urgent: bool
     actions: tuple[tuple[str, dt.datetime], ...]  # (type, when), in time order
     withdrawn: bool = False
+    # Service referrals sent to a provider, as ("service_referral:<service type>", when), in time order. They
+    # satisfy a step that names them; they are not officers' actions, so ordering rules (first_action) and
+    # the closure checklist's "done at all" ignore them.
+    services: tuple[tuple[str, dt.datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def _hours(step: dict[str, Any], settings: dict[str, float], urgent: bool) -> fl
 
 def _done_times(step: dict[str, Any], facts: CaseFacts) -> list[dt.datetime]:
     wanted = set(step["satisfied_by"])
-    times = [when for kind, when in facts.actions if kind in wanted]
+    times = [when for kind, when in (*facts.actions, *facts.services) if kind in wanted]
     if "accepted" in wanted and facts.accepted_at is not None:
         times.append(facts.accepted_at)
     return sorted(times)

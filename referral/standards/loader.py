@@ -18,12 +18,14 @@ from sqlalchemy import Date, bindparam, select
 from sqlalchemy.orm import Session
 
 from referral.errors import Conflict, ValidationFailed
+from referral.reference.models import ServiceType
 from referral.standards.models import Standard
 
 EVENTS = ("submitted", "offered", "accepted", "incident")
 ACTIONS = ("accepted", "contact_attempt", "contact_made", "risk_assessment", "safety_plan", "statement_taken",
            "protection_order_issued", "protection_order_extended", "forensic_exam_referral", "service_referral",
            "rights_informed", "follow_up", "note")
+SENT = tuple(f"service_referral:{t.value}" for t in ServiceType)
 RULES = ("deadline", "first_action", "closure")
 CODE = validate.Regexp(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -45,7 +47,8 @@ class Step(Schema):
     urgent_deadline = fields.String(load_default=None)   # a setting name
     deadline_hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24 * 366 * 5))
     window_start_hours = fields.Float(load_default=None, validate=validate.Range(min=0, max=24 * 366 * 5))
-    satisfied_by = fields.List(fields.String(validate=validate.OneOf(ACTIONS)), load_default=list)
+    # An officer's action, or a service referral of a type sent to a provider ("service_referral:health").
+    satisfied_by = fields.List(fields.String(validate=validate.OneOf(ACTIONS + SENT)), load_default=list)
     ignore = fields.List(fields.String(validate=validate.OneOf(ACTIONS)), load_default=list)
     requires = fields.List(fields.String(validate=CODE), load_default=list)
 

@@ -68,15 +68,28 @@ def case_facts(session: Any, referral: Any) -> Any:
     """The facts a standard judges, read from the case, its offers and its actions."""
     from sqlalchemy import func as sa_func
 
-    from referral.referrals.workflow_models import CaseAction, Offer
+    from referral.referrals.workflow_models import Offer
 
     offered_at = session.scalar(select(sa_func.min(Offer.offered_at)).where(Offer.referral_id == referral.id))
-    actions = session.execute(select(CaseAction.type, CaseAction.created_at).where(
-        CaseAction.referral_id == referral.id).order_by(CaseAction.created_at, CaseAction.id)).all()
-    return _facts_from(referral, offered_at, tuple((t.value, when) for t, when in actions))
+    actions, services = _split(session.execute(_facts_statements()[1], {"ids": [referral.id]}))  # autoflushes
+    return _facts_from(referral, offered_at, tuple(actions[referral.id]), tuple(services[referral.id]))
 
 
-def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
+SENT_PREFIX = "service_referral:"  # a fact kind: a service referral of that type sent to a provider
+
+
+def _split(rows: Any) -> tuple[dict[str, list[tuple[str, Any]]], dict[str, list[tuple[str, Any]]]]:
+    """The rows of the facts' actions statement, per case: officers' actions, and service referrals sent."""
+    from collections import defaultdict
+
+    actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    services: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for referral_id, kind, when, _source, _n in rows:
+        (services if kind.startswith(SENT_PREFIX) else actions)[referral_id].append((kind, when))
+    return actions, services
+
+
+def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: tuple[Any, ...] = ()) -> Any:
     """``case`` is a Referral, or a row with its columns (bulk_facts)."""
     from referral.referrals.models import split_flags, urgent
     from referral.standards.compliance import CaseFacts
@@ -86,7 +99,7 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...]) -> Any:
         submitted_at=case.created_at, offered_at=offered_at, accepted_at=case.first_accepted_at,
         incident_date=case.incident_date, closed_at=case.closed_at, withdrawn=case.status.value == "withdrawn",
         flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
-        urgent=urgent(flags), actions=actions)
+        urgent=urgent(flags), actions=actions, services=services)
 
 
 def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
@@ -100,8 +113,6 @@ def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] 
     Standards already in the session (the submission just chose one) are not read again: a loaded
     version never changes.
     """
-    from collections import defaultdict
-
     from referral.standards.loader import STANDARD_BODIES
 
     if not ids:
@@ -109,11 +120,8 @@ def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] 
     cases_sql, actions_sql, standards_sql = _facts_statements()
     connection = session.connection()
     cases = connection.execute(cases_sql, {"ids": ids}).all()
-    actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     asked = [i for i in ids if i not in without_actions]
-    if asked:
-        for referral_id, kind, when in connection.execute(actions_sql, {"ids": asked}):
-            actions[referral_id].append((kind.value, when))
+    actions, services = _split(connection.execute(actions_sql, {"ids": asked}) if asked else ())
     known = session.info.get(STANDARD_BODIES, {})
     bodies: dict[int, Any] = {}
     wanted = []
@@ -124,7 +132,8 @@ def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] 
             wanted.append(sid)
     if wanted:
         bodies.update({sid: parsed_standard(body) for sid, body in connection.execute(standards_sql, {"ids": wanted})})
-    return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ()))), bodies.get(case.standard_id))
+    return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ())), tuple(services.get(case.id, ()))),
+             bodies.get(case.standard_id))
             for case in cases]
 
 
@@ -133,20 +142,33 @@ def _facts_statements() -> tuple[Any, Any, Any]:
     from sqlalchemy import bindparam
     from sqlalchemy import func as sa_func
 
+    from sqlalchemy import Integer, String, literal, null, type_coerce, union_all
+
     from referral.referrals.models import Referral
     from referral.referrals.workflow_models import CaseAction, Offer
+    from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
     from referral.standards.models import Standard
 
     cases, offers, actions = Referral.__table__.c, Offer.__table__.c, CaseAction.__table__.c
+    sent = ServiceReferral.__table__.c
     first_offer = select(sa_func.min(offers.offered_at)).where(offers.referral_id == cases.id).scalar_subquery()
+    # Officers' actions and the service referrals sent (not the system's suggestions) in one statement:
+    # (case, kind, when, source, id), actions first among equal times, each in its own order.
+    facts = union_all(
+        select(actions.referral_id, type_coerce(actions.type, String).label("kind"), actions.created_at.label("at"),
+               literal(0).label("source"), actions.id.label("n"))
+        .where(actions.referral_id.in_(bindparam("ids", expanding=True))),
+        select(sent.referral_id, (literal(SENT_PREFIX) + sent.service_type).label("kind"), sent.created_at,
+               literal(1), type_coerce(null(), Integer))
+        .where(sent.referral_id.in_(bindparam("ids", expanding=True)),
+               sent.status != ServiceReferralStatus.suggested.value),
+    ).subquery()
     return (
         select(cases.id, cases.created_at, cases.first_accepted_at, cases.incident_date, cases.closed_at,
                cases.status, cases.flags, cases.gbv_type, cases.perpetrator_relationship, cases.age_group,
                cases.standard_id, cases.assigned_officer_id, cases.unit_id, first_offer.label("offered_at"))
         .where(cases.id.in_(bindparam("ids", expanding=True))),
-        select(actions.referral_id, actions.type, actions.created_at)
-        .where(actions.referral_id.in_(bindparam("ids", expanding=True)))
-        .order_by(actions.created_at, actions.id),
+        select(facts).order_by(facts.c.at, facts.c.source, facts.c.n),
         select(Standard.__table__.c.id, Standard.__table__.c.body)
         .where(Standard.__table__.c.id.in_(bindparam("ids", expanding=True))),
     )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
+from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
 from referral.standards.compliance import BREACHED, timeline
 from referral.standards.loader import STANDARD_BODIES
 from referral.standards.models import CaseTiming, StepStatus
@@ -29,15 +30,16 @@ JUDGED: dict[type, tuple[str, ...]] = {
                "perpetrator_relationship", "age_group", "standard_id", "unit_id", "assigned_officer_id"),
     Offer: ("referral_id", "offered_at"),
     CaseAction: ("referral_id", "type", "created_at"),
+    ServiceReferral: ("referral_id", "service_type", "status", "created_at"),  # a sent one satisfies a step
 }
 STEP_COLUMNS = ("referral_id", "step_code", "standard_id", "status", "due_at", "breaches_at", "breach_month",
                 "unit_id", "officer_id", "submitted_at")
 TIMING_COLUMNS = ("referral_id", "unit_id", "submitted_at", "to_accept_us", "to_contact_us")
 _PENDING = "standards.step_statuses.pending"  # session.info: {case id: True if the case is new}
-# session.info: ids of cases whose actions changed since the last sync. A case created in this transaction
-# and absent from it has no actions, so sync does not ask for them. That holds because every write of a
-# CaseAction goes through the ORM's flush, which these events see; a Core INSERT of actions for a case
-# created in the same transaction would have to add the case here itself.
+# session.info: ids of cases whose actions or sent service referrals changed since the last sync. A case
+# created in this transaction and absent from it has none, so sync does not ask for them. That holds because
+# every write of a CaseAction or ServiceReferral goes through the ORM's flush, which these events see; a Core
+# INSERT of either for a case created in the same transaction would have to add the case here itself.
 _ACTED = "standards.step_statuses.acted"
 _BATCH = 1000
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -89,7 +91,9 @@ def _note_changed_cases(session: Session, _flush_context: Any) -> None:
 
 def _note_actions(session: Session, obj: Any, case_id: str) -> None:
     # A case created in this transaction with no action noted since has none: sync need not ask for them.
-    if isinstance(obj, CaseAction):
+    # (A sent service referral is read with the actions; the system's suggestion is not a fact.)
+    if isinstance(obj, CaseAction) or (isinstance(obj, ServiceReferral)
+                                       and obj.status is not ServiceReferralStatus.suggested):
         session.info.setdefault(_ACTED, set()).add(case_id)
 
 

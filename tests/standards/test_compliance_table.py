@@ -13,11 +13,14 @@ H = dt.timedelta(hours=1)
 DEFAULT = read_standard(PROJECT_ROOT / "config" / "standards" / "default.yaml")
 
 
+V2 = read_standard(PROJECT_ROOT / "config" / "standards" / "default-v2.yaml")
+
+
 def facts(*, accepted=None, actions=(), closed=None, flags=(), gbv="physical_assault", relationship=None,
-          age="26-40", urgent=False, incident=None, withdrawn=False):
+          age="26-40", urgent=False, incident=None, withdrawn=False, services=()):
     return CaseFacts(submitted_at=T0, offered_at=T0, accepted_at=accepted, incident_date=incident, closed_at=closed,
                      flags=tuple(flags), gbv_type=gbv, relationship=relationship, age_group=age, urgent=urgent,
-                     actions=tuple(actions), withdrawn=withdrawn)
+                     actions=tuple(actions), withdrawn=withdrawn, services=tuple(services))
 
 
 def status(step, case, now):
@@ -95,6 +98,53 @@ def test_every_status_and_step_appears_in_the_table():
     steps = {s["code"] for s in DEFAULT["steps"]}
     assert {s[0] for s in SCENARIOS} == steps
     assert {s[3] for s in SCENARIOS} == {"met", "met_late", "breached", "pending", "not_applicable"}
+
+
+RAPE = {"flags": ["clinical_urgent", "clinical_soon"], "gbv": "rape", "incident": T0.date(), "accepted": T0}
+LATE = {"flags": ["clinical_soon"], "gbv": "rape", "incident": (T0 - 100 * H).date(), "accepted": T0}
+# Version 2: a health service referral sent through Amanat meets the health steps (another type does not),
+# and the emergency-contraception window has its own step (SPEC §3.2: both clinical flags force a health offer).
+V2_SCENARIOS = [
+    ("health_referral", facts(**RAPE, services=[("service_referral:health", T0 + 10 * H)]), T0 + 11 * H, "met"),
+    ("health_referral", facts(**RAPE, services=[("service_referral:shelter", T0 + 10 * H)]), T0 + 90 * H,
+     "breached"),
+    ("health_referral", facts(**RAPE, actions=[("service_referral", T0 + 10 * H)]), T0 + 11 * H, "met"),
+    # (the clocks run from the end of the incident's day, T0 + 16 h)
+    ("health_referral", facts(**RAPE, services=[("service_referral:health", T0 + 95 * H)]), T0 + 96 * H, "met_late"),
+    ("health_referral", facts(**LATE), T0 + H, "not_applicable"),
+    ("health_referral_soon", facts(**LATE), T0 + H, "pending"),
+    ("health_referral_soon", facts(**LATE, services=[("service_referral:health", T0 + 2 * H)]), T0 + 3 * H, "met"),
+    ("health_referral_soon", facts(**RAPE), T0 + 130 * H, "pending"),
+    ("health_referral_soon", facts(**RAPE), T0 + 137 * H, "breached"),
+    ("health_referral_soon", facts(accepted=T0), T0 + 200 * H, "not_applicable"),
+    # A service referral is not an officer's action: it does not break "risk assessment first".
+    ("risk_assessment_first", facts(accepted=T0, services=[("service_referral:health", T0 + H)],
+                                    actions=[("risk_assessment", T0 + 2 * H)]), T0 + 3 * H, "met"),
+]
+
+
+@pytest.mark.parametrize("step, case, now, expected", V2_SCENARIOS,
+                         ids=[f"{s[0]}-{i}-{s[3]}" for i, s in enumerate(V2_SCENARIOS)])
+def test_version_2_health_steps(step, case, now, expected):
+    assert {r.code: r for r in evaluate(V2, case, now)}[step].status == expected
+
+
+def test_version_1_keeps_its_meaning():
+    """A published version never changes: under version 1 only the officer's recorded action counts."""
+    case = facts(**RAPE, services=[("service_referral:health", T0 + 10 * H)])
+    assert status("health_referral", case, T0 + 90 * H) == "breached"
+    assert "health_referral_soon" not in {s["code"] for s in DEFAULT["steps"]}
+
+
+def test_every_country_has_a_version_2_that_differs_only_in_the_health_steps():
+    for name in ("default", "kyrgyzstan", "uzbekistan"):
+        v1 = read_standard(PROJECT_ROOT / "config" / "standards" / f"{name}.yaml")
+        v2 = read_standard(PROJECT_ROOT / "config" / "standards" / f"{name}-v2.yaml")
+        assert (v1["code"], v1["version"], v2["code"], v2["version"]) == (v2["code"], 1, v1["code"], 2)
+        assert v2["effective_from"] > v1["effective_from"]
+        health = {"health_referral", "health_referral_soon"}
+        assert [s for s in v1["steps"] if s["code"] not in health] == [s for s in v2["steps"] if s["code"] not in health]
+        assert {k: v for k, v in v2["settings"].items() if k != "health_referral_soon_hours"} == v1["settings"]
 
 
 def test_missing_before_closure_names_the_undone_steps():

@@ -27,16 +27,17 @@ def standards(runner):
 
 
 def test_loading_is_idempotent_and_versions_are_immutable(runner, standards, tmp_path):
-    assert standards == {"standards_created": 3, "standards_unchanged": 0}
+    files = len(list(STANDARDS.glob("*.yaml")))  # each file is one (code, version)
+    assert files == 6 and standards == {"standards_created": files, "standards_unchanged": 0}
     again = json.loads(runner.invoke(args=["standards", "load"]).output)
-    assert again == {"standards_created": 0, "standards_unchanged": 3}
+    assert again == {"standards_created": 0, "standards_unchanged": files}
     doc = yaml.safe_load((STANDARDS / "default.yaml").read_text())
     doc["settings"]["accept_hours"] = 12
     changed = tmp_path / "default.yaml"
     changed.write_text(yaml.safe_dump(doc))
     refused = runner.invoke(args=["standards", "load", str(changed)])
     assert refused.exit_code == 1 and "new version" in refused.output
-    doc["version"] = 2
+    doc["version"] = 3
     changed.write_text(yaml.safe_dump(doc))
     assert json.loads(runner.invoke(args=["standards", "load", str(changed)]).output)["standards_created"] == 1
 
@@ -46,19 +47,19 @@ def test_a_case_keeps_the_version_in_force_when_submitted(client, runner, place,
     _sup, sup_h = people["supervisor"]
     first = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=people["focal"][1]).get_json()
     row = db.session.get(Referral, first["id"])
-    default_v1 = db.session.scalar(select(Standard).where(Standard.code == "DEFAULT", Standard.version == 1))
-    assert row.standard_id == default_v1.id
-    # Publish version 2 with a 12-hour acceptance step.
-    doc = yaml.safe_load((STANDARDS / "default.yaml").read_text())
-    doc["version"], doc["settings"]["accept_hours"] = 2, 12
+    default_v2 = db.session.scalar(select(Standard).where(Standard.code == "DEFAULT", Standard.version == 2))
+    assert row.standard_id == default_v2.id  # the newest version in force
+    # Publish version 3 with a 12-hour acceptance step.
+    doc = yaml.safe_load((STANDARDS / "default-v2.yaml").read_text())
+    doc["version"], doc["settings"]["accept_hours"] = 3, 12
     path = tmp_path / "v2.yaml"
     path.write_text(yaml.safe_dump(doc))
     assert runner.invoke(args=["standards", "load", str(path)]).exit_code == 0
     second = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=people["focal"][1]).get_json()
     old = client.get(f"/api/v1/referrals/{first['id']}/compliance", headers=sup_h).get_json()
     new = client.get(f"/api/v1/referrals/{second['id']}/compliance", headers=sup_h).get_json()
-    assert old["standard"] == {"code": "DEFAULT", "version": 1}
-    assert new["standard"] == {"code": "DEFAULT", "version": 2}
+    assert old["standard"] == {"code": "DEFAULT", "version": 2}
+    assert new["standard"] == {"code": "DEFAULT", "version": 3}
     due = {c["reference"]: next(s for s in c["steps"] if s["step"] == "accept")["due_at"] for c in (old, new)}
     old_due = dt.datetime.fromisoformat(due[old["reference"]]) - db.session.get(Referral, first["id"]).created_at
     new_due = dt.datetime.fromisoformat(due[new["reference"]]) - db.session.get(Referral, second["id"]).created_at
@@ -137,3 +138,96 @@ def test_expiring_certificates_get_one_reminder(runner, make_user, certify):
     assert json.loads(runner.invoke(args=["sla", "tick", "--now", now]).output)["certificate_reminders"] == 0
     reminder = db.session.scalar(select(CertificationReminder))
     assert reminder is not None
+
+
+@pytest.fixture()
+def clinic(place):
+    from tests.factories import OrganisationFactory
+
+    clinic = OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health", "shelter"])
+    db.session.flush()
+    return clinic
+
+
+def _steps(client, case_id, headers):
+    body = client.get(f"/api/v1/referrals/{case_id}/compliance", headers=headers).get_json()
+    return body["standard"], {s["step"]: s["status"] for s in body["steps"]}
+
+
+def _stored(case_id):
+    from referral.standards.models import StepStatus
+
+    return dict(db.session.execute(select(StepStatus.step_code, StepStatus.status)
+                                   .where(StepStatus.referral_id == case_id)).all())
+
+
+@pytest.mark.parametrize("service_type, met", [("health", True), ("shelter", False)])
+def test_a_health_service_referral_sent_through_amanat_meets_the_health_steps(
+        client, place, people, officers, standards, clinic, service_type, met):
+    """Version 2 of the standards: the officer sends the survivor to a clinic from the case (no separate
+    action to record) and the health steps are met, on the case and in the stored rows the summaries count."""
+    (officer, officer_h), _ = officers
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    body["consent"]["services"] = True
+    with time_machine.travel(T0 + dt.timedelta(days=3), tick=False):  # after version 2 took effect
+        case = client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).get_json()
+        assert client.post(f"/api/v1/referrals/{case['id']}/accept", headers=officer_h).status_code == 200
+        standard, steps = _steps(client, case["id"], people["supervisor"][1])
+        assert standard == {"code": "DEFAULT", "version": 2}
+        assert steps["health_referral"] == steps["health_referral_soon"] == "pending"
+        sent = client.post(f"/api/v1/referrals/{case['id']}/service-referrals", headers=officer_h,
+                           json={"provider_id": clinic.id, "service_type": service_type, "share": []})
+        assert sent.status_code == 201, sent.get_json()
+        db.session.commit()  # the stored rows are judged when the transaction commits
+        _standard, steps = _steps(client, case["id"], people["supervisor"][1])
+        stored = _stored(case["id"])
+    expected = "met" if met else "pending"
+    assert steps["health_referral"] == steps["health_referral_soon"] == expected
+    assert stored["health_referral"] == stored["health_referral_soon"] == expected
+    # Sending it is not an officer's action: "risk assessment first" is still open.
+    assert steps["risk_assessment_first"] == "pending"
+
+
+def test_the_emergency_contraception_window_alone_forces_a_health_offer(client, place, people, officers, standards,
+                                                                        clinic):
+    """SPEC §3.2: clinical_soon (within 120 h) forces a health-service offer as clinical_urgent does."""
+    from referral.services_dir.models import ServiceReferral
+
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    now = T0 + dt.timedelta(days=3)
+    body["incident"]["date"] = (now - dt.timedelta(days=4)).date().isoformat()  # 3-4 days ago: past PEP
+    with time_machine.travel(now, tick=False):
+        case = client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).get_json()
+        assert "clinical_soon" in case["flags"] and "clinical_urgent" not in case["flags"]
+        suggestion = db.session.scalar(select(ServiceReferral).where(ServiceReferral.referral_id == case["id"]))
+        assert suggestion is not None and suggestion.status.value == "suggested"
+        assert suggestion.provider_id == clinic.id and suggestion.service_type == "health"
+        _standard, steps = _steps(client, case["id"], people["supervisor"][1])
+    assert steps["health_referral"] == "not_applicable" and steps["health_referral_soon"] == "pending"
+
+
+def test_a_case_submitted_before_version_2_keeps_version_1(client, place, people, officers, standards):
+    with time_machine.travel(dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC), tick=False):
+        case = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                           headers=people["focal"][1]).get_json()
+    standard, steps = _steps(client, case["id"], people["supervisor"][1])
+    assert standard == {"code": "DEFAULT", "version": 1} and "health_referral_soon" not in steps
+
+
+def test_a_services_only_case_sent_to_a_health_coordinator_meets_the_health_step_from_the_start(
+        client, place, people, standards):
+    """The coordinator's service referral is written in the submission's own transaction: the stored rows see
+    it (the case is judged with its sent service referrals, not skipped as a new case without actions)."""
+    from tests.factories import OrganisationFactory
+
+    OrganisationFactory(kind="provider", areas=[place["district"]], service_types=["health"], coordinator=True)
+    db.session.flush()
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    body["consent"].update(police=False, services=True)
+    with time_machine.travel(T0 + dt.timedelta(days=3), tick=False):
+        case = client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).get_json()
+    assert case["status"] == "services_only"
+    assert _stored(case["id"])["health_referral"] == "met"

@@ -21,6 +21,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def latest_today(now: dt.datetime) -> dt.date:
+    """The latest calendar date anywhere at ``now`` (UTC+14): "not in the future" for a date a person gives.
+
+    A focal point in Bishkek (UTC+6) is a calendar day ahead of UTC until 06:00; her "today" is no
+    future date. Areas carry no time zone, and this needs none.
+    """
+    return (now.astimezone(dt.UTC) + dt.timedelta(hours=14)).date()
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on every backend.
 

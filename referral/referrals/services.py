@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
-from referral.db import Combined, combine, run_combined, utcnow
+from referral.db import Combined, combine, latest_today, run_combined, utcnow
 from referral.errors import N_, NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
@@ -51,7 +51,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     area = Area.by_code(session, data["area"], with_ancestors=True)  # routing and the standard walk its lineage
     if area is None:
         raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
-    if data["incident"].get("date") and data["incident"]["date"] > now.date():
+    if data["incident"].get("date") and data["incident"]["date"] > latest_today(now):
         raise ValidationFailed(fields={"incident": {"date": [N_("The incident date cannot be in the future.")]}})
     survivor, incident = data["survivor"], data["incident"]
     perpetrator = data.get("perpetrator") or {}

@@ -1,6 +1,7 @@
 """The workflow: routing eligibility, offers, acceptance, transitions, deadlines (SPEC §3)."""
 import datetime as dt
 
+import pytest
 import time_machine
 from sqlalchemy import select
 
@@ -306,6 +307,24 @@ def test_future_incident_dates_are_refused(client, place, people):
     body["incident"]["date"] = "2999-01-01"
     resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
     assert resp.status_code == 422 and "incident" in resp.get_json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("utc, date, accepted", [
+    # 03:30 in Bishkek (UTC+6), Dushanbe and Tashkent (UTC+5) on 10 March is still 9 March in UTC:
+    # tonight's incident, dated by the local calendar, is no future date.
+    ("2026-03-09T21:30:00+00:00", "2026-03-10", True),
+    ("2026-03-09T21:30:00+00:00", "2026-03-11", False),   # the day after tomorrow, in every zone
+    ("2026-03-10T09:59:00+00:00", "2026-03-10", True),
+    ("2026-03-10T09:59:00+00:00", "2026-03-11", False),   # UTC+14 is still on the 10th (23:59)
+    ("2026-03-10T10:00:00+00:00", "2026-03-11", True),    # ... and now on the 11th somewhere
+])
+def test_an_incident_date_is_judged_by_the_calendar_where_the_focal_point_is(client, place, people, officers,
+                                                                            utc, date, accepted):
+    body = minimal(place["district"].code)
+    body["incident"]["date"] = date
+    with time_machine.travel(dt.datetime.fromisoformat(utc), tick=False):
+        resp = client.post("/api/v1/referrals", json=body, headers=people["focal"][1])
+    assert resp.status_code == (201 if accepted else 422), resp.get_json()
 
 
 def test_officer_list_shows_offers_and_own_cases_only(client, place, people, officers):

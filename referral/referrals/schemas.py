@@ -22,7 +22,9 @@ class Bool(fields.Boolean):
 
 
 class SafeContact(Schema):
-    method = fields.String(required=True, validate=validate.OneOf(["phone", "sms", "in_person", "via_focal_point"]))
+    # Optional: without it, contact is by phone when a number is given, else through the focal point.
+    method = fields.String(load_default=None, allow_none=True,
+                           validate=validate.OneOf(["phone", "sms", "in_person", "via_focal_point"]))
     notes = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
@@ -38,12 +40,14 @@ class Survivor(Schema):
 
 
 class Answers(Schema):
-    penetration = Bool(required=True)
-    sexual_contact = Bool(required=True)
-    physical_assault = Bool(required=True)
-    forced_marriage = Bool(required=True)
-    denial_of_resources = Bool(required=True)
-    psychological_abuse = Bool(required=True)
+    """A question not answered counts as "no" (SPEC §12: only the answers object itself is required)."""
+
+    penetration = Bool(load_default=False)
+    sexual_contact = Bool(load_default=False)
+    physical_assault = Bool(load_default=False)
+    forced_marriage = Bool(load_default=False)
+    denial_of_resources = Bool(load_default=False)
+    psychological_abuse = Bool(load_default=False)
 
 
 class Incident(Schema):
@@ -77,10 +81,12 @@ class ServicesConsent(fields.Field):
 
 
 class Consent(Schema):
-    police = Bool(required=True)
-    services = ServicesConsent(required=True)
-    sms_contact = Bool(required=True)
-    statistics = Bool(required=True)
+    """Consent is never presumed: a scope left out is a scope not given (SPEC §12: only the object is required)."""
+
+    police = Bool(load_default=False)
+    services = ServicesConsent(load_default=False)
+    sms_contact = Bool(load_default=False)
+    statistics = Bool(load_default=False)
     given_by = fields.String(load_default="survivor", validate=validate.OneOf(["survivor", "caregiver"]))
 
 
@@ -99,7 +105,7 @@ class Submission(Schema):
     @validates_schema
     def _safe_contact_needs_means(self, data, **kwargs):  # type: ignore[no-untyped-def]
         contact = (data.get("survivor") or {}).get("safe_contact")
-        if contact and contact["method"] in ("phone", "sms") and not data["survivor"].get("phone"):
+        if contact and contact.get("method") in ("phone", "sms") and not data["survivor"].get("phone"):
             raise ValidationError({"survivor": {"phone": ["Needed when the safe contact is by phone or SMS."]}})
 
 

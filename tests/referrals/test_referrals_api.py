@@ -59,6 +59,33 @@ def test_minimal_submission_routes_contact_through_the_focal_point(client, place
     assert row.survivor_name_sealed is None
 
 
+def test_only_the_four_fields_spec_names_are_required(client, place, people, officers):
+    """SPEC §12: only area, survivor.age_group, incident.answers and consent are required. An answer left out
+    is "no"; a consent scope left out is not given (never presumed); a safe contact may come without a method."""
+    _focal, headers = people["focal"]
+    smallest = {"area": place["district"].code, "survivor": {"age_group": "26-40"},
+                "incident": {"answers": {"physical_assault": True}}, "consent": {"police": True}}
+    resp = submit(client, headers, smallest)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["gbv_type"] == "physical_assault" and resp.get_json()["status"] == "offered"
+    row = db.session.get(Referral, resp.get_json()["id"])
+    from referral.services_dir.consent import is_active
+
+    assert is_active(db.session, row.id, "police")
+    assert not any(is_active(db.session, row.id, s) for s in ("sms_contact", "statistics", "services:health"))
+    nothing = submit(client, headers, {"area": place["district"].code, "survivor": {"age_group": "26-40"},
+                                       "incident": {"answers": {}}, "consent": {}})
+    assert nothing.status_code == 201 and nothing.get_json()["gbv_type"] == "non_gbv"
+    assert nothing.get_json()["status"] == "services_only"  # no police consent given: never presumed
+    contact = submit(client, headers, {**smallest, "survivor": {"age_group": "26-40",
+                                                                 "safe_contact": {"notes": "after 6 pm"}}})
+    assert contact.status_code == 201, contact.get_json()
+    assert db.session.get(Referral, contact.get_json()["id"]).safe_contact_method == "via_focal_point"
+    for missing in ({"survivor": {}}, {"incident": {}}, {"survivor": None}):
+        body = {**smallest, **missing}
+        assert submit(client, headers, body).status_code == 422
+
+
 @pytest.mark.parametrize("mutate, field", [
     (lambda b: b.update(area="NO-SUCH-AREA"), "area"),
     (lambda b: b.pop("consent"), "consent"),

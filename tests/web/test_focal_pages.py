@@ -144,6 +144,17 @@ def test_every_focal_page_is_small_and_has_quick_exit(client, place, people, off
         size, html = transferred(client, url)
         assert size <= 30 * 1024, f"{url}: {size} bytes"
         assert 'id="quick-exit"' in html, url
+    # SPEC §10: *every* page a focal point can open, not only those listed above (the change-password page
+    # is linked from every page's header): each page path of the app without parameters.
+    pages = 0
+    for rule in client.application.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.arguments or rule.rule.startswith(("/api/", "/static", "/metrics")):
+            continue
+        page = client.get(rule.rule)
+        if page.status_code == 200 and page.mimetype == "text/html":
+            pages += 1
+            assert 'id="quick-exit"' in page.get_data(as_text=True), rule.rule
+    assert pages >= 3
 
 
 @contextmanager

@@ -161,6 +161,9 @@ def review_break_glass(session: Session, actor: User, grant_id: int, outcome: st
     require(actor, Permission.BREAK_GLASS)
     grant = session.get(BreakGlassGrant, grant_id) if 0 < grant_id < 2**31 else None
     if grant is None:
+        record(session, actor, "break_glass.review", object_type="break_glass",
+               object_id=str(grant_id) if 0 < grant_id < 2**31 else "malformed-id", outcome=DENIED,
+               reason="no such grant")
         raise NotFound(N_("No such break-glass grant."))
     if grant.user_id == actor.id:
         raise ValidationFailed(fields={"outcome": [N_("Someone else must review your own break-glass access.")]})

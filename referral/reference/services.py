@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from referral.accounts.models import User
-from referral.audit.service import record
+from referral.audit.service import DENIED, record
 from referral.errors import N_, NotFound, ValidationFailed
 from referral.reference.models import Area, Organisation, RoutingMode, Unit
 from referral.security.permissions import Permission, require
@@ -84,6 +84,9 @@ def set_routing_mode(session: Any, actor: User, unit_code: str, mode: str) -> Un
     # A code never holds a NUL (PostgreSQL could not even compare one): such a code is simply unknown.
     unit = None if "\x00" in unit_code else session.scalar(select(Unit).where(Unit.code == unit_code))
     if unit is None:
+        # Not echoed into the log: what was typed in place of a code could be anything.
+        record(session, actor, "unit.routing", object_type="unit", object_id="unknown", outcome=DENIED,
+               reason="no unit has this code")
         raise NotFound(N_("No unit has this code."))
     before = unit.routing_mode
     unit.routing_mode = wanted

@@ -142,6 +142,9 @@ def test_break_glass_gives_time_limited_access_and_stands_out(client, case, audi
                        headers=other_h).status_code == 200
     assert client.post("/api/v1/break-glass/999999/review", json={"outcome": "justified"},
                        headers=other_h).status_code == 404
+    missing = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "break_glass.review",
+                                                          AuditEvent.outcome == "denied")).all()
+    assert [(e.object_type, e.object_id, e.reason) for e in missing] == [("break_glass", "999999", "no such grant")]
 
 
 def test_many_cases_read_and_repeated_denials_are_flagged(client, app, place, people, auditor, monkeypatch,

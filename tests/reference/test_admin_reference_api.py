@@ -111,5 +111,14 @@ def test_routing_mode_service_refuses_what_it_must(make_user, world):
         services.set_routing_mode(db.session, admin_user, "T-U-S", "fastest")
     assert "routing" in bad.value.fields
     with pytest.raises(NotFound):
-        services.set_routing_mode(db.session, admin_user, "NO-SUCH", "pool")
+        services.set_routing_mode(db.session, admin_user, "Canary pasted text", "pool")
     assert world["unit"].routing_mode is RoutingMode.direct
+    from sqlalchemy import select
+
+    from referral.audit.models import AuditEvent
+
+    db.session.commit()  # events join the chain when the request's transaction commits
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "unit.routing",
+                                                         AuditEvent.outcome == "denied")).all()
+    assert [(e.actor_id, e.object_id) for e in denied] == [(admin_user.id, "unknown")]
+    assert "Canary" not in (denied[0].reason or "")

@@ -95,6 +95,19 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
         raise Forbidden(N_("You need a current certification (%(courses)s) to accept this case."),
                         params={"courses": ", ".join(missing)},
                         code="certification_required")
+    # Accepted after its deadline, before a tick saw the miss: the case is taken (an officer has it now), but the
+    # miss counts as a breach exactly as the tick would have counted it (SPEC §3.5): each lapsed offer an
+    # audited breach, an acceptance_missed alert, the supervisor told.
+    lapsed = session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
+                                                            Offer.status == OfferStatus.open,
+                                                            Offer.deadline < now)).all()
+    for officer_id in lapsed:
+        record(session, None, "sla.breach", object_type="referral", object_id=referral.id,
+               reason=f"acceptance deadline missed by officer {officer_id} (accepted late by officer {actor.id})")
+    if lapsed:
+        session.add(Alert(kind=AlertKind.acceptance_missed, referral_id=referral.id, unit_id=referral.unit_id,
+                          created_at=now))
+        events.breached(session, referral)
     offer.status, offer.responded_at = OfferStatus.accepted, now
     _cancel_open_offers(session, referral, now, "taken")
     referral.status, referral.assigned_officer_id, referral.accepted_at = Status.accepted, actor.id, now

@@ -297,6 +297,33 @@ def test_urgent_cases_must_be_accepted_within_an_hour(client, place, people, off
     assert offers_of(case["id"])[0].deadline == T0 + dt.timedelta(hours=1)
 
 
+@pytest.mark.parametrize("minutes, late", [(59, False), (60, False), (61, True)])
+def test_a_late_acceptance_counts_as_a_breach_even_before_a_tick_sees_it(client, runner, place, people, officers,
+                                                                          minutes, late):
+    """SPEC §3.5: a miss counts as a breach. The officer who accepts after the deadline still gets the case,
+    but the miss is recorded as the tick would have recorded it, and the tick does not record it again."""
+    from referral.notify.models import OutboxMessage
+
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True  # urgent: accept within 1 h
+    with time_machine.travel(T0, tick=False):
+        case = submit(client, people["focal"][1], body)
+    holder_id = offers_of(case["id"])[0].officer_id
+    holder_h = next(h for o, h in officers if o.id == holder_id)
+    with time_machine.travel(T0 + dt.timedelta(minutes=minutes), tick=False):
+        assert post(client, case["id"], "accept", holder_h).status_code == 200
+    tick = runner.invoke(args=["sla", "tick", "--now", (T0 + dt.timedelta(hours=3)).isoformat()])
+    assert '"breaches": 0' in tick.output
+    breaches = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sla.breach")).all()
+    alerts = db.session.scalars(select(Alert).where(Alert.referral_id == case["id"])).all()
+    told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.template == "breach")).all()
+    assert (len(breaches), len(alerts), len(told)) == ((1, 1, 1) if late else (0, 0, 0))
+    if late:
+        assert breaches[0].object_id == case["id"] and f"officer {holder_id}" in breaches[0].reason
+        assert alerts[0].kind.value == "acceptance_missed"
+    assert db.session.get(Referral, case["id"]).assigned_officer_id == holder_id
+
+
 def test_sla_tick_rejects_a_bad_time(runner, db_session):
     result = runner.invoke(args=["sla", "tick", "--now", "tomorrow"])
     assert result.exit_code == 2 and "ISO" in result.output

@@ -87,6 +87,8 @@ class BaseConfig:
     ACCEPT_URGENT_MINUTES = 60
     ACCEPT_HOURS = 24
     DUPLICATE_WINDOW_DAYS = 90
+    # Days before a protection order expires that `sla tick` tells the case's officer (SPEC §2), once per expiry.
+    PROTECTION_ORDER_REMINDER_DAYS = 3
     # Days a case is kept after it was closed or withdrawn; then `retention apply` crypto-erases it.
     RETENTION_DAYS = 5 * 365
     BREAK_GLASS_DEFAULT_HOURS = 1

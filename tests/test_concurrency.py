@@ -19,7 +19,7 @@ from referral.extensions import db
 from referral.reference.models import Area, AreaKind, Organisation, OrganisationKind, RoutingMode, Unit
 from referral.referrals.models import Referral
 from referral.referrals.workflow import sla_tick
-from referral.referrals.workflow_models import Offer, OfferStatus
+from referral.referrals.workflow_models import Offer, OfferStatus, ProtectionOrder
 from referral.standards.models import Certification, Course, CourseRequirement
 from tests.referrals.helpers import minimal
 
@@ -194,6 +194,10 @@ def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
         cert = Certification(user_id=officer.id, course_id=course.id, completed_on=dt.date(2025, 1, 1),
                              expires_on=soon)
         db.session.add(cert)
+        # A protection order on a case of that officer, expiring tomorrow: one reminder, whoever ticks.
+        case_id = submit(world)
+        db.session.add(ProtectionOrder(referral_id=case_id, issued_on=dt.date.today(), recorded_by_id=officer.id,
+                                       expires_on=dt.date.today() + dt.timedelta(days=1)))
         db.session.commit()
         cert_id = cert.id
         db.session.remove()
@@ -207,6 +211,7 @@ def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
 
     results = run_threads(tick, 4)
     assert sum(r["certificate_reminders"] for r in results) == 1
+    assert sum(r["protection_order_reminders"] for r in results) == 1
     with app.app_context():
         assert db.session.scalar(select(CertificationReminder).where(
             CertificationReminder.certification_id == cert_id)) is not None

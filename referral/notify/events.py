@@ -35,6 +35,17 @@ def certificate_expiring(session: Session, user: User, expires_on: dt.date) -> N
     notify_user(session, user, "certificate_expiring", date=expires_on.isoformat())
 
 
+def protection_order_expiring(session: Session, referral: Any, expires_on: dt.date) -> None:
+    """The case's officer is told; a case without one (escalated, between officers), its unit's supervisor."""
+    officer = session.get(User, referral.assigned_officer_id) if referral.assigned_officer_id else None
+    if officer is not None and officer.active:
+        notify_user(session, officer, "protection_order_expiring", reference=referral.reference,
+                    date=expires_on.isoformat())
+    elif referral.unit_id is not None:
+        notify_role(session, "protection_order_expiring", role=Role.supervisor, unit_id=referral.unit_id,
+                    reference=referral.reference, date=expires_on.isoformat())
+
+
 def service_referral(session: Session, referral: Any, provider_id: int) -> None:
     notify_role(session, "service_referral", role=Role.service_provider, organisation_id=provider_id,
                 reference=referral.reference)

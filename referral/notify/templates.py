@@ -50,6 +50,13 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "tg": "Amanat: мӯҳлати сертификати шумо {date} тамом мешавад.",
         "uz": "Amanat: sertifikatingiz muddati {date} da tugaydi. Yangilang.",
     },
+    "protection_order_expiring": {
+        "en": "Amanat: a protection order in case {reference} expires on {date}. Please log in.",
+        "ru": "Amanat: охранный ордер по делу {reference} истекает {date}.",
+        "ky": "Amanat: {reference} ишиндеги коргоо ордери {date} бүтөт.",
+        "tg": "Amanat: ордери ҳифзи парвандаи {reference} {date} тамом мешавад.",
+        "uz": "Amanat: {reference} ishidagi himoya orderi {date} da tugaydi.",
+    },
     "service_referral": {
         "en": "Amanat: new service referral {reference}. Please log in.",
         "ru": "Amanat: новое направление {reference}. Войдите в систему.",

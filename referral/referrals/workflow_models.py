@@ -82,6 +82,8 @@ class ProtectionOrder(Base):
     extensions: Mapped[int] = mapped_column(Integer, default=0)
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[created_at]
+    # The expiry the officer was last reminded of: an extension moves expires_on, and earns a new reminder.
+    reminded_expiry: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class AlertKind(enum.StrEnum):

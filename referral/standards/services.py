@@ -255,6 +255,7 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
         events.breached(session, referral)
         record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
                reason=f"step {row.step_code} overdue since {row.due_at.isoformat() if row.due_at else '-'}")
+    stats["protection_order_reminders"] = _remind_protection_orders(session, now)
     soon = now.date() + dt.timedelta(days=30)
     reminded = select(CertificationReminder.certification_id)
     for cert in session.scalars(select(Certification).where(
@@ -270,6 +271,45 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
                reason=f"{cert.course.code} expires {cert.expires_on.isoformat()}")
     session.flush()
     return stats
+
+
+def _remind_protection_orders(session: Any, now: dt.datetime) -> int:
+    """Tell the case's officer (SPEC §2: expiry reminders) of each order expiring within the setting's days,
+    once per expiry: an extension moves the expiry and earns a new reminder. A case the police may no
+    longer see (withdrawn, services only) gets none. Each order is claimed by one conditional UPDATE, so
+    two ticks at once remind once."""
+    from flask import current_app
+    from sqlalchemy import or_, update
+
+    from referral.audit.service import record
+    from referral.referrals.models import Referral, Status
+    from referral.referrals.workflow_models import ProtectionOrder
+
+    days = current_app.config.get("PROTECTION_ORDER_REMINDER_DAYS", 3)
+    today = now.date()
+    not_reminded = or_(ProtectionOrder.reminded_expiry.is_(None),
+                       ProtectionOrder.reminded_expiry != ProtectionOrder.expires_on)
+    due = session.execute(
+        select(ProtectionOrder.id, ProtectionOrder.expires_on, ProtectionOrder.referral_id)
+        .join(Referral, Referral.id == ProtectionOrder.referral_id)
+        .where(ProtectionOrder.expires_on >= today, ProtectionOrder.expires_on <= today + dt.timedelta(days=days),
+               not_reminded, Referral.status.not_in((Status.withdrawn, Status.services_only)),
+               Referral.erased_at.is_(None))
+        .order_by(ProtectionOrder.expires_on, ProtectionOrder.id)).all()
+    sent = 0
+    for order_id, expires_on, referral_id in due:
+        claimed = session.execute(update(ProtectionOrder).where(ProtectionOrder.id == order_id,
+                                                                ProtectionOrder.expires_on == expires_on,
+                                                                not_reminded)
+                                  .values(reminded_expiry=expires_on)).rowcount
+        if claimed != 1:
+            continue
+        referral = session.get(Referral, referral_id)
+        events.protection_order_expiring(session, referral, expires_on)
+        record(session, None, "protection_order.reminder", object_type="referral", object_id=referral_id,
+               reason=f"order {order_id} expires {expires_on.isoformat()}")
+        sent += 1
+    return sent
 
 
 # -- courses (admin) ----------------------------------------------------------------

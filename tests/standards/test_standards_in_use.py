@@ -231,3 +231,53 @@ def test_a_services_only_case_sent_to_a_health_coordinator_meets_the_health_step
         case = client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).get_json()
     assert case["status"] == "services_only"
     assert _stored(case["id"])["health_referral"] == "met"
+
+
+def test_protection_orders_get_one_reminder_per_expiry(client, runner, place, people, officers, standards):
+    """SPEC §2: expiry reminders. The case's officer is told (a reference and a date only) once per expiry,
+    PROTECTION_ORDER_REMINDER_DAYS (3) before it; an extension earns a new one; a withdrawn case none."""
+    from referral.notify.models import OutboxMessage
+    from referral.referrals.workflow_models import Offer
+
+    focal_h = people["focal"][1]
+    today = dt.date(2026, 11, 27)
+    cases = []
+    with time_machine.travel(dt.datetime(2026, 11, 27, 9, tzinfo=dt.UTC), tick=False):
+        for expires in (today + dt.timedelta(days=3), today + dt.timedelta(days=4), today + dt.timedelta(days=1)):
+            case = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=focal_h).get_json()
+            holder = next(h for o, h in officers if o.id == db.session.scalar(
+                select(Offer.officer_id).where(Offer.referral_id == case["id"])))
+            assert client.post(f"/api/v1/referrals/{case['id']}/accept", headers=holder).status_code == 200
+            assert client.post(f"/api/v1/referrals/{case['id']}/actions", headers=holder, json={
+                "type": "protection_order_issued",
+                "protection_order": {"issued_on": today.isoformat(), "expires_on": expires.isoformat()}}
+            ).status_code == 201
+            cases.append((case, holder))
+        # The third case is withdrawn by the survivor: nobody is reminded of it.
+        assert client.post(f"/api/v1/referrals/{cases[2][0]['id']}/withdraw", headers=focal_h).status_code == 200
+
+    def tick(day: int) -> int:
+        out = runner.invoke(args=["sla", "tick", "--now", f"2026-11-{day}T10:00:00+00:00"])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)["protection_order_reminders"]
+
+    def reminders() -> list[tuple[int, dict]]:
+        return [(m.user_id, json.loads(m.params)) for m in db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.template == "protection_order_expiring")
+            .order_by(OutboxMessage.id))]
+
+    assert (tick(27), tick(27)) == (1, 0)
+    first, first_h = cases[0]
+    first_officer = db.session.get(Referral, first["id"]).assigned_officer_id
+    assert reminders() == [(first_officer, {"reference": first["reference"], "date": "2026-11-30"})]
+    assert tick(28) == 1  # the second order is 3 days from expiry now
+    # The first order is extended by a week, then falls due again.
+    with time_machine.travel(dt.datetime(2026, 11, 28, 11, tzinfo=dt.UTC), tick=False):
+        assert client.post(f"/api/v1/referrals/{first['id']}/actions", headers=first_h, json={
+            "type": "protection_order_extended", "protection_order": {"expires_on": "2026-12-07"}}).status_code == 201
+    assert (tick(29), tick(30)) == (0, 0)
+    out = runner.invoke(args=["sla", "tick", "--now", "2026-12-04T10:00:00+00:00"])
+    assert json.loads(out.output)["protection_order_reminders"] == 1
+    assert [p["date"] for _u, p in reminders()] == ["2026-11-30", "2026-12-01", "2026-12-07"]
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "protection_order.reminder")).all()
+    assert len(events) == 3 and all(e.object_id in {cases[0][0]["id"], cases[1][0]["id"]} for e in events)

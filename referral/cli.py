@@ -34,7 +34,7 @@ def _load_reference_file(path: Path) -> dict[str, int]:
                                default_validity_months=current_app.config["CERTIFICATE_VALIDITY_MONTHS"]))
 
 
-reference_cli = AppGroup("reference", help="Reference data: areas, units, organisations, courses.")
+reference_cli = AppGroup("reference", help="Reference data: areas, units, organisations, courses, standards.")
 
 
 @reference_cli.command("load")

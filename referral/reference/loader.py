@@ -64,6 +64,8 @@ class ReferenceFile(Schema):
     units = fields.List(fields.Nested(UnitIn), load_default=list)
     organisations = fields.List(fields.Nested(OrganisationIn), load_default=list)
     courses = fields.List(fields.Nested(CourseIn), load_default=list)
+    # Handling standards (SPEC §5, §11), each a whole document as in config/standards; checked below.
+    standards = fields.List(fields.Dict(), load_default=list)
 
 
 class ReferenceError(ValidationFailed):
@@ -78,11 +80,22 @@ def read_reference(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ReferenceError(f"{path} is not valid YAML ({type(exc).__name__}).") from None
     if not isinstance(raw, dict):
-        raise ReferenceError(f"{path} must be a mapping with areas, units, organisations, courses.")
+        raise ReferenceError(f"{path} must be a mapping with areas, units, organisations, courses, standards.")
     try:
-        return ReferenceFile().load(raw)
+        data = ReferenceFile().load(raw)
     except ValidationError as err:
         raise ReferenceError(fields=err.messages if isinstance(err.messages, dict) else {}) from None
+    from referral.standards.loader import parse_standard
+
+    docs = []
+    for i, standard in enumerate(data["standards"]):
+        try:
+            docs.append(parse_standard(standard, f"#{i + 1}"))
+        except ValidationFailed as err:
+            raise ReferenceError(f"Standard #{i + 1} of {path} is invalid.",
+                                 fields={"standards": {str(i): err.fields}}) from None
+    data["standards"] = docs
+    return data
 
 
 def _set(row: Any, values: dict[str, Any], stats: Counter[str], kind: str) -> None:
@@ -187,6 +200,11 @@ def load_reference(data: dict[str, Any], *, default_validity_months: int) -> Cou
         else:
             _set(row, values, stats, "courses")
     db.session.flush()
+    from referral.standards.loader import load_standard_docs
+
+    created = load_standard_docs(db.session, data.get("standards", []))["standards_created"]
+    if created:  # as for the other kinds, only changes are counted
+        stats["standards_created"] += created
     from referral.audit.service import record
 
     record(db.session, None, "reference.load", object_type="reference",

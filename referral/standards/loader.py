@@ -94,10 +94,15 @@ def read_standard(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ValidationFailed(f"Cannot read the standard {path.name} ({type(exc).__name__}).") from None
+    return parse_standard(raw, path.name)
+
+
+def parse_standard(raw: Any, label: str) -> dict[str, Any]:
+    """A standard document (a file's content, or an entry of a reference file), validated."""
     try:
         return StandardDoc().load(raw if isinstance(raw, dict) else {})
     except ValidationError as err:
-        raise ValidationFailed(f"The standard {path.name} is invalid.", fields=err.messages) from None  # type: ignore[arg-type]
+        raise ValidationFailed(f"The standard {label} is invalid.", fields=err.messages) from None  # type: ignore[arg-type]
 
 
 def _canonical(doc: dict[str, Any]) -> str:
@@ -105,11 +110,16 @@ def _canonical(doc: dict[str, Any]) -> str:
 
 
 def load_standards(session: Session, paths: list[Path]) -> dict[str, int]:
+    return load_standard_docs(session, [read_standard(path) for path in paths])
+
+
+def load_standard_docs(session: Session, docs: list[dict[str, Any]]) -> dict[str, int]:
+    """Store validated standard documents: a new (code, version) is added, the same one again changes nothing,
+    a different one under a loaded version is refused."""
     from referral.audit.service import record
 
     stats = {"standards_created": 0, "standards_unchanged": 0}
-    for path in paths:
-        doc = read_standard(path)
+    for doc in docs:
         body = _canonical(doc)
         existing = session.scalar(select(Standard).where(Standard.code == doc["code"],
                                                          Standard.version == doc["version"]))

@@ -101,3 +101,34 @@ def test_missing_file_is_a_clear_error(runner, tmp_path):
     result = load(runner, tmp_path / "absent.yaml")
     assert result.exit_code != 0
     assert "Traceback" not in result.output
+
+
+def test_a_reference_file_may_carry_handling_standards(runner, tmp_path):
+    """SPEC §11: `reference load` loads standards too, each entry a whole standard document; a version, once
+    loaded, never changes, and a broken entry is refused with its place and field, loading nothing."""
+    import yaml
+
+    from referral.standards.models import Standard
+
+    standard = yaml.safe_load((PROJECT_ROOT / "config" / "standards" / "default-v2.yaml").read_text("utf-8"))
+    standard.update(code="TEST", countries=["TJ"])
+    path = tmp_path / "with-standard.yaml"
+    path.write_text(yaml.safe_dump({"areas": [{"code": "TJ", "name": "Tajikistan", "kind": "country"}],
+                                    "standards": [standard]}), "utf-8")
+    first = load(runner, path)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output) == {"loaded": str(path), "areas_created": 1, "standards_created": 1}
+    stored = db.session.scalar(select(Standard).where(Standard.code == "TEST"))
+    assert (stored.version, stored.countries) == (2, "TJ")
+    assert json.loads(load(runner, path).output) == {"loaded": str(path), "changes": 0}
+    standard["settings"]["accept_hours"] = 12  # the same version, other content
+    path.write_text(yaml.safe_dump({"standards": [standard]}), "utf-8")
+    changed = load(runner, path)
+    assert changed.exit_code == 1 and "new version" in changed.output
+    broken = dict(standard, version=3, steps=[{"code": "x", "name": "X", "event": "never", "deadline_hours": 1,
+                                                 "satisfied_by": ["note"]}])
+    path.write_text(yaml.safe_dump({"areas": [{"code": "UZ", "name": "Uzbekistan", "kind": "country"}],
+                                    "standards": [standard, broken]}), "utf-8")
+    refused = load(runner, path)
+    assert refused.exit_code == 1 and "#2" in refused.output and "event" in refused.output
+    assert Area.by_code(db.session, "UZ") is None

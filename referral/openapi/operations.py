@@ -73,6 +73,8 @@ OPERATIONS: dict[str, Op] = {
     "api.admin_list_units": Op("Police units", "admin", answer=page_of(ref("Unit")), query=PageArgs),
     "api.admin_list_organisations": Op("Organisations", "admin", answer=page_of(ref("Organisation")),
                                        query=PageArgs),
+    "api.admin_list_standards": Op("Handling standards, every version loaded (read-only)", "admin",
+                                   answer=page_of(ref("Standard")), query=PageArgs),
     "api.list_courses": Op("Courses", "admin", answer=page_of(ref("Course")), query=PageArgs),
     "api.save_course": Op("Create (201) or update (200) a course", "admin", status=201, answer=ref("Course"),
                           body=CourseIn, also={200: "Updated"}, refusals=(409,)),

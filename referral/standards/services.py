@@ -326,6 +326,22 @@ def list_courses(session: Any, actor: User, *, page: int, per_page: int) -> tupl
     return list(items), total
 
 
+def list_standards(session: Any, actor: User, *, page: int, per_page: int) -> tuple[list[Any], int]:
+    """Every loaded version, by code then newest first. Loaded with `standards load` or `reference load`:
+    a version never changes once loaded, so there is nothing here to edit."""
+    from sqlalchemy import func as sa_func
+
+    from referral.audit.service import record
+    from referral.standards.models import Standard
+
+    require(actor, Permission.ADMIN_REFERENCE_MANAGE)
+    total = session.scalar(select(sa_func.count()).select_from(Standard)) or 0
+    items = session.scalars(select(Standard).order_by(Standard.code, Standard.version.desc())
+                            .limit(per_page).offset((page - 1) * per_page)).all()
+    record(session, actor, "standard.list", object_type="standard")
+    return list(items), total
+
+
 def save_course(session: Any, actor: User, data: dict[str, Any]) -> tuple[Course, bool]:
     """Create a course, or update its name, validity or requirement (keyed by code)."""
     from flask import current_app

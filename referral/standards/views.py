@@ -48,6 +48,25 @@ def list_courses():  # type: ignore[no-untyped-def]
     return jsonify(body)
 
 
+def _standard(row):  # type: ignore[no-untyped-def]
+    body = services.parsed_standard(row.body)
+    return {"code": row.code, "version": row.version, "name": row.name,
+            "countries": [c for c in row.countries.split(",") if c], "effective_from": row.effective_from.isoformat(),
+            "settings": body.get("settings", {}),
+            "steps": [{"code": step["code"], "name": step["name"]} for step in body["steps"]]}
+
+
+@api.get("/admin/standards")
+@requires(Permission.ADMIN_REFERENCE_MANAGE)
+def admin_list_standards():  # type: ignore[no-untyped-def]
+    """The handling standards loaded, every version (SPEC §12): read-only, as a loaded version never changes."""
+    args = load_args(PageArgs)
+    items, total = services.list_standards(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
+    body = page_body([_standard(s) for s in items], page=args["page"], per_page=args["per_page"], total=total)
+    db.session.commit()
+    return jsonify(body)
+
+
 @api.post("/admin/courses")
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def save_course():  # type: ignore[no-untyped-def]

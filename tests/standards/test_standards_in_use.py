@@ -281,3 +281,25 @@ def test_protection_orders_get_one_reminder_per_expiry(client, runner, place, pe
     assert [p["date"] for _u, p in reminders()] == ["2026-11-30", "2026-12-01", "2026-12-07"]
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "protection_order.reminder")).all()
     assert len(events) == 3 and all(e.object_id in {cases[0][0]["id"], cases[1][0]["id"]} for e in events)
+
+
+def test_admins_list_every_loaded_standard_version(client, login_as, standards):
+    _admin, admin_h = login_as("admin")
+    page = client.get("/api/v1/admin/standards?per_page=100", headers=admin_h)
+    assert page.status_code == 200
+    body = page.get_json()
+    assert body["total"] == 6 and [(i["code"], i["version"]) for i in body["items"]][:2] == [("DEFAULT", 2),
+                                                                                           ("DEFAULT", 1)]
+    kg = next(i for i in body["items"] if (i["code"], i["version"]) == ("KG", 2))
+    assert kg["countries"] == ["KG"] and kg["effective_from"] == "2026-11-27"
+    assert kg["settings"]["protection_order_days"] == 15
+    assert {"code": "health_referral_soon",
+            "name": "Health referral offered within 120 h (emergency contraception window)"} in kg["steps"]
+    assert client.get("/api/v1/admin/standards?per_page=2&page=3", headers=admin_h).get_json()["items"][-1][
+        "code"] == "UZ"
+    for role in ("officer", "supervisor", "oversight", "focal_point", "service_provider"):
+        _u, headers = login_as(role)
+        assert client.get("/api/v1/admin/standards", headers=headers).status_code == 403
+    db.session.commit()
+    listed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "standard.list")).all()
+    assert len(listed) == 2

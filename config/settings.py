@@ -177,6 +177,8 @@ class ProductionConfig(BaseConfig):
         "SECRET_KEY": "REFERRAL_SECRET_KEY",
         "SQLALCHEMY_DATABASE_URI": "REFERRAL_DATABASE_URL",
         "KEYRING_PATH": "REFERRAL_KEYRING",
+        # SPEC §10 lists it with the secrets: without it the SMS webhook could only refuse every gateway.
+        "SMS_SECRET": "REFERRAL_SMS_SECRET",
     }
 
     @classmethod
@@ -189,8 +191,9 @@ class ProductionConfig(BaseConfig):
                 + ", ".join(missing)
                 + " (see the settings table in README.md)."
             )
-        if len(env["REFERRAL_SECRET_KEY"]) < 32:
-            raise ConfigError("REFERRAL_SECRET_KEY must be at least 32 characters in production.")
+        for var in ("REFERRAL_SECRET_KEY", "REFERRAL_SMS_SECRET"):
+            if len(env[var]) < 32:
+                raise ConfigError(f"{var} must be at least 32 characters in production.")
 
 
 ENVIRONMENTS: dict[str, type[BaseConfig]] = {

@@ -3,7 +3,7 @@ import pytest
 from config.settings import ConfigError, load_settings, normalise_database_url
 from referral import create_app
 
-PROD_VARS = ("REFERRAL_SECRET_KEY", "REFERRAL_DATABASE_URL", "REFERRAL_KEYRING")
+PROD_VARS = ("REFERRAL_SECRET_KEY", "REFERRAL_DATABASE_URL", "REFERRAL_KEYRING", "REFERRAL_SMS_SECRET")
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def test_development_defaults_to_sqlite_under_instance(clean_env):
 def test_production_refuses_to_start_without_each_secret(clean_env, tmp_path, missing):
     clean_env.setenv("REFERRAL_ENV", "production")
     values = {"REFERRAL_SECRET_KEY": "x" * 40, "REFERRAL_DATABASE_URL": "postgresql://db/amanat",
-              "REFERRAL_KEYRING": str(tmp_path / "k.json")}
+              "REFERRAL_KEYRING": str(tmp_path / "k.json"), "REFERRAL_SMS_SECRET": "g" * 40}
     for var, value in values.items():
         if var != missing:
             clean_env.setenv(var, value)
@@ -36,18 +36,22 @@ def test_production_refuses_to_start_without_each_secret(clean_env, tmp_path, mi
     assert "refuses to start" in str(err.value)
 
 
-def test_production_refuses_a_short_secret_key(clean_env, tmp_path):
+@pytest.mark.parametrize("short", ["REFERRAL_SECRET_KEY", "REFERRAL_SMS_SECRET"])
+def test_production_refuses_a_short_secret(clean_env, tmp_path, short):
     clean_env.setenv("REFERRAL_ENV", "production")
-    clean_env.setenv("REFERRAL_SECRET_KEY", "short")
+    clean_env.setenv("REFERRAL_SECRET_KEY", "s" * 40)
+    clean_env.setenv("REFERRAL_SMS_SECRET", "g" * 40)
     clean_env.setenv("REFERRAL_DATABASE_URL", "postgresql://db/amanat")
     clean_env.setenv("REFERRAL_KEYRING", str(tmp_path / "k.json"))
-    with pytest.raises(ConfigError, match="at least 32"):
+    clean_env.setenv(short, "short")
+    with pytest.raises(ConfigError, match=f"{short} must be at least 32"):
         load_settings()
 
 
 def test_production_with_its_secrets_uses_them_and_secure_cookies(clean_env, tmp_path):
     clean_env.setenv("REFERRAL_ENV", "production")
     clean_env.setenv("REFERRAL_SECRET_KEY", "s" * 40)
+    clean_env.setenv("REFERRAL_SMS_SECRET", "g" * 40)
     clean_env.setenv("REFERRAL_DATABASE_URL", "postgres://u@db/amanat")
     clean_env.setenv("REFERRAL_KEYRING", str(tmp_path / "k.json"))
     settings = load_settings()

@@ -82,6 +82,7 @@ def test_not_ready_when_the_keyring_cannot_be_read(app, database_url, tmp_path):
 
 def test_production_never_creates_a_keyring_to_look_ready(app, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("REFERRAL_SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("REFERRAL_SMS_SECRET", "g" * 40)
     monkeypatch.setenv("REFERRAL_DATABASE_URL", database_url)
     monkeypatch.setenv("REFERRAL_KEYRING", str(tmp_path / "absent.json"))
     application = create_app({"ENV_NAME": "production", "SQLALCHEMY_DATABASE_URI": database_url})

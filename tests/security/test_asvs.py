@@ -65,6 +65,7 @@ def production_app(app, database_url, db_session, tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("REFERRAL_ENV", "production")
     monkeypatch.setenv("REFERRAL_SECRET_KEY", "p" * 48)
+    monkeypatch.setenv("REFERRAL_SMS_SECRET", "g" * 48)
     monkeypatch.setenv("REFERRAL_DATABASE_URL", database_url)
     monkeypatch.setenv("REFERRAL_KEYRING", app.config["KEYRING_PATH"])
     settings = app_settings(database_url, tmp_path)

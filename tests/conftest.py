@@ -249,3 +249,17 @@ def officers(place, login_as, certify):
         certify(user, "core", "child")
         made.append((user, headers))
     return made
+
+
+@pytest.fixture()
+def isolated_keyring(app, tmp_path, monkeypatch):
+    """Rotation writes the keyring file: a test that rotates gets its own copy, so the session's app (and every
+    later test) keeps the keyring it started with."""
+    import shutil
+
+    from referral.security.keyring import LocalKeyring, keyring_for
+
+    path = tmp_path / "keyring.json"
+    shutil.copy(keyring_for(app).path, path)
+    monkeypatch.setitem(app.extensions, "amanat_keyring", LocalKeyring(path))
+    return path

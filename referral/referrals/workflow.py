@@ -123,9 +123,10 @@ def decline(session: Session, actor: User, referral_id: str, reason: str, *,
     """Decline with a reason; the case goes to the next eligible officer, never back to this one."""
     now = now or utcnow()
     require(actor, Permission.REFERRAL_ACCEPT)
+    # The case first: a probe of someone else's case is a 404 and a denied event, whatever its body said.
+    referral, _level = _locked(session, actor, referral_id, "referral.decline")
     if reason not in DECLINE_REASONS:
         raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
-    referral, _level = _locked(session, actor, referral_id, "referral.decline")
     offer = _open_offer(session, referral, actor)
     if referral.status is not Status.offered or offer is None:
         raise InvalidTransition(N_("This case is not offered to you."))
@@ -143,9 +144,10 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
     """The assigned officer steps aside (e.g. conflict of interest); the case is routed again without them."""
     now = now or utcnow()
     require(actor, Permission.REFERRAL_ACCEPT)
+    # The case first: a probe of someone else's case is a 404 and a denied event, whatever its body said.
+    referral, _level = _locked(session, actor, referral_id, "referral.recuse")
     if reason not in DECLINE_REASONS:
         raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
-    referral, _level = _locked(session, actor, referral_id, "referral.recuse")
     if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
         raise _transition_error(referral, P_("handed back by you"))
     offer = session.scalar(select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == actor.id,
@@ -240,9 +242,9 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
           now: dt.datetime | None = None) -> Referral:
     now = now or utcnow()
     require(actor, Permission.REFERRAL_WORK)
+    referral, level = _locked(session, actor, referral_id, "referral.close")  # the case first, as for a decline
     if outcome not in CLOSE_OUTCOMES:
         raise ValidationFailed(fields={"outcome": [f"Give one of: {', '.join(CLOSE_OUTCOMES)}."]})
-    referral, level = _locked(session, actor, referral_id, "referral.close")
     if level is CaseView.OFFER:
         raise InvalidTransition(N_("Accept the case before closing it."))
     if not may_work(actor, referral, level):

@@ -21,19 +21,6 @@ def cases(client, place, people):
     return made
 
 
-@pytest.fixture()
-def isolated_keyring(app, tmp_path, monkeypatch):
-    """Rotation writes the keyring file: give this test its own copy."""
-    import shutil
-
-    from referral.security.keyring import LocalKeyring, keyring_for
-
-    path = tmp_path / "keyring.json"
-    shutil.copy(keyring_for(app).path, path)
-    monkeypatch.setitem(app.extensions, "amanat_keyring", LocalKeyring(path))
-    return path
-
-
 def test_keys_status_counts_case_keys_per_version(runner, cases, isolated_keyring):
     out = json.loads(runner.invoke(args=["keys", "status"]).output)
     assert out["active_version"] == 1

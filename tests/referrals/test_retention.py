@@ -17,6 +17,9 @@ from tests.referrals.helpers import canaries, submission
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
+# Retention adds month keys and rotation a new KEK to the keyring file: each test gets its own copy.
+pytestmark = pytest.mark.usefixtures("isolated_keyring")
+
 
 def submit(client, headers, place, values=None):
     resp = client.post("/api/v1/referrals", json=submission(place["district"].code, values), headers=headers)

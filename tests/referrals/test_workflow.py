@@ -498,3 +498,18 @@ def test_protection_order_dates_must_be_plausible(client, place, people, officer
                                     .order_by(ProtectionOrder.id)).all()
         assert [(o.issued_on.isoformat(), o.expires_on.isoformat(), o.extensions) for o in orders] == [
             ("2026-11-26", "2031-11-26", 0), ("2021-11-26", "2030-06-01", 1)]
+
+
+@pytest.mark.parametrize("verb, body", [("decline", {"reason": "x"}), ("recuse", {"reason": "x"}),
+                                        ("close", {"outcome": "x"})])
+def test_a_bad_body_on_someone_elses_case_is_a_404_and_a_denied_event(client, place, people, login_as, verb, body):
+    """Visibility before validation: probing another officer's case leaves a trace for the anomaly check,
+    whatever the body said."""
+    case = submit(client, people["focal"][1], minimal(place["district"].code))
+    _stranger, stranger_h = login_as("officer")
+    assert post(client, case["id"], verb, stranger_h, body).status_code == 404
+    db.session.commit()
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == case["id"],
+                                                         AuditEvent.action == f"referral.{verb}",
+                                                         AuditEvent.outcome == "denied")).all()
+    assert len(denied) == 1

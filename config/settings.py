@@ -108,6 +108,10 @@ class BaseConfig:
     SESSION_COOKIE_SECURE = False
     HSTS: str | None = None  # Strict-Transport-Security value; production only (plain-HTTP development stays usable)
     WTF_CSRF_TIME_LIMIT = None  # bound to the session; the session expires itself
+    # Flask-WTF's HTTPS check wants a same-site Referer, which pages never send (Referrer-Policy no-referrer,
+    # so a case URL never leaves the page): with it on, every form post over HTTPS was refused. The token
+    # bound to the server-side session, SameSite=Lax __Host- cookies and HSTS stand in for it.
+    WTF_CSRF_SSL_STRICT = False
     JSON_SORT_KEYS = False
     MAX_CONTENT_LENGTH = 1024 * 1024
 

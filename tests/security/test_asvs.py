@@ -80,9 +80,17 @@ def production_app(app, database_url, db_session, tmp_path, monkeypatch):
 
 
 def https_client(application):
-    """A client that speaks HTTPS, as browsers do to production behind its TLS proxy."""
+    """A client that speaks HTTPS, as browsers do to production behind its TLS proxy: every request's URL is
+    https:// (the test client ignores a wsgi.url_scheme in environ_base, so that alone stayed plain HTTP).
+    Like a browser under the pages' no-referrer policy, it sends no Referer."""
     client = application.test_client()
-    client.environ_base["wsgi.url_scheme"] = "https"
+    plain_open = client.open
+
+    def open_https(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("base_url", "https://localhost")
+        return plain_open(*args, **kwargs)
+
+    client.open = open_https  # type: ignore[method-assign]
     return client
 
 
@@ -207,10 +215,16 @@ def test_v3_3_production_cookies_are_host_prefixed_secure_httponly_and_samesite(
     page = client.get("/login")
     signed_in = client.post("/login", data={"email": officer.email, "password": PASSWORD, "otp": code(officer),
                                             "csrf_token": csrf_token(page.get_data(as_text=True))})
-    assert signed_in.status_code == 302
+    assert signed_in.status_code == 302, signed_in.get_data(as_text=True)  # no Referer needed (no-referrer policy)
     assert client.get("/").status_code == 200  # the cookie works over HTTPS
     home = client.get("/")
     signed_out = client.post("/logout", data={"csrf_token": csrf_token(home.get_data(as_text=True))})
+    assert signed_out.status_code == 302 and client.get("/").status_code == 302  # signed out, over HTTPS
+    # The token is still what a form needs over HTTPS: without it, refused.
+    again = client.get("/login")
+    assert client.post("/login", data={"email": officer.email, "password": PASSWORD,
+                                       "otp": code(officer)}).status_code == 400
+    assert again.status_code == 200
     cookies = set_cookies(page) + set_cookies(signed_in) + set_cookies(signed_out)
     assert len(cookies) >= 3
     for name, attrs in cookies:

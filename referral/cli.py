@@ -353,8 +353,11 @@ def stats_export(out: Path, since: dt.datetime | None, until: dt.datetime | None
     from referral.audit.service import record
     from referral.oversight.statistics import as_csv_rows, deidentified
 
-    report = deidentified(db.session, since=since.date() if since else None, until=until.date() if until else None,
-                          now=dt.datetime.now(dt.UTC))
+    try:
+        report = deidentified(db.session, since=since.date() if since else None,
+                              until=until.date() if until else None, now=dt.datetime.now(dt.UTC))
+    except DomainError as err:
+        _fail(err)
     with out.open("w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows(as_csv_rows(report))
     record(db.session, None, "stats.export", object_type="statistics", reason=str(out.name))

@@ -1,9 +1,11 @@
 """De-identified statistics in the style of the GBVIMS Incident Recorder, with small-cell suppression.
 
 Only cases whose ``statistics`` consent is in force are counted. In every table a
-count of 1–4 is shown as ``<5``; when a table has exactly one such cell, its
-smallest other cell is suppressed too (``suppressed``), so the total cannot be
-used to work the small one out. A total under 5 is itself ``<5``.
+count of 1–4 is hidden, and the smallest other cells with it until at least two
+cells summing to 5 or more are hidden, so the total cannot be used to work a small
+one out; every hidden cell reads ``suppressed`` alike, so which one was small is not
+told either. Fewer than 5 cases in all show no cells at all (one case's cells would
+be its profile), and periods are whole calendar months (a day could hold one case).
 """
 from __future__ import annotations
 
@@ -33,17 +35,36 @@ def report_bucket(incident: dt.date | None, reported: dt.datetime) -> str:
     return "over_30"
 
 
+HIDDEN = "suppressed"
+
+
 def suppress(counts: Counter[str]) -> dict[str, Any]:
-    cells: dict[str, Any] = dict(sorted(counts.items()))
-    small = [k for k, v in cells.items() if 0 < v < SMALL]
-    for key in small:
-        cells[key] = "<5"
-    if len(small) == 1:
-        others = sorted((v, k) for k, v in counts.items() if v >= SMALL)
-        if others:
-            cells[others[0][1]] = "suppressed"
-    total = sum(counts.values())
-    return {"cells": cells, "total": total if total >= SMALL or total == 0 else "<5"}
+    """Small cells hidden, with complementary cells until the hidden ones are at least two and sum to at
+    least SMALL: then neither the total nor the visible cells pin a hidden one down."""
+    cells: dict[str, Any] = {k: v for k, v in sorted(counts.items()) if v > 0}
+    total = sum(cells.values())
+    if 0 < total < SMALL:
+        return {"cells": {}, "total": "<5"}  # every cell would be a few identifiable people
+    hidden = {k for k, v in cells.items() if v < SMALL}
+    visible = sorted((v, k) for k, v in cells.items() if k not in hidden)
+    while hidden and (len(hidden) < 2 or sum(cells[k] for k in hidden) < SMALL) and visible:
+        hidden.add(visible.pop(0)[1])
+    return {"cells": {k: HIDDEN if k in hidden else v for k, v in cells.items()}, "total": total}
+
+
+def check_period(since: dt.date | None, until: dt.date | None) -> None:
+    """Whole calendar months only: a day or a week could hold a single case, and its cells would be her."""
+    from referral.errors import N_, ValidationFailed
+
+    problems: dict[str, list[str]] = {}
+    if since is not None and since.day != 1:
+        problems["since"] = [N_("Statistics cover whole months: start on the first day of a month.")]
+    if until is not None and (until + dt.timedelta(days=1)).day != 1:
+        problems["until"] = [N_("Statistics cover whole months: end on the last day of a month.")]
+    if since is not None and until is not None and until < since:
+        problems["until"] = [N_("The period must not end before it starts.")]
+    if problems:
+        raise ValidationFailed(fields=problems)
 
 
 def deidentified(session: Session, *, since: dt.date | None, until: dt.date | None,
@@ -54,6 +75,8 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
 
     from referral.reference.models import Area
     from referral.services_dir.models import Consent
+
+    check_period(since, until)
 
     # A case counts when its latest statistics record is in force: an active record with no newer one
     # (an anti-join the database answers with a hash, where ranking every record needed a sort).
@@ -104,9 +127,11 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
 
 def _report(since: dt.date | None, until: dt.date | None, tables: dict[str, Counter[str]],
             counted: int) -> dict[str, Any]:
+    few = 0 < counted < SMALL  # then no table shows a cell: together they would be those cases' profiles
     return {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
             "cases": counted if counted >= SMALL or counted == 0 else "<5",
-            "tables": {name: suppress(counts) for name, counts in tables.items()}}
+            "tables": {name: {"cells": {}, "total": "<5"} if few else suppress(counts)
+                       for name, counts in tables.items()}}
 
 
 def _count_in_postgres(session: Session, query: Any, districts: dict[int, str]) -> tuple[dict[str, Counter[str]], int]:

@@ -429,6 +429,10 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
     gaps = select(sa_func.count()).select_from(Alert).where(Alert.kind == AlertKind.coverage_gap)
     if unit is not None:
         gaps = gaps.where(Alert.unit_id == unit.id)
+    if start is not None:  # the period's gaps, as for every other figure here
+        gaps = gaps.where(Alert.created_at >= start)
+    if end is not None:
+        gaps = gaps.where(Alert.created_at < end)
     record(session, actor, "compliance.summary", object_type="unit", object_id=unit.code if unit else "all",
            reason=f"{case_count} cases")
     return {

@@ -166,13 +166,43 @@ def test_many_cases_read_and_repeated_denials_are_flagged(client, app, place, pe
 
 # -- statistics -------------------------------------------------------------------------
 
-def test_suppression_of_small_cells_and_the_complementary_cell():
-    assert suppress(Counter({"a": 10, "b": 7, "c": 2})) == {"cells": {"a": 10, "b": "suppressed", "c": "<5"},
-                                                             "total": 19}
-    # Two small cells protect each other: no complementary suppression needed.
-    assert suppress(Counter({"a": 10, "b": 3, "c": 1})) == {"cells": {"a": 10, "b": "<5", "c": "<5"}, "total": 14}
-    assert suppress(Counter({"a": 3})) == {"cells": {"a": "<5"}, "total": "<5"}
-    assert suppress(Counter({"a": 6, "b": 9})) == {"cells": {"a": 6, "b": 9}, "total": 15}
+S = "suppressed"
+
+
+@pytest.mark.parametrize("counts, cells", [
+    ({"a": 10, "b": 7, "c": 2}, {"a": 10, "b": S, "c": S}),
+    # Two small cells summing to 4 would bound each other (b + c = 4): the next smallest is hidden too.
+    ({"a": 10, "b": 3, "c": 1}, {"a": S, "b": S, "c": S}),
+    ({"a": 10, "b": 1, "c": 1}, {"a": S, "b": S, "c": S}),   # b + c = 2 would mean 1 and 1
+    ({"a": 20, "b": 5, "c": 1}, {"a": 20, "b": S, "c": S}),  # the small one is not told apart from its complement
+    ({"a": 20, "b": 4, "c": 1, "d": 9}, {"a": 20, "b": S, "c": S, "d": 9}),  # 4 + 1 >= 5 already
+    ({"a": 6, "b": 9}, {"a": 6, "b": 9}),
+    ({"a": 2, "b": 2}, {}),   # four cases in all: no cells
+])
+def test_suppression_hides_small_cells_so_no_sum_or_difference_gives_them_back(counts, cells):
+    """SPEC §8 de-identified statistics. Hidden cells are at least two and sum to at least 5, all marked alike:
+    from the total and the visible cells no hidden one can be worked out (nor told which was small)."""
+    out = suppress(Counter(counts))
+    assert out["cells"] == cells
+    hidden = [counts[k] for k, v in out["cells"].items() if v == S]
+    assert not hidden or (len(hidden) >= 2 and sum(hidden) >= 5)
+    assert out["total"] == (sum(counts.values()) if sum(counts.values()) >= 5 else "<5")
+    assert suppress(Counter({"a": 3})) == {"cells": {}, "total": "<5"}
+
+
+@pytest.mark.parametrize("since, until, ok", [
+    ("2026-03-01", "2026-03-31", True), ("2026-03-01", None, True), (None, "2026-02-28", True),
+    ("2026-03-11", "2026-03-11", False), ("2026-03-02", None, False), (None, "2026-03-30", False),
+    ("2026-04-01", "2026-03-31", False),
+])
+def test_statistics_cover_whole_months_only(client, runner, auditor, tmp_path, since, until, ok):
+    """A single day could hold a single case, and her cells across the tables would be her profile."""
+    query = "&".join(f"{k}={v}" for k, v in (("since", since), ("until", until)) if v)
+    resp = client.get(f"/api/v1/stats/deidentified?{query}", headers=auditor[1])
+    assert resp.status_code == (200 if ok else 422), resp.get_json()
+    args = [f"--{k}={v}" for k, v in (("since", since), ("until", until)) if v]
+    result = runner.invoke(args=["stats", "export", "--out", str(tmp_path / "s.csv"), *args])
+    assert result.exit_code == (0 if ok else 1), result.output
 
 
 @pytest.mark.parametrize("days, bucket", [(0, "0-3"), (3, "0-3"), (4, "4-5"), (5, "4-5"), (6, "6-14"),
@@ -197,7 +227,7 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
     assert report["cases"] == 15
     assert report["tables"]["gbv_type"]["cells"] == {"forced_marriage": "suppressed", "physical_assault": 7,
-                                                     "psychological_abuse": "<5"}
+                                                     "psychological_abuse": "suppressed"}
     assert report["tables"]["gbv_type"]["total"] == 15
     assert "rape" not in json.dumps(report)
     out = tmp_path / "stats.csv"
@@ -205,7 +235,8 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     assert result.exit_code == 0, result.output
     with out.open() as fh:
         rows = list(csv.reader(fh))
-    assert ["gbv_type", "psychological_abuse", "<5"] in rows and ["gbv_type", "forced_marriage", "suppressed"] in rows
+    assert ["gbv_type", "psychological_abuse", "suppressed"] in rows
+    assert ["gbv_type", "forced_marriage", "suppressed"] in rows
 
 
 def test_statistics_follow_the_latest_consent_record_and_count_districts_and_outcomes(
@@ -234,4 +265,16 @@ def test_statistics_follow_the_latest_consent_record_and_count_districts_and_out
     report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
     assert report["cases"] == 6
     assert report["tables"]["district"]["cells"] == {place["district"].code: 6}  # the village's district
-    assert report["tables"]["service_outcome"]["cells"] == {"provided": "<5"}
+    assert report["tables"]["service_outcome"] == {"cells": {}, "total": "<5"}  # one outcome: nothing shown
+
+
+def test_fewer_than_five_cases_show_no_cells_at_all(client, place, people, auditor):
+    """One case in the period: each table's only cell would be hers (age, type, relationship, district)."""
+    body = minimal(place["district"].code)
+    body["consent"]["statistics"] = True
+    body["incident"]["answers"]["penetration"] = True
+    assert client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).status_code == 201
+    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    assert report["cases"] == "<5"
+    assert all(table == {"cells": {}, "total": "<5"} for table in report["tables"].values())
+    assert "rape" not in json.dumps(report) and place["district"].code not in json.dumps(report)

@@ -303,3 +303,21 @@ def test_admins_list_every_loaded_standard_version(client, login_as, standards):
     db.session.commit()
     listed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "standard.list")).all()
     assert len(listed) == 2
+
+
+def test_the_summary_counts_the_periods_coverage_gaps_only(client, place, people, standards):
+    """No trained officer in the unit: each case is a coverage gap, counted in the period it happened."""
+    for when in (dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC), dt.datetime(2026, 4, 10, 9, tzinfo=dt.UTC)):
+        with time_machine.travel(when, tick=False):
+            case = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                               headers=people["focal"][1]).get_json()
+            assert case["status"] == "escalated"
+    sup_h = people["supervisor"][1]
+
+    def gaps(query: str) -> int:
+        resp = client.get(f"/api/v1/compliance/summary{query}", headers=sup_h)
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()["coverage_gaps"]
+
+    assert (gaps(""), gaps("?since=2026-04-01"), gaps("?until=2026-03-31"),
+            gaps("?since=2026-05-01")) == (2, 1, 1, 0)

@@ -35,8 +35,19 @@ class ConsoleAdapter:
         print(f"[{self.channel}] to …{address[-3:]} (key {key}): {text}", flush=True)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failure, never followed: urllib would repeat the POST as a bodiless GET (and a 200 for
+    that would mark an undelivered message sent) and would carry the bearer key to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class HttpSmsAdapter:
-    """POST ``{"to", "text"}`` as JSON with a bearer key and the idempotency key."""
+    """POST ``{"to", "text"}`` as JSON with a bearer key and the idempotency key; only a 2xx answer is delivery."""
 
     def __init__(self, url: str, api_key: str | None, timeout: float = 10.0) -> None:
         self.url, self.api_key, self.timeout = url, api_key, timeout
@@ -48,8 +59,10 @@ class HttpSmsAdapter:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (operator URL)
+            with _OPENER.open(request, timeout=self.timeout) as response:  # noqa: S310 (operator URL)
                 response.read()
+                if not 200 <= response.status < 300:
+                    raise DeliveryFailed(f"gateway answered {response.status}")
         except urllib.error.HTTPError as exc:
             raise DeliveryFailed(f"gateway answered {exc.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:

@@ -75,8 +75,13 @@ def notify_role(session: Session, template: str, *, role: Role, unit_id: int | N
 
 
 def _address(session: Session, message: OutboxMessage) -> str | None:
-    """A survivor's phone is opened from the sealed case at delivery, and the opening is audited."""
+    """A survivor's phone is opened from the sealed case at delivery, and the opening is audited. A staff
+    account is checked again too: one deactivated since the message was queued is told nothing more."""
     if message.survivor_case_id is None:
+        if message.user_id is not None:
+            holder = session.get(User, message.user_id)
+            if holder is None or not holder.active:
+                raise Undeliverable("account deactivated")
         return message.address
     from referral.audit.service import record
     from referral.referrals import crypto

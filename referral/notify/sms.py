@@ -29,14 +29,21 @@ from referral.notify.outbox import enqueue
 from referral.referrals.schemas import AGE_GROUPS
 
 # The spec's own keywords (GBV, STATUS) say nothing of the language: the reply follows the account's.
-REPORT_WORDS = {"GBV": None, "ГН": "ru", "НАСИЛИЕ": "ru", "ЗОМБУЛУК": "ky", "ХУШУНАТ": "tg", "ZORAVONLIK": "uz"}
-STATUS_WORDS = {"STATUS": None, "СТАТУС": "ru", "АБАЛ": "ky", "ҲОЛАТ": "tg", "HOLAT": "uz"}
+# Uzbek is written zoʻravonlik (or zo'ravonlik) and Tajik ҳолат as холат on a Russian-only keypad: both count.
+REPORT_WORDS = {"GBV": None, "ГН": "ru", "НАСИЛИЕ": "ru", "ЗОМБУЛУК": "ky", "ХУШУНАТ": "tg", "ZORAVONLIK": "uz",
+                "ZO'RAVONLIK": "uz"}
+STATUS_WORDS = {"STATUS": None, "СТАТУС": "ru", "АБАЛ": "ky", "ҲОЛАТ": "tg", "ХОЛАТ": "tg", "HOLAT": "uz"}
 TYPE_ANSWER = {"R": "penetration", "S": "sexual_contact", "P": "physical_assault", "F": "forced_marriage",
                "D": "denial_of_resources", "E": "psychological_abuse"}
-YES = {"Y", "YES", "ДА", "ООБА", "ҲА", "HA"}
-NO = {"N", "NO", "НЕТ", "ЖОК", "НЕ", "YOQ", "YOʻQ", "YO'Q"}
-# Cyrillic letters that look like the Latin type letters, as a Cyrillic keyboard types them.
+YES = {"Y", "YES", "ДА", "ООБА", "ҲА", "ХА", "HA"}
+NO = {"N", "NO", "НЕТ", "ЖОК", "НЕ", "YOQ", "YO'Q"}
+# Cyrillic letters that look like the Latin type letters, as a Cyrillic keyboard types them (С for S, as said).
 LOOKALIKES = str.maketrans({"Р": "P", "Е": "E", "С": "S"})
+# Cyrillic capitals that look like Latin ones, for what is always Latin (area codes, references, Y): a phone
+# switched to Cyrillic types KG-С-ALM-1 with a Cyrillic С that no area code has.
+LATIN = str.maketrans(dict(zip("АВЕКМНОРСТХУ", "ABEKMHOPCTXY")))
+# Apostrophes a phone may put in oʻ and gʻ (modifier letters, quotation marks, a backtick): one form.
+APOSTROPHES = str.maketrans(dict.fromkeys("\u02bb\u02bc\u2018\u2019`", "'"))
 ANSWERS = tuple(TYPE_ANSWER.values())
 
 
@@ -88,21 +95,23 @@ def refuse_replay(session: Session, timestamp: str, mac: str) -> None:
 
 
 def parse(text: str) -> Parsed:
-    words = text.upper().replace("ʼ", "'").split()
+    words = text.upper().translate(APOSTROPHES).split()
     if not words:
         return Parsed("malformed")
     head = words[0]
     if head in STATUS_WORDS:
         if len(words) != 2:
             return Parsed("malformed", STATUS_WORDS[head])
-        return Parsed("status", STATUS_WORDS[head], reference=words[1])
+        return Parsed("status", STATUS_WORDS[head], reference=words[1].translate(LATIN))
     if head not in REPORT_WORDS:
         return Parsed("malformed")
     language = REPORT_WORDS[head]
     if len(words) != 5:
         return Parsed("malformed", language)
     _head, area, kind, age, danger = words
-    kind = kind.translate(LOOKALIKES)
+    area, kind = area.translate(LATIN), kind.translate(LOOKALIKES)
+    if danger not in YES and danger not in NO:
+        danger = danger.translate(LATIN)  # a Cyrillic У for Y
     if kind not in TYPE_ANSWER or age not in AGE_GROUPS or (danger not in YES and danger not in NO):
         return Parsed("malformed", language)
     answers = {name: name == TYPE_ANSWER[kind] for name in ANSWERS}

@@ -173,6 +173,57 @@ def test_http_gateway_errors_are_retryable_failures():
         HttpSmsAdapter("http://127.0.0.1:9/none", None, timeout=2).send("k", "+1", "x")
 
 
+class Redirecting(BaseHTTPRequestHandler):
+    """A gateway address that moved: it answers every request with a redirect elsewhere, where a GET gets 200."""
+
+    target = ""
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        Redirecting.seen.append(("POST", self.path, self.headers.get("Authorization")))
+        self.send_response(301)
+        self.send_header("Location", Redirecting.target)
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802
+        Redirecting.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_redirecting_gateway_is_a_failure_to_retry_and_never_gets_the_key_twice():
+    """urllib would repeat the POST as a bodiless GET, and take the bearer key along: a 200 for that would
+    mark an undelivered message sent. A redirect is a failure instead, retried later."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Redirecting.seen, Redirecting.target = [], f"http://127.0.0.1:{server.server_port}/elsewhere"
+    try:
+        with pytest.raises(DeliveryFailed, match="301"):
+            HttpSmsAdapter(f"http://127.0.0.1:{server.server_port}/send", "gw-key").send("k1", "+1", "x")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert Redirecting.seen == [("POST", "/send", "Bearer gw-key")]
+
+
+def test_a_message_to_an_account_deactivated_since_it_was_queued_is_not_delivered(make_user, db_session):
+    officer = make_user("officer")
+    notify_user(db.session, officer, "new_offer", reference="R-AAAA-BBBB")
+    officer.active = False
+    db.session.commit()
+    sent = Recorder()
+    deliver(db.session, {"sms": sent, "email": sent})
+    message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.user_id == officer.id))
+    assert message.status is MessageStatus.dead and message.last_error == "account deactivated"
+    assert sent.sent == []
+
+
 def test_console_adapter_prints(capsys):
     ConsoleAdapter("sms").send("k9", "+996555000111", "Amanat: received. Reference R-AAAA-BBBB.")
     assert "R-AAAA-BBBB" in capsys.readouterr().out

@@ -82,6 +82,31 @@ def test_keywords_in_every_language(client, sms_app, place, focal_phone, officer
     assert replies()[-1].language == lang
 
 
+CYRILLIC = str.maketrans(dict(zip("ABEKMHOPCTXY", "АВЕКМНОРСТХУ")))
+
+
+@pytest.mark.parametrize("text, lang, danger", [
+    ("zo'ravonlik {area} P 26-40 yo'q", "uz", False),          # the usual Uzbek spelling
+    ("zo\u02bbravonlik {area} P 26-40 yo\u02bbq", "uz", False),  # with the modifier letter
+    ("GBV {area} P 26-40 yo\u2018q", "ky", False),             # a quotation mark a phone put for ʻ
+    ("GBV {area} P 26-40 yo`q", "ky", False),
+    ("GBV {cyrillic_area} P 26-40 N", "ky", False),           # the area typed on a Cyrillic keyboard
+    ("GBV {area} P 26-40 \u0423", "ky", True),                # a Cyrillic У for Y
+])
+def test_what_a_phone_types_for_latin_letters_and_apostrophes_is_understood(client, sms_app, place, focal_phone,
+                                                                             officers, text, lang, danger):
+    area = place["district"].code
+    resp = send(client, text.format(area=area, cyrillic_area=area.translate(CYRILLIC)))
+    body = resp.get_json()
+    assert body["result"] == "created", (text, body)
+    referral = db.session.scalar(select(Referral).where(Referral.reference == body["reference"]))
+    assert referral.area.code == area and referral.immediate_danger is danger
+    assert replies()[-1].language == lang
+    # ... and so is a reference typed in Cyrillic lookalikes, or the Tajik word without its Ҳ.
+    assert send(client, f"ХОЛАТ {body['reference'].translate(CYRILLIC)}").get_json() == {
+        "result": "status", "reference": body["reference"]}
+
+
 def test_status_answers_with_the_stage_of_ones_own_referral_only(client, sms_app, place, focal_phone, officers,
                                                                  login_as):
     reference = send(client, f"GBV {place['district'].code} P 26-40 N").get_json()["reference"]

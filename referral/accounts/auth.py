@@ -103,19 +103,21 @@ def is_locked(user: User, now: dt.datetime) -> bool:
 
 
 def record_failure(user: User, now: dt.datetime, policy: AuthPolicy | None = None) -> None:
-    """Count a failed proof of the password; the threshold within the window locks the account."""
+    """Count a failed proof of the password; the threshold within any window (a sliding one) locks the account."""
     policy = policy or AuthPolicy.current()
-    if user.failed_window_started_at is None or now - user.failed_window_started_at > policy.lockout_window:
-        user.failed_window_started_at = now
-        user.failed_logins = 0
-    user.failed_logins += 1
-    if user.failed_logins >= policy.lockout_threshold:
+    earlier = [dt.datetime.fromisoformat(t) for t in (user.failure_times or "").split()]
+    recent = [t for t in earlier if now - t <= policy.lockout_window] + [now]
+    recent = recent[-policy.lockout_threshold:]
+    user.failure_times = " ".join(t.astimezone(dt.UTC).isoformat() for t in recent)
+    user.failed_logins, user.failed_window_started_at = len(recent), recent[0]
+    if len(recent) >= policy.lockout_threshold:
         user.locked_until = now + policy.lockout_duration
 
 
 def clear_failures(user: User) -> None:
     user.failed_logins = 0
     user.failed_window_started_at = None
+    user.failure_times = None
     user.locked_until = None
 
 

@@ -55,8 +55,11 @@ class User(Base):
     # Made by an admin and not yet set up by its holder (referral.accounts.enrolment): no password
     # anyone knows, no TOTP secret, and sign-in refused until the holder completes the link.
     enrolment_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    failed_window_started_at: Mapped[dt.datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # failures within the last lockout window
+    failed_window_started_at: Mapped[dt.datetime | None]  # the oldest of them
+    # Their times (ISO, UTC, space-separated; at most the threshold): the window slides, so five failures
+    # in any fifteen minutes lock, not only five after the first one.
+    failure_times: Mapped[str | None] = mapped_column(Text)
     locked_until: Mapped[dt.datetime | None]
     created_at: Mapped[created_at]
     deactivated_at: Mapped[dt.datetime | None]

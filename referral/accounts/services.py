@@ -214,9 +214,9 @@ def deactivate_user(actor: User, user_id: int, *, now: dt.datetime | None = None
 
 def unlock_user(actor: User, user_id: int) -> User:
     user = get_user(actor, user_id, action="user.unlock")
-    user.failed_logins = 0
-    user.failed_window_started_at = None
-    user.locked_until = None
+    from referral.accounts.auth import clear_failures
+
+    clear_failures(user)
     return user
 
 

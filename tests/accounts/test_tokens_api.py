@@ -101,6 +101,36 @@ def test_failures_spread_over_more_than_the_window_do_not_lock(client, make_user
         assert ask_token(client, officer.email, PASSWORD, code(officer, dt.datetime.now(dt.UTC))).status_code == 201
 
 
+def test_the_window_slides_so_a_burst_across_its_end_still_locks(client, make_user):
+    """SPEC §7: five failures in *any* fifteen minutes. A fixed window started by the first failure let a
+    burst straddling its end through (four just before, four just after)."""
+    officer = make_user("officer")
+    with time_machine.travel(T0, tick=False) as traveller:
+        assert ask_token(client, officer.email, "wrong password!").status_code == 401
+        for at in ("14:50", "14:51", "14:52", "15:01", "15:02"):
+            minutes, seconds = map(int, at.split(":"))
+            traveller.move_to(T0 + dt.timedelta(minutes=minutes, seconds=seconds))
+            assert ask_token(client, officer.email, "wrong password!").status_code == 401
+        db.session.refresh(officer)
+        # 14:50 to 15:02: five failures within fifteen minutes (the first, at 0:00, has left the window).
+        assert officer.locked_until == T0 + dt.timedelta(minutes=15, seconds=2) + dt.timedelta(minutes=15)
+        traveller.shift(dt.timedelta(seconds=5))
+        assert ask_token(client, officer.email, PASSWORD, code(officer, dt.datetime.now(dt.UTC))).status_code == 401
+
+
+def test_an_unlock_forgets_the_earlier_failures():
+    from referral.accounts.auth import clear_failures, record_failure
+    from referral.accounts.models import User
+
+    user = User(email="x@example.org", name="x", role="officer", password_hash="-")
+    for minute in range(4):
+        record_failure(user, T0 + dt.timedelta(minutes=minute))
+    assert user.failed_logins == 4 and user.locked_until is None
+    clear_failures(user)
+    record_failure(user, T0 + dt.timedelta(minutes=5))
+    assert user.failed_logins == 1 and user.locked_until is None
+
+
 def test_wrong_codes_count_towards_the_lockout(client, make_user):
     officer = make_user("officer")
     with time_machine.travel(T0, tick=False):

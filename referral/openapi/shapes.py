@@ -139,7 +139,7 @@ SCHEMAS: dict[str, Json] = {
     "BreakGlassGrant": closed({"id": INTEGER, "case_id": CASE_ID, "expires_at": TIMESTAMP}),
     "BreakGlassQueueItem": closed({"id": INTEGER, "case_id": CASE_ID, "user_id": INTEGER, "granted_at": TIMESTAMP,
                                    "expires_at": TIMESTAMP, "reviewed": BOOLEAN,
-                                   "review_outcome": nullable(STRING)}),
+                                   "review_outcome": nullable(STRING), "justification": nullable(STRING)}),
     "BreakGlassReview": closed({"id": INTEGER, "review_outcome": nullable(STRING)}),
     "Anomaly": {"type": "object", "required": ["kind", "actor_id"],
                 "properties": {"kind": STRING, "actor_id": nullable(INTEGER), "count": INTEGER, "seq": INTEGER,

@@ -146,13 +146,34 @@ def active_break_glass(session: Session, user: User, referral_id: str, now: dt.d
 
 
 def review_queue(session: Session, actor: User) -> list[dict[str, Any]]:
+    """Every grant, those awaiting review first. A grant awaiting review shows its justification: a
+    review judges the reason given (SPEC §8). It is sealed under the case's key (it may name case
+    facts), so each one opened for the queue is a disclosure of that case, audited."""
     require(actor, Permission.BREAK_GLASS)
     rows = session.scalars(select(BreakGlassGrant).order_by(BreakGlassGrant.reviewed_at.is_not(None),
                                                              BreakGlassGrant.granted_at.desc())).all()
     record(session, actor, "break_glass.queue", object_type="audit")
     return [{"id": g.id, "case_id": g.referral_id, "user_id": g.user_id, "granted_at": g.granted_at.isoformat(),
              "expires_at": g.expires_at.isoformat(), "reviewed": g.reviewed_at is not None,
-             "review_outcome": g.review_outcome} for g in rows]
+             "review_outcome": g.review_outcome,
+             "justification": None if g.reviewed_at is not None else _justification(session, actor, g)}
+            for g in rows]
+
+
+def _justification(session: Session, actor: User, grant: BreakGlassGrant) -> str | None:
+    from referral.security.sealed import open_field
+
+    if grant.justification_sealed is None:
+        return None
+    referral = session.get(Referral, grant.referral_id)
+    data_key = crypto.case_key(referral) if referral is not None else None
+    if data_key is None:
+        return None  # the case was erased, and the reason with it
+    text = open_field(data_key, bytes(grant.justification_sealed), case_id=grant.referral_id,
+                      table="break_glass_grants", column="justification_sealed", row_id=str(grant.id))
+    record(session, actor, "break_glass.justification", object_type="referral", object_id=grant.referral_id,
+           reason=f"grant {grant.id}, for review", fields=["break_glass.justification"])
+    return text
 
 
 def review_break_glass(session: Session, actor: User, grant_id: int, outcome: str, *,

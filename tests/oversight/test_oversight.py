@@ -135,11 +135,20 @@ def test_break_glass_gives_time_limited_access_and_stands_out(client, case, audi
     other, other_h = login_as("oversight")
     queue = client.get("/api/v1/break-glass", headers=other_h).get_json()["items"]
     assert queue[0]["case_id"] == case_id and queue[0]["reviewed"] is False
+    # The reviewer judges the reason given: it is opened for her, and that disclosure is audited.
+    assert queue[0]["justification"] == "Complaint 2026/114 about this unit's handling"
+    db.session.commit()
+    shown = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "break_glass.justification")).all()
+    assert [(e.actor_id, e.object_id, json.loads(e.fields)) for e in shown] == [
+        (other.id, case_id, ["break_glass.justification"])]
+    assert "Complaint" not in (shown[0].reason or "")
     gid = queue[0]["id"]
     assert client.post(f"/api/v1/break-glass/{gid}/review", json={"outcome": "justified"},
                        headers=headers).status_code == 422
     assert client.post(f"/api/v1/break-glass/{gid}/review", json={"outcome": "justified"},
                        headers=other_h).status_code == 200
+    reviewed = client.get("/api/v1/break-glass", headers=other_h).get_json()["items"][0]
+    assert reviewed["reviewed"] is True and reviewed["justification"] is None  # judged: not opened again
     assert client.post("/api/v1/break-glass/999999/review", json={"outcome": "justified"},
                        headers=other_h).status_code == 404
     missing = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "break_glass.review",

@@ -187,6 +187,7 @@ def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
     from referral.standards.models import CertificationReminder
 
     app = world["app"]
+    case_id = submit(world)  # before this test's own session writes (SQLite allows one writer)
     with app.app_context():
         officer = db.session.scalar(select(User).where(User.email == world["officers"][1]))
         course = db.session.scalar(select(Course).where(Course.code == "CX-CORE"))
@@ -194,8 +195,7 @@ def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
         cert = Certification(user_id=officer.id, course_id=course.id, completed_on=dt.date(2025, 1, 1),
                              expires_on=soon)
         db.session.add(cert)
-        # A protection order on a case of that officer, expiring tomorrow: one reminder, whoever ticks.
-        case_id = submit(world)
+        # A protection order on a case, expiring tomorrow: one reminder, whoever ticks.
         db.session.add(ProtectionOrder(referral_id=case_id, issued_on=dt.date.today(), recorded_by_id=officer.id,
                                        expires_on=dt.date.today() + dt.timedelta(days=1)))
         db.session.commit()

@@ -63,6 +63,7 @@ class BaseConfig:
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
     KEYRING_PATH = str(INSTANCE_DIR / "keyring.json")
     AUDIT_SIGNING_KEY_PATH = str(INSTANCE_DIR / "audit-signing-key.pem")
+    AUDIT_CHECKPOINT_LOG: str | None = None  # None: beside the signing key (<key path>.checkpoints.jsonl)
     REDIS_URL: str | None = None
     RATELIMIT_ENABLED = True
     SMS_SECRET: str | None = None
@@ -127,6 +128,8 @@ class BaseConfig:
             settings["KEYRING_PATH"] = env["REFERRAL_KEYRING"]
         if env.get("REFERRAL_AUDIT_SIGNING_KEY"):
             settings["AUDIT_SIGNING_KEY_PATH"] = env["REFERRAL_AUDIT_SIGNING_KEY"]
+        if env.get("REFERRAL_AUDIT_CHECKPOINT_LOG"):
+            settings["AUDIT_CHECKPOINT_LOG"] = env["REFERRAL_AUDIT_CHECKPOINT_LOG"]
         if env.get("REFERRAL_REDIS_URL"):
             settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
         if env.get("REFERRAL_SMS_SECRET"):

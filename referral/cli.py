@@ -281,7 +281,14 @@ def audit_verify(since_checkpoint: bool) -> None:
     if since_checkpoint and public_key is None:
         click.echo("error: --since-checkpoint needs the audit signing key to trust a checkpoint", err=True)
         sys.exit(2)
-    result = verify(db.session, public_key=public_key, since_checkpoint=since_checkpoint,
+    from referral.audit.checkpoints import checkpoint_log_path, read_log
+
+    try:
+        logged = read_log(checkpoint_log_path(current_app.config))
+    except KeyringError as err:
+        click.echo(f"FAILED: {err}", err=True)
+        sys.exit(1)
+    result = verify(db.session, public_key=public_key, since_checkpoint=since_checkpoint, logged=logged,
                     progress=lambda n: click.echo(f"verified {n} events", err=True))
     seconds = time.perf_counter() - started
     rate = int(result.count / seconds) if seconds > 0 else result.count
@@ -296,14 +303,16 @@ def audit_verify(since_checkpoint: bool) -> None:
 @audit_cli.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the current head (sequence, hash, time) with the key kept outside the database."""
-    from referral.audit.checkpoints import load_signing_key, sign_head
+    from referral.audit.checkpoints import append_to_log, checkpoint_log_path, load_signing_key, sign_head
     from referral.security.keyring import KeyringError
 
     try:
         key = load_signing_key(current_app.config["AUDIT_SIGNING_KEY_PATH"],
                                create=current_app.config["ENV_NAME"] != "production")
         cp = sign_head(db.session, key)
-    except KeyringError as err:
+        # Also outside the database, with the key: deleting the tail and its checkpoints there still shows.
+        append_to_log(checkpoint_log_path(current_app.config), cp)
+    except (KeyringError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     db.session.commit()

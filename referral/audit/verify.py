@@ -283,11 +283,14 @@ def _scan_python(session: Session, lo: int, prev: bytes, limit: int | None, batc
 
 
 def verify(session: Session, *, public_key: Any = None, progress: Callable[[int], None] | None = None,
-           batch: int = 5000, since_checkpoint: bool = False, pg_step: int = 1_000_000) -> VerifyResult:
+           batch: int = 5000, since_checkpoint: bool = False, pg_step: int = 1_000_000,
+           logged: Any = ()) -> VerifyResult:
     """Recompute the chain; name the first bad sequence number.
 
     Catches edited, deleted, swapped, forged and (with checkpoints, or the head
-    row) truncated events. ``public_key`` checks the checkpoint signatures.
+    row) truncated events. ``public_key`` checks the checkpoint signatures;
+    ``logged``: the checkpoints of the log kept outside the database, held to
+    the same checks as those in it (a tail cut with its checkpoints still shows).
     """
     from referral.audit.checkpoints import checkpoint_message
 
@@ -295,7 +298,11 @@ def verify(session: Session, *, public_key: Any = None, progress: Callable[[int]
     # before this head, so one beyond it is evidence of a cut tail. Events
     # appended while we read are checked next time, not taken for breakage.
     cp_table = AuditCheckpoint.__table__
-    checkpoints = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
+    stored = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
+    # The same checkpoint in both places counts once; a log entry the database lost, or one that differs
+    # from the database's for the same event, is checked like any other.
+    merged = {(cp.seq, bytes(cp.hash), cp.ts): cp for cp in [*stored, *logged]}
+    checkpoints = sorted(merged.values(), key=lambda cp: (cp.seq, cp.ts))
     head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
     limit = head.seq if head is not None else None
     for cp in checkpoints:

@@ -156,6 +156,43 @@ def test_a_truncated_tail_after_a_checkpoint_is_caught(chain):
     assert bad_seq(public_key=key.public_key()) == tail_start
 
 
+def test_a_tail_cut_with_its_checkpoints_is_caught_by_the_log_kept_outside_the_database(chain, tmp_path):
+    """Someone able to drop the triggers deletes the tail, the checkpoints vouching for it and rewinds the
+    head: the database alone then looks whole. The checkpoint log kept with the key still vouches."""
+    from referral.audit.checkpoints import append_to_log, read_log
+
+    key = Ed25519PrivateKey.generate()
+    log = tmp_path / "audit.checkpoints.jsonl"
+    append_to_log(log, sign_head(db.session, key))
+    assert verify(db.session, public_key=key.public_key(), logged=read_log(log)).ok
+    tail_start = chain + 8
+    prev = db.session.scalar(select(AuditEvent).where(AuditEvent.seq == tail_start - 1))
+    db.session.execute(text("DELETE FROM audit_events WHERE seq >= :s"), {"s": tail_start})
+    db.session.execute(text("DELETE FROM audit_checkpoints"))
+    db.session.execute(text("UPDATE audit_head SET seq = :s, hash = :h, prev_hash = :p"),
+                       {"s": prev.seq, "h": bytes(prev.hash), "p": bytes(prev.prev_hash)})
+    assert verify(db.session, public_key=key.public_key()).ok  # the database alone is fooled
+    result = verify(db.session, public_key=key.public_key(), logged=read_log(log))
+    assert not result.ok and result.first_bad_seq == tail_start and "checkpoint" in result.problem
+    # Incremental runs start from the newest checkpoint, the log's too: that event is gone.
+    assert not verify(db.session, public_key=key.public_key(), logged=read_log(log), since_checkpoint=True).ok
+
+
+def test_a_forged_or_garbled_log_entry_is_not_trusted(chain, tmp_path):
+    from referral.audit.checkpoints import CheckpointLogError, append_to_log, read_log
+
+    key, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    log = tmp_path / "audit.checkpoints.jsonl"
+    cp = sign_head(db.session, forger)
+    db.session.execute(text("DELETE FROM audit_checkpoints"))
+    append_to_log(log, cp)
+    assert bad_seq(public_key=key.public_key(), logged=read_log(log)) == cp.seq  # not signed with our key
+    log.write_text(log.read_text() + "not json\n")
+    with pytest.raises(CheckpointLogError, match="line 2"):
+        read_log(log)
+    assert read_log(tmp_path / "absent.jsonl") == []
+
+
 def test_a_truncated_tail_without_checkpoint_is_caught_by_the_head(chain):
     db.session.execute(text("DELETE FROM audit_events WHERE seq > :s"), {"s": chain + 6})
     assert bad_seq() == chain + 7

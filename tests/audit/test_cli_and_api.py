@@ -70,6 +70,9 @@ def test_audit_verify_and_checkpoint_commands(runner, app, cases, tmp_path, monk
     ok = runner.invoke(args=["audit", "verify"])
     assert ok.exit_code == 0 and ok.stdout.startswith("ok: ") and "1 checkpoints" in ok.output
     seq = json.loads(cp.output)["seq"]
+    log = tmp_path / "signing.pem.checkpoints.jsonl"  # beside the key, outside the database
+    assert [json.loads(line)["seq"] for line in log.read_text().splitlines()] == [seq]
+    assert log.stat().st_mode & 0o077 == 0
     if db.session.bind.dialect.name == "postgresql":
         db.session.execute(text("ALTER TABLE audit_events DISABLE TRIGGER ALL"))
     else:
@@ -80,11 +83,17 @@ def test_audit_verify_and_checkpoint_commands(runner, app, cases, tmp_path, monk
     assert f"FAILED at sequence {seq - 1}" in bad.output
 
 
-def test_verify_api_is_for_oversight_and_is_audited(client, login_as, cases):
+def test_verify_api_is_for_oversight_and_is_audited(client, app, login_as, cases, tmp_path, monkeypatch):
     _auditor, headers = login_as("oversight")
     resp = client.get("/api/v1/audit/verify", headers=headers)
     assert resp.status_code == 200
     assert resp.get_json()["ok"] is True and resp.get_json()["count"] > 0
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_text("{not json\n")
+    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", str(garbled))
+    failed = client.get("/api/v1/audit/verify", headers=headers).get_json()
+    assert failed["ok"] is False and "checkpoint log" in failed["problem"]
+    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", None)
     for role in ("officer", "supervisor", "admin", "focal_point", "service_provider"):
         _user, other = login_as(role)
         assert client.get("/api/v1/audit/verify", headers=other).status_code == 403

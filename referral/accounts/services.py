@@ -118,10 +118,20 @@ def _new_account(data: NewUser, *, password: str | None) -> User:
 
     if db.session.scalar(select(func.count()).select_from(User).where(User.email == email)):
         raise Conflict(N_("An account with this e-mail already exists."), fields={"email": [N_("Already in use.")]})
-    if phone and db.session.scalar(select(func.count()).select_from(User).where(User.phone == phone)):
+    # A deactivated account lets its number go (a women's group's shared phone passes to the next focal
+    # point); a number in use by an active account stays refused.
+    holder = db.session.scalar(select(User).where(User.phone == phone)) if phone else None
+    if holder is not None and holder.active:
         errors["phone"] = [N_("Another account already uses this number.")]
     if errors:
         raise ValidationFailed(fields=errors)
+    if holder is not None:
+        holder.phone = None
+        db.session.flush()  # before the new account takes it: the number is unique
+        from referral.audit.service import record
+
+        record(db.session, None, "user.phone_released", object_type="user", object_id=holder.id,
+               reason="number taken by a new account; this one is deactivated", fields=["phone"])
 
     assert role is not None
     profile = current_app.config.get("ARGON2_PROFILE", "default")

@@ -89,6 +89,34 @@ def test_a_focal_point_must_belong_to_a_womens_group(client, admin):
     assert ok.get_json()["enrolment"]["kind"] == "account" and "totp_secret" not in ok.get_json()
 
 
+def test_a_deactivated_accounts_phone_passes_to_the_next_focal_point(client, admin):
+    """A women's group's shared phone: when its focal point leaves, the next one is registered with it, and
+    SMS from it are hers. An active account's number stays refused."""
+    from sqlalchemy import select
+
+    from referral.audit.models import AuditEvent
+
+    _admin, headers = admin
+    group = OrganisationFactory()
+    phone = "+996555123001"
+    first = client.post("/api/v1/admin/users", headers=headers, json=new_user_body(
+        email="first@test.amanat.example", role="focal_point", org=group.code, phone=phone))
+    assert first.status_code == 201
+    taken = client.post("/api/v1/admin/users", headers=headers, json=new_user_body(
+        email="second@test.amanat.example", role="focal_point", org=group.code, phone=phone))
+    assert taken.status_code == 422 and "phone" in taken.get_json()["error"]["fields"]
+    first_id = first.get_json()["id"]
+    assert client.post(f"/api/v1/admin/users/{first_id}/deactivate", headers=headers).status_code == 200
+    second = client.post("/api/v1/admin/users", headers=headers, json=new_user_body(
+        email="second@test.amanat.example", role="focal_point", org=group.code, phone=phone))
+    assert second.status_code == 201, second.get_json()
+    assert db.session.get(User, second.get_json()["id"]).phone == phone
+    assert db.session.get(User, first_id).phone is None
+    db.session.commit()
+    released = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "user.phone_released"))
+    assert released.object_id == str(first_id) and phone not in (released.reason or "")
+
+
 def test_duplicate_email_is_a_conflict(client, admin, make_user):
     _admin, headers = admin
     existing = make_user("officer")

@@ -38,6 +38,11 @@ def login():  # type: ignore[no-untyped-def]
             db.session.commit()  # keep the failure count: it drives the lockout
             form.password.errors = [exc.translated()]
             return render_template("login.html", form=form), 401
+        earlier = session.get(SESSION_KEY)
+        if isinstance(earlier, str):
+            # Signing in again over a live sign-in (the same person, or another on a shared phone): the old
+            # server-side session ends, not only this browser's pointer to it.
+            auth.end_session(earlier)
         raw = auth.start_session(user)
         db.session.commit()
         lang = session.get("lang")

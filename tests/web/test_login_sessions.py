@@ -89,6 +89,19 @@ def test_logout_revokes_the_session_on_the_server(client, make_user):
     assert row.revoked_at is not None
 
 
+def test_signing_in_again_ends_the_earlier_session_on_the_server(client, make_user):
+    """A second sign-in on a shared phone (or the same person's) must not leave the first one alive for
+    anyone holding a copy of its cookie."""
+    first, second = make_user("focal_point"), make_user("focal_point")
+    web_login(client, first.email, PASSWORD)
+    old_cookie = client.get_cookie("amanat_session").value
+    web_login(client, second.email, PASSWORD)
+    client.set_cookie("amanat_session", old_cookie)
+    assert client.get("/").status_code == 302  # the first sign-in is over
+    rows = db.session.scalars(db.select(UserSession).where(UserSession.user_id == first.id)).all()
+    assert [r.revoked_at is not None for r in rows] == [True]
+
+
 def test_session_ends_after_fifteen_idle_minutes(client, make_user):
     officer = make_user("officer")
     with time_machine.travel(T0, tick=False) as traveller:

@@ -100,6 +100,9 @@ def test_officer_supervisor_provider_and_oversight_flows(browser, live_server, w
         assert reference not in page.title() and "Canary" not in page.title()
         page.get_by_label("What did you do?").select_option("risk_assessment")
         page.get_by_role("button", name="Save").click()
+        # The page after the save, not the one before it: the accept already flashed "Saved.", and with
+        # JavaScript the form is sent only after the sign-in check answers (so the click returns first).
+        expect(page.get_by_role("listitem").filter(has_text="Risk assessment")).to_be_visible()
         expect(page.get_by_role("status")).to_have_text("Saved.")
         page.get_by_label("What did you do?").select_option("protection_order_issued")
         page.get_by_label("Ends on").fill((dt.date.today() + dt.timedelta(days=30)).isoformat())

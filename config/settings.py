@@ -96,6 +96,7 @@ class BaseConfig:
     BREAK_GLASS_MAX_HOURS = 72
     ANOMALY_CASES_PER_HOUR = 20
     ANOMALY_DENIALS_PER_HOUR = 10
+    ANOMALY_LOOKBACK_DAYS = 7  # how far back the dashboard looks for such hours
     WORKING_HOURS = (8, 19)  # UTC hours [start, end) outside which an audit export is flagged
     PROXY_HOPS = 0  # reverse proxies in front whose X-Forwarded-For is trusted
     METRICS_TOKEN: str | None = None  # bearer secret of the Prometheus scrape; unset → no /metrics

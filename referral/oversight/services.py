@@ -198,25 +198,47 @@ def review_break_glass(session: Session, actor: User, grant_id: int, outcome: st
     return grant
 
 
+# Reads of case content, by whoever: a provider opening many service referrals reads names and phones too.
+CASE_READS = ("referral.read", "service_referral.read")
+
+
+def _hour_of(session: Session) -> Any:
+    """The UTC hour an event fell in, as the database can group by it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", func.timezone("UTC", AuditEvent.ts))
+    return func.strftime("%Y-%m-%dT%H:00:00", AuditEvent.ts)  # SQLite keeps UTC times as text
+
+
+def _hour_start(value: Any) -> str:
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=dt.UTC).isoformat()
+
+
 def anomalies(session: Session, actor: User, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Signals for the oversight dashboard over the last hour / day (thresholds are settings)."""
+    """Signals for the oversight dashboard (thresholds are settings): any clock hour of the last
+    ``ANOMALY_LOOKBACK_DAYS`` (7) in which someone read too many cases or was refused too often, newest
+    first, so a burst at 02:00 is still there in the morning; exports outside working hours in the last day."""
     require(actor, Permission.AUDIT_READ)
     now = now or utcnow()
     config = current_app.config
-    hour_ago = now - dt.timedelta(hours=1)
+    since = now - dt.timedelta(days=config.get("ANOMALY_LOOKBACK_DAYS", 7))
+    hour = _hour_of(session).label("hour")
     found: list[dict[str, Any]] = []
-    reads = session.execute(select(AuditEvent.actor_id, func.count(func.distinct(AuditEvent.object_id))).where(
-        AuditEvent.action == "referral.read", AuditEvent.outcome == "allowed", AuditEvent.ts >= hour_ago,
-        AuditEvent.actor_id.is_not(None)).group_by(AuditEvent.actor_id)).all()
-    for actor_id, distinct_cases in reads:
-        if distinct_cases >= config["ANOMALY_CASES_PER_HOUR"]:
-            found.append({"kind": "many_cases_read", "actor_id": actor_id, "count": distinct_cases})
-    denials = session.execute(select(AuditEvent.actor_id, func.count()).where(
-        AuditEvent.outcome == "denied", AuditEvent.ts >= hour_ago, AuditEvent.actor_id.is_not(None))
-        .group_by(AuditEvent.actor_id)).all()
-    for actor_id, count in denials:
-        if count >= config["ANOMALY_DENIALS_PER_HOUR"]:
-            found.append({"kind": "repeated_denials", "actor_id": actor_id, "count": count})
+    cases = func.count(func.distinct(AuditEvent.object_id))
+    reads = session.execute(select(AuditEvent.actor_id, hour, cases).where(
+        AuditEvent.action.in_(CASE_READS), AuditEvent.outcome == "allowed", AuditEvent.ts >= since,
+        AuditEvent.actor_id.is_not(None)).group_by(AuditEvent.actor_id, hour)
+        .having(cases >= config["ANOMALY_CASES_PER_HOUR"])).all()
+    for actor_id, bucket, distinct_cases in reads:
+        found.append({"kind": "many_cases_read", "actor_id": actor_id, "count": distinct_cases,
+                      "ts": _hour_start(bucket)})
+    refusals = func.count()
+    denials = session.execute(select(AuditEvent.actor_id, hour, refusals).where(
+        AuditEvent.outcome == "denied", AuditEvent.ts >= since, AuditEvent.actor_id.is_not(None))
+        .group_by(AuditEvent.actor_id, hour).having(refusals >= config["ANOMALY_DENIALS_PER_HOUR"])).all()
+    for actor_id, bucket, count in denials:
+        found.append({"kind": "repeated_denials", "actor_id": actor_id, "count": count, "ts": _hour_start(bucket)})
+    found.sort(key=lambda item: item["ts"], reverse=True)
     start, end = config["WORKING_HOURS"]
     exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export",
                                                        AuditEvent.ts >= now - dt.timedelta(days=1))).all()

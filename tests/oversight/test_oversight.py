@@ -287,3 +287,32 @@ def test_fewer_than_five_cases_show_no_cells_at_all(client, place, people, audit
     assert report["cases"] == "<5"
     assert all(table == {"cells": {}, "total": "<5"} for table in report["tables"].values())
     assert "rape" not in json.dumps(report) and place["district"].code not in json.dumps(report)
+
+
+def test_an_hour_of_many_reads_is_still_flagged_the_next_morning_and_provider_reads_count(
+        client, app, make_user, auditor, monkeypatch):
+    """SPEC §8 anomaly alerts: a burst of reads at 02:00 is there when oversight looks at 09:00 (the last
+    7 days are searched hour by hour), and a provider opening many service referrals counts as reading."""
+    from referral.audit.service import record
+
+    monkeypatch.setitem(app.config, "ANOMALY_CASES_PER_HOUR", 3)
+    supervisor, provider = make_user("supervisor"), make_user("service_provider")
+    night = dt.datetime(2026, 11, 20, 2, 10, tzinfo=dt.UTC)
+    for n in range(4):
+        record(db.session, supervisor, "referral.read", object_type="referral", object_id=f"case-{n}",
+               now=night + dt.timedelta(minutes=n))
+        record(db.session, provider, "service_referral.read", object_type="referral", object_id=f"case-{n}",
+               now=night + dt.timedelta(minutes=n))
+    # Reads spread over hours are no burst.
+    for n in range(4):
+        record(db.session, supervisor, "referral.read", object_type="referral", object_id=f"other-{n}",
+               now=night + dt.timedelta(hours=2 + n))
+    db.session.commit()
+    with time_machine.travel(dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC), tick=False):
+        items = client.get("/api/v1/oversight/anomalies", headers=auditor[1]).get_json()["items"]
+    flagged = sorted((i["actor_id"], i["count"], i["ts"]) for i in items if i["kind"] == "many_cases_read")
+    assert flagged == sorted([(supervisor.id, 4, "2026-11-20T02:00:00+00:00"),
+                              (provider.id, 4, "2026-11-20T02:00:00+00:00")])
+    with time_machine.travel(dt.datetime(2026, 11, 28, 9, tzinfo=dt.UTC), tick=False):
+        later = client.get("/api/v1/oversight/anomalies", headers=auditor[1]).get_json()["items"]
+    assert not [i for i in later if i["kind"] == "many_cases_read"]  # older than the 7 days looked at

@@ -5,7 +5,7 @@ from flask import jsonify, request
 
 from referral.api import api
 from referral.db import utcnow
-from referral.errors import ValidationFailed
+from referral.errors import Forbidden, ValidationFailed
 from referral.extensions import db
 from referral.notify import sms
 from referral.security.permissions import public
@@ -25,6 +25,13 @@ def sms_inbound():  # type: ignore[no-untyped-def]
     if len(text) > 1600:
         raise ValidationFailed(fields={"text": ["At most 1,600 characters."]})
     sms.refuse_replay(db.session, timestamp, mac)
-    result = sms.handle_inbound(db.session, sender, text, now=now)
+    try:
+        result = sms.handle_inbound(db.session, sender, text, now=now)
+    except Forbidden:
+        # An unregistered phone: nothing was done but the receipt and the denied event, and both stay, so
+        # the same signed message again is a replay (409), not another refusal in the log. (Other failures
+        # roll the receipt back: the gateway may retry a message that failed on our side.)
+        db.session.commit()
+        raise
     db.session.commit()
     return jsonify(result)

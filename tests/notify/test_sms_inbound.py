@@ -165,6 +165,17 @@ def test_unregistered_phones_are_refused_without_a_reply(client, sms_app, place,
                                                       AuditEvent.outcome == "denied")) is not None
 
 
+def test_a_replayed_message_from_an_unregistered_phone_is_a_replay(client, sms_app, place, focal_phone):
+    """SPEC §9: a replay is 409, whoever sent the original; and the log gets one refusal, not one a copy."""
+    ts = int(time.time())
+    text = f"GBV {place['district'].code} P 26-40 N"
+    assert send(client, text, sender="+996555999999", ts=ts).status_code == 403
+    assert send(client, text, sender="+996555999999", ts=ts).status_code == 409
+    denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sms.inbound",
+                                                         AuditEvent.outcome == "denied")).all()
+    assert len(denied) == 1
+
+
 def test_without_a_configured_secret_the_webhook_is_unavailable(client, place, focal_phone):
     assert send(client, "hello").status_code == 503
 

@@ -45,14 +45,25 @@ def providers_for(session: Session, area: Area, service_type: str | None) -> lis
     return seen
 
 
-def directory(session: Session, actor: User, area_code: str, service_type: str | None) -> list[dict[str, Any]]:
-    area = Area.by_code(session, area_code)
-    if area is None:
-        raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
-    record(session, actor, "services.directory", object_type="area", object_id=area.code)
+def directory(session: Session, actor: User, area_code: str | None, service_type: str | None) -> list[dict[str, Any]]:
+    """Providers covering an area (nearest first), or without an area every active provider, by code."""
+    if area_code is None:
+        query = (select(Organisation).where(Organisation.kind == OrganisationKind.provider,
+                                            Organisation.active.is_(True)).order_by(Organisation.code))
+        if service_type:
+            query = query.where(Organisation.id.in_(select(OrganisationService.organisation_id).where(
+                OrganisationService.service_type == ServiceType(service_type))))
+        found = list(session.scalars(query))
+        record(session, actor, "services.directory", object_type="area", object_id="all")
+    else:
+        area = Area.by_code(session, area_code)
+        if area is None:
+            raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
+        found = providers_for(session, area, service_type)
+        record(session, actor, "services.directory", object_type="area", object_id=area.code)
     return [{"id": o.id, "code": o.code, "name": o.name, "services": [s.value for s in o.service_types],
              "areas": [a.code for a in o.areas], "coordinator": o.coordinator}
-            for o in providers_for(session, area, service_type)]
+            for o in found]
 
 
 def coordinator_for(session: Session, area: Area) -> Organisation | None:

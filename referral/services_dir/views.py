@@ -19,7 +19,7 @@ TYPES = [t.value for t in ServiceType]
 
 
 class DirectoryArgs(PageArgs):
-    area = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    area = fields.String(load_default=None, validate=validate.Length(min=1, max=64))  # none: every provider
     type = fields.String(load_default=None, validate=validate.OneOf(TYPES))
 
 

@@ -64,7 +64,12 @@ def test_directory_walks_up_the_area_tree(client, place, providers, people):
     assert client.get(f"/api/v1/services?area={place['village'].code}&per_page=101", headers=headers).status_code == 422
     assert client.get("/api/v1/services?area=NOPE", headers=headers).status_code == 422
     assert client.get("/api/v1/services?area=X&type=spa", headers=headers).status_code == 422
-    assert client.get("/api/v1/services", headers=headers).status_code == 422
+    # Without an area (SPEC §12 writes ?area=&type= as filters): every active provider, by code.
+    everyone = client.get("/api/v1/services", headers=headers).get_json()
+    assert [i["code"] for i in everyone["items"]] == sorted(p.code for p in (providers["clinic"], providers["shelter"],
+                                                                             providers["far"]))
+    health_anywhere = client.get("/api/v1/services?type=health", headers=headers).get_json()
+    assert {i["code"] for i in health_anywhere["items"]} == {providers["clinic"].code, providers["far"].code}
 
 
 def test_submission_records_consent_per_scope(client, place, people):

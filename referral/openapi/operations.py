@@ -105,7 +105,7 @@ OPERATIONS: dict[str, Op] = {
     # consent and services
     "api.record_consent": Op("Record, change or withdraw a consent", "services", status=201,
                              answer=ref("ConsentRecorded"), body=ConsentIn, refusals=(409,)),
-    "api.service_directory": Op("Providers serving an area", "services", answer=page_of(ref("Provider")),
+    "api.service_directory": Op("Providers serving an area (nearest first), or every active provider without one", "services", answer=page_of(ref("Provider")),
                                 query=DirectoryArgs),
     "api.create_service_referral": Op("Refer the case to a provider, sharing consented fields", "services",
                                       status=201, answer=ref("ServiceReferralCreated"), body=ServiceReferralIn,

@@ -260,7 +260,7 @@ def measure(app, args) -> None:  # type: ignore[no-untyped-def]
     busiest = db.session.execute(text("SELECT object_id FROM audit_events GROUP BY object_id "
                                       "ORDER BY count(*) DESC LIMIT 1")).scalar()
     unit = db.session.scalar(select(Unit.code).where(Unit.code == "U-ALM"))
-    year_ago = (now - dt.timedelta(days=365)).date().isoformat()
+    year_ago = dt.date(now.year - 1, now.month, 1).isoformat()  # statistics cover whole months
     results: list[tuple[str, list[float]]] = []
 
     def get(url: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]

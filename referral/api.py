@@ -111,3 +111,17 @@ def page_of_list(items: list[Any], args: dict[str, Any]) -> dict[str, Any]:
     anomalies): the page asked for, and how many there are."""
     page, per_page = args["page"], args["per_page"]
     return page_body(items[(page - 1) * per_page:page * per_page], page=page, per_page=per_page, total=len(items))
+
+
+def paged_listing(lister: Any, dump: Any) -> Any:
+    """A list endpoint's whole answer: ``lister(session, actor, page=, per_page=)`` gives (rows, total), each
+    row goes through ``dump``; the listing's audit event commits with it."""
+    from flask import jsonify
+
+    from referral.extensions import db
+
+    args = load_args(PageArgs)
+    items, total = lister(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
+    body = page_body([dump(item) for item in items], page=args["page"], per_page=args["per_page"], total=total)
+    db.session.commit()
+    return jsonify(body)

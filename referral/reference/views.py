@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
-
-from referral.api import PageArgs, acting_user, api, load_args, page_body
-from referral.extensions import db
+from referral.api import api, paged_listing
 from referral.reference import services
 from referral.reference.models import Area, Organisation, Unit
 from referral.security.permissions import Permission, requires
@@ -31,28 +28,20 @@ def organisation_out(org: Organisation) -> dict[str, Any]:
             "coordinator": org.coordinator, "active": org.active}
 
 
-def _listing(lister: Any, dump: Any):  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs)
-    items, total = lister(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
-    body = page_body([dump(item) for item in items], page=args["page"], per_page=args["per_page"], total=total)
-    db.session.commit()
-    return jsonify(body)
-
-
 @api.get("/admin/areas")
 @requires(Permission.ADMIN_REFERENCE_MANAGE)
 def admin_list_areas():  # type: ignore[no-untyped-def]
     """The area tree, depth first: parents before their children, siblings by code."""
-    return _listing(services.list_areas, lambda pair: area_out(*pair))
+    return paged_listing(services.list_areas, lambda pair: area_out(*pair))
 
 
 @api.get("/admin/units")
 @requires(Permission.ADMIN_REFERENCE_MANAGE)
 def admin_list_units():  # type: ignore[no-untyped-def]
-    return _listing(services.list_units, unit_out)
+    return paged_listing(services.list_units, unit_out)
 
 
 @api.get("/admin/organisations")
 @requires(Permission.ADMIN_REFERENCE_MANAGE)
 def admin_list_organisations():  # type: ignore[no-untyped-def]
-    return _listing(services.list_organisations, organisation_out)
+    return paged_listing(services.list_organisations, organisation_out)

@@ -358,6 +358,16 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     return referral
 
 
+def _stop_police_work(session: Session, referral: Referral, now: dt.datetime, reason: str) -> None:
+    """Offers end, a closure request is dropped, and the officers who held the case are told (by reference)."""
+    told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
+    told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
+                                                           Offer.status == OfferStatus.open)).all()
+    _cancel_open_offers(session, referral, now, reason)
+    _drop_closure_request(referral)
+    events.withdrawn(session, referral, told)
+
+
 def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:
     """The survivor asks to stop: work stops, offers end, the officer is told (notifications issue)."""
     now = now or utcnow()
@@ -367,12 +377,7 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
         raise NotFound(N_("No such referral."))
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, P_("withdrawn"))
-    told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
-    told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
-                                                           Offer.status == OfferStatus.open)).all()
-    _cancel_open_offers(session, referral, now, "withdrawn")
-    _drop_closure_request(referral)
-    events.withdrawn(session, referral, told)
+    _stop_police_work(session, referral, now, "withdrawn")
     referral.status, referral.closed_at = Status.withdrawn, now
     session.flush()
     record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id)
@@ -396,12 +401,7 @@ def leave_police(session: Session, actor: User, referral: Referral, now: dt.date
         return False
     from referral.services_dir.services import coordinator_for, route_to_coordinator
 
-    told = [referral.assigned_officer_id] if referral.assigned_officer_id else []
-    told += session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
-                                                           Offer.status == OfferStatus.open)).all()
-    _cancel_open_offers(session, referral, now, "consent_withdrawn")
-    _drop_closure_request(referral)
-    events.withdrawn(session, referral, told)
+    _stop_police_work(session, referral, now, "consent_withdrawn")
     referral.unit, referral.unit_id, referral.assigned_officer_id = None, None, None
     referral.status = Status.services_only
     coordinator = None if referral.coordinator_id else coordinator_for(session, referral.area)

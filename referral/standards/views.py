@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import jsonify
 from marshmallow import Schema, fields, validate
 
-from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
+from referral.api import acting_user, api, load_args, load_json, paged_listing
 from referral.extensions import db
 from referral.security.permissions import Permission, requires
 from referral.standards import services
@@ -41,11 +41,7 @@ def _course(c):  # type: ignore[no-untyped-def]
 @api.get("/admin/courses")
 @requires(Permission.TRAINING_CERTIFICATION_RECORD)
 def list_courses():  # type: ignore[no-untyped-def]
-    args = load_args(PageArgs)
-    items, total = services.list_courses(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
-    body = page_body([_course(c) for c in items], page=args["page"], per_page=args["per_page"], total=total)
-    db.session.commit()
-    return jsonify(body)
+    return paged_listing(services.list_courses, _course)
 
 
 def _standard(row):  # type: ignore[no-untyped-def]
@@ -60,11 +56,7 @@ def _standard(row):  # type: ignore[no-untyped-def]
 @requires(Permission.ADMIN_REFERENCE_MANAGE)
 def admin_list_standards():  # type: ignore[no-untyped-def]
     """The handling standards loaded, every version (SPEC §12): read-only, as a loaded version never changes."""
-    args = load_args(PageArgs)
-    items, total = services.list_standards(db.session, acting_user(), page=args["page"], per_page=args["per_page"])
-    body = page_body([_standard(s) for s in items], page=args["page"], per_page=args["per_page"], total=total)
-    db.session.commit()
-    return jsonify(body)
+    return paged_listing(services.list_standards, _standard)
 
 
 @api.post("/admin/courses")

@@ -148,7 +148,7 @@ SCHEMAS: dict[str, Json] = {
         "since": nullable(DATE), "until": nullable(DATE), "cases": SMALL_COUNT,
         "tables": {"type": "object", "additionalProperties": closed({
             "cells": {"type": "object", "additionalProperties": {
-                "oneOf": [{"type": "integer", "minimum": 5}, {"const": "suppressed"}]}},
+                "oneOf": [{"type": "integer", "minimum": 5}, {"enum": ["<5", "suppressed"]}]}},
             "total": SMALL_COUNT})}}),
     "ComplianceSummary": {"type": "object", "required": ["unit", "since", "until", "cases", "steps"],
                           "properties": {"unit": nullable(STRING), "since": nullable(DATE), "until": nullable(DATE),

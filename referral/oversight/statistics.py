@@ -1,11 +1,10 @@
 """De-identified statistics in the style of the GBVIMS Incident Recorder, with small-cell suppression.
 
 Only cases whose ``statistics`` consent is in force are counted. In every table a
-count of 1–4 is hidden, and the smallest other cells with it until at least two
-cells summing to 5 or more are hidden, so the total cannot be used to work a small
-one out; every hidden cell reads ``suppressed`` alike, so which one was small is not
-told either. Fewer than 5 cases in all show no cells at all (one case's cells would
-be its profile), and periods are whole calendar months (a day could hold one case).
+count of 1–4 reads ``<5`` (SPEC §8), and the smallest other cells read ``suppressed``
+until the total and the visible cells cannot pin a small one to a single value.
+Fewer than 5 cases in all show no cells at all (one case's cells would be its
+profile), and periods are whole calendar months (a day could hold one case).
 """
 from __future__ import annotations
 
@@ -35,21 +34,36 @@ def report_bucket(incident: dt.date | None, reported: dt.datetime) -> str:
     return "over_30"
 
 
-HIDDEN = "suppressed"
+SMALL_MARK, HIDDEN = "<5", "suppressed"
+
+
+def _pinned(small: int, complements: int, hidden_sum: int) -> bool:
+    """Whether the total and the visible cells pin a small cell down to one value: each small cell is
+    1..4 and each complementary cell 5 or more (what the two marks say), and together they make
+    ``hidden_sum``."""
+    others_least = (small - 1) + 5 * complements
+    others_most = None if complements else 4 * (small - 1)
+    least = 1 if others_most is None else max(1, hidden_sum - others_most)
+    most = min(SMALL - 1, hidden_sum - others_least)
+    return most <= least
 
 
 def suppress(counts: Counter[str]) -> dict[str, Any]:
-    """Small cells hidden, with complementary cells until the hidden ones are at least two and sum to at
-    least SMALL: then neither the total nor the visible cells pin a hidden one down."""
+    """Counts of 1-4 read ``<5`` (SPEC §8); the smallest other cells read ``suppressed`` too until the
+    total and the visible cells no longer pin any small one to a single value, knowing that a ``<5`` is
+    1-4 and a ``suppressed`` at least 5."""
     cells: dict[str, Any] = {k: v for k, v in sorted(counts.items()) if v > 0}
     total = sum(cells.values())
     if 0 < total < SMALL:
         return {"cells": {}, "total": "<5"}  # every cell would be a few identifiable people
-    hidden = {k for k, v in cells.items() if v < SMALL}
-    visible = sorted((v, k) for k, v in cells.items() if k not in hidden)
-    while hidden and (len(hidden) < 2 or sum(cells[k] for k in hidden) < SMALL) and visible:
-        hidden.add(visible.pop(0)[1])
-    return {"cells": {k: HIDDEN if k in hidden else v for k, v in cells.items()}, "total": total}
+    small = {k for k, v in cells.items() if v < SMALL}
+    complements: set[str] = set()
+    visible = sorted((v, k) for k, v in cells.items() if k not in small)
+    while small and visible and _pinned(len(small), len(complements),
+                                         sum(cells[k] for k in small | complements)):
+        complements.add(visible.pop(0)[1])
+    return {"cells": {k: SMALL_MARK if k in small else HIDDEN if k in complements else v for k, v in cells.items()},
+            "total": total}
 
 
 def check_period(since: dt.date | None, until: dt.date | None) -> None:

@@ -175,26 +175,39 @@ def test_many_cases_read_and_repeated_denials_are_flagged(client, app, place, pe
 
 # -- statistics -------------------------------------------------------------------------
 
-S = "suppressed"
+S, L = "suppressed", "<5"
+
+
+def _solutions(counts, cells):
+    """Every assignment of the hidden cells the published table allows (a <5 is 1..4, a suppressed >= 5)."""
+    import itertools
+
+    hidden = [k for k, v in cells.items() if v in (S, L)]
+    total = sum(counts.values())
+    known = sum(v for v in cells.values() if isinstance(v, int))
+    ranges = [range(1, 5) if cells[k] == L else range(5, total + 1) for k in hidden]
+    return [dict(zip(hidden, combo)) for combo in itertools.product(*ranges) if sum(combo) == total - known]
 
 
 @pytest.mark.parametrize("counts, cells", [
-    ({"a": 10, "b": 7, "c": 2}, {"a": 10, "b": S, "c": S}),
-    # Two small cells summing to 4 would bound each other (b + c = 4): the next smallest is hidden too.
-    ({"a": 10, "b": 3, "c": 1}, {"a": S, "b": S, "c": S}),
-    ({"a": 10, "b": 1, "c": 1}, {"a": S, "b": S, "c": S}),   # b + c = 2 would mean 1 and 1
-    ({"a": 20, "b": 5, "c": 1}, {"a": 20, "b": S, "c": S}),  # the small one is not told apart from its complement
-    ({"a": 20, "b": 4, "c": 1, "d": 9}, {"a": 20, "b": S, "c": S, "d": 9}),  # 4 + 1 >= 5 already
+    ({"a": 10, "b": 7, "c": 2}, {"a": 10, "b": S, "c": L}),
+    ({"a": 10, "b": 3, "c": 1}, {"a": 10, "b": L, "c": L}),   # b + c = 4: (1,3), (2,2) or (3,1)
+    ({"a": 10, "b": 1, "c": 1}, {"a": S, "b": L, "c": L}),    # b + c = 2 would mean 1 and 1
+    ({"a": 20, "b": 5, "c": 1}, {"a": S, "b": S, "c": L}),    # c + b = 6 with b >= 5 would mean c = 1
+    ({"a": 20, "b": 4, "c": 1, "d": 9}, {"a": 20, "b": L, "c": L, "d": 9}),
     ({"a": 6, "b": 9}, {"a": 6, "b": 9}),
     ({"a": 2, "b": 2}, {}),   # four cases in all: no cells
 ])
 def test_suppression_hides_small_cells_so_no_sum_or_difference_gives_them_back(counts, cells):
-    """SPEC §8 de-identified statistics. Hidden cells are at least two and sum to at least 5, all marked alike:
-    from the total and the visible cells no hidden one can be worked out (nor told which was small)."""
+    """SPEC §8: counts under 5 read <5. Complementary cells are hidden until, knowing that a <5 is 1-4 and a
+    suppressed cell at least 5, the total and the visible cells leave every small cell more than one value."""
     out = suppress(Counter(counts))
     assert out["cells"] == cells
-    hidden = [counts[k] for k, v in out["cells"].items() if v == S]
-    assert not hidden or (len(hidden) >= 2 and sum(hidden) >= 5)
+    if cells:
+        solutions = _solutions(counts, cells)
+        assert {k: counts[k] for k in solutions[0]} in solutions  # the truth is among them
+        for key in (k for k, v in cells.items() if v == L):
+            assert len({s[key] for s in solutions}) >= 2, key
     assert out["total"] == (sum(counts.values()) if sum(counts.values()) >= 5 else "<5")
     assert suppress(Counter({"a": 3})) == {"cells": {}, "total": "<5"}
 
@@ -236,7 +249,7 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
     assert report["cases"] == 15
     assert report["tables"]["gbv_type"]["cells"] == {"forced_marriage": "suppressed", "physical_assault": 7,
-                                                     "psychological_abuse": "suppressed"}
+                                                     "psychological_abuse": "<5"}
     assert report["tables"]["gbv_type"]["total"] == 15
     assert "rape" not in json.dumps(report)
     out = tmp_path / "stats.csv"
@@ -244,7 +257,7 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     assert result.exit_code == 0, result.output
     with out.open() as fh:
         rows = list(csv.reader(fh))
-    assert ["gbv_type", "psychological_abuse", "suppressed"] in rows
+    assert ["gbv_type", "psychological_abuse", "<5"] in rows
     assert ["gbv_type", "forced_marriage", "suppressed"] in rows
 
 

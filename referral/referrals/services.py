@@ -288,7 +288,8 @@ def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -
         if actor.role.value == "focal_point":
             query = query.where(Referral.submitter_id == actor.id)
         elif actor.role.value == "supervisor" and actor.unit_id is not None:
-            query = query.where(Referral.unit_id == actor.unit_id)
+            # A case the police lost with the survivor's consent stays the unit's in figures, not in lists.
+            query = query.where(Referral.unit_id == actor.unit_id, Referral.status != Status.services_only)
         else:
             query = query.where(False)  # providers, oversight, admin: never through this list
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

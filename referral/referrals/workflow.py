@@ -394,15 +394,18 @@ def leave_police(session: Session, actor: User, referral: Referral, now: dt.date
 
     Offers end, the officers who held it are told (a reference only), and the case becomes
     ``services_only``, which no police role can see; the area's coordinating provider gets it as a
-    submission without police consent would. What the officers recorded stays on the case. The caller
-    holds the case's row lock. Returns whether the case moved.
+    submission without police consent would. What the officers recorded stays on the case, and the unit
+    keeps it in its compliance figures up to now. The caller holds the case's row lock. Returns whether
+    the case moved.
     """
     if referral.status not in WITH_POLICE:
         return False
     from referral.services_dir.services import coordinator_for, route_to_coordinator
 
     _stop_police_work(session, referral, now, "consent_withdrawn")
-    referral.unit, referral.unit_id, referral.assigned_officer_id = None, None, None
+    # The unit keeps the case in its figures (what its officers did, and missed, while they held it);
+    # the police's clocks stop now, as for a withdrawal. No police role sees a services-only case.
+    referral.assigned_officer_id, referral.closed_at = None, now
     referral.status = Status.services_only
     coordinator = None if referral.coordinator_id else coordinator_for(session, referral.area)
     if coordinator is not None:

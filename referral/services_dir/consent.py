@@ -139,9 +139,19 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     record(session, actor, "consent.change", object_type="referral", object_id=referral.id,
            reason=f"{scope} {'granted' if data['granted'] else 'withdrawn or refused'} by {given_by.value}")
     if scope == "police" and not data["granted"]:
-        from referral.referrals.workflow import leave_police
+        if child and given_by in (GivenBy.caregiver, GivenBy.child_assent):
+            # A child's case stays with the police on a caregiver's (or the child's) withdrawal: the
+            # caregiver may be the one she needs protecting from, and SPEC §4 gives the best-interest
+            # decision to the supervisor, who can only make it while the police can see the case.
+            record(session, actor, "consent.police_kept", object_type="referral", object_id=referral.id,
+                   reason=f"child case: police withdrawal by {given_by.value} left for the supervisor's decision")
+            from referral.notify import events
 
-        leave_police(session, actor, referral, now)
+            events.escalated(session, referral)
+        else:
+            from referral.referrals.workflow import leave_police
+
+            leave_police(session, actor, referral, now)
     session.flush()
     return row
 

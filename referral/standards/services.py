@@ -97,7 +97,10 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: 
     flags = tuple(split_flags(case.flags))
     return CaseFacts(
         submitted_at=case.created_at, offered_at=offered_at, accepted_at=case.first_accepted_at,
-        incident_date=case.incident_date, closed_at=case.closed_at, withdrawn=case.status.value == "withdrawn",
+        # A services-only case is no police work from when the police lost it (or from the start): its
+        # clocks stop then, as for a withdrawal, so it shows no breach nobody could have prevented.
+        incident_date=case.incident_date, withdrawn=case.status.value in ("withdrawn", "services_only"),
+        closed_at=case.closed_at or (case.created_at if case.status.value == "services_only" else None),
         flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
         urgent=urgent(flags), actions=actions, services=services)
 

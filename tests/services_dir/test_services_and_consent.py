@@ -371,7 +371,8 @@ def test_withdrawing_police_consent_takes_the_case_from_the_police_at_once(clien
     headers = people["focal"][1] if who == "focal" else officer_h
     assert _consent(client, case["id"], headers, "police", False).status_code == 201
     row = db.session.get(Referral, case["id"])
-    assert row.status.value == "services_only" and row.unit_id is None and row.assigned_officer_id is None
+    assert row.status.value == "services_only" and row.assigned_officer_id is None
+    assert row.unit_id == place["unit"].id  # still the unit's in its figures, never in its lists
     assert row.coordinator_id == providers["shelter"].id
     for police_h in (officer_h, people["supervisor"][1]):
         assert client.get(f"/api/v1/referrals/{case['id']}", headers=police_h).status_code == 404
@@ -425,3 +426,78 @@ def test_a_closed_case_stays_closed_when_police_consent_is_withdrawn(client, pla
     db.session.flush()
     assert _consent(client, case["id"], people["focal"][1], "police", False).status_code == 201
     assert db.session.get(Referral, case["id"]).status.value == "closed"
+
+
+def test_a_unit_keeps_its_figures_and_no_clock_runs_on_after_the_police_lose_a_case(client, place, people, officers,
+                                                                                  providers, login_as, runner):
+    """The unit's compliance keeps what happened while it held the case (an acceptance 30 h late, a first
+    contact never made); the police's later steps are owed by nobody once the survivor withdrew her consent."""
+    from referral.standards.models import StepStatus
+
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=50)  # the fixtures' tokens last 12 h from now
+    with time_machine.travel(t0, tick=False) as clock:
+        case = submit(client, people["focal"][1], submission(place["district"].code))
+        clock.shift(dt.timedelta(hours=30))  # a day to accept: 30 h is late
+        for _o, headers in officers:
+            if client.post(f"/api/v1/referrals/{case['id']}/accept", headers=headers).status_code == 200:
+                break
+        clock.shift(dt.timedelta(hours=30))  # no contact within a day of accepting: a miss of the unit's
+        assert _consent(client, case["id"], people["focal"][1], "police", False).status_code == 201
+        db.session.commit()
+    with time_machine.travel(t0 + dt.timedelta(days=60), tick=False):
+        _later, later_h = login_as("supervisor", unit=place["unit"])
+        summary = client.get(f"/api/v1/compliance/summary?unit={place['unit'].code}", headers=later_h).get_json()
+    assert summary["cases"] == 1, summary
+    assert summary["median_hours_to_accept"] == 30.0  # the late acceptance stays the unit's
+    assert summary["steps"]["accept"].get("met_late") == 1, summary
+    late = t0 + dt.timedelta(days=60)
+    rows = {code: "breached" if breaches_at is not None and breaches_at <= late else status  # as readers judge
+            for code, status, breaches_at in db.session.execute(
+                select(StepStatus.step_code, StepStatus.status, StepStatus.breaches_at)
+                .where(StepStatus.referral_id == case["id"]))}
+    assert rows["first_contact"] == "breached"  # due while the unit held the case: still the unit's
+    assert rows["follow_up_30"] == rows["follow_up_7"] == rows["safety_plan"] == "not_applicable"
+    assert rows["closure_checklist"] == "not_applicable"
+    assert case["id"] not in [i["id"] for i in client.get("/api/v1/referrals", headers=people["supervisor"][1])
+                              .get_json()["items"]]
+
+
+@pytest.mark.parametrize("given_by", ["caregiver", "child_assent"])
+def test_a_childs_case_stays_with_the_police_on_a_caregivers_withdrawal(client, place, people, officers, providers,
+                                                                       given_by):
+    """The caregiver may be the one she needs protecting from: the supervisor decides (SPEC §4 best interest),
+    and is told; the case is not hidden from the police by the withdrawal."""
+    from referral.notify.models import OutboxMessage
+
+    body = submission(place["district"].code)
+    body["survivor"]["age_group"] = "12-14"
+    body["consent"]["given_by"] = "caregiver"
+    case = submit(client, people["focal"][1], body)
+    for _o, headers in officers:
+        if client.post(f"/api/v1/referrals/{case['id']}/accept", headers=headers).status_code == 200:
+            break
+    resp = client.post(f"/api/v1/referrals/{case['id']}/consents", headers=people["focal"][1],
+                       json={"scope": "police", "granted": False, "given_by": given_by})
+    assert resp.status_code == 201
+    assert db.session.get(Referral, case["id"]).status.value == "accepted"
+    assert client.get(f"/api/v1/referrals/{case['id']}", headers=people["supervisor"][1]).status_code == 200
+    told = db.session.scalars(select(OutboxMessage).where(OutboxMessage.template == "escalation",
+                                                          OutboxMessage.user_id == people["supervisor"][0].id)).all()
+    assert len(told) == 1
+    # Her own (a survivor's) withdrawal of an adult case is another matter: see the tests above.
+
+
+def test_a_case_that_never_went_to_the_police_owes_no_police_step(client, place, people, providers, runner):
+    from referral.standards.models import StepStatus
+
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    body = submission(place["district"].code)
+    body["consent"]["police"] = False
+    case = submit(client, people["focal"][1], body)
+    db.session.commit()
+    late = dt.datetime.now(dt.UTC) + dt.timedelta(days=60)
+    rows = db.session.execute(select(StepStatus.step_code, StepStatus.status, StepStatus.breaches_at)
+                              .where(StepStatus.referral_id == case["id"])).all()
+    assert rows and not [code for code, status, breaches_at in rows
+                         if status == "breached" or (breaches_at is not None and breaches_at <= late)]

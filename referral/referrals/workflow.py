@@ -96,18 +96,8 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
                         params={"courses": ", ".join(missing)},
                         code="certification_required")
     # Accepted after its deadline, before a tick saw the miss: the case is taken (an officer has it now), but the
-    # miss counts as a breach exactly as the tick would have counted it (SPEC §3.5): each lapsed offer an
-    # audited breach, an acceptance_missed alert, the supervisor told.
-    lapsed = session.scalars(select(Offer.officer_id).where(Offer.referral_id == referral.id,
-                                                            Offer.status == OfferStatus.open,
-                                                            Offer.deadline < now)).all()
-    for officer_id in lapsed:
-        record(session, None, "sla.breach", object_type="referral", object_id=referral.id,
-               reason=f"acceptance deadline missed by officer {officer_id} (accepted late by officer {actor.id})")
-    if lapsed:
-        session.add(Alert(kind=AlertKind.acceptance_missed, referral_id=referral.id, unit_id=referral.unit_id,
-                          created_at=now))
-        events.breached(session, referral)
+    # miss counts as a breach exactly as the tick would have counted it (SPEC §3.5).
+    _count_late_answers(session, referral, now, f"accepted late by officer {actor.id}")
     offer.status, offer.responded_at = OfferStatus.accepted, now
     _cancel_open_offers(session, referral, now, "taken")
     referral.status, referral.assigned_officer_id, referral.accepted_at = Status.accepted, actor.id, now
@@ -116,6 +106,25 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
     record(session, actor, "referral.accept", object_type="referral", object_id=referral.id)
     events.survivor(session, referral, "survivor_contact")  # "your contact will call you soon", if she agreed
     return referral
+
+
+def _count_late_answers(session: Session, referral: Referral, now: dt.datetime, how: str,
+                        officer_id: int | None = None) -> None:
+    """Open offers past their deadline answered before a tick saw them: each an audited breach, an
+    acceptance_missed alert and the supervisor told, as ``sla_tick`` records a miss (``officer_id``: that
+    officer's offer only)."""
+    query = select(Offer.officer_id).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open,
+                                           Offer.deadline < now)
+    if officer_id is not None:
+        query = query.where(Offer.officer_id == officer_id)
+    lapsed = session.scalars(query).all()
+    for late_officer in lapsed:
+        record(session, None, "sla.breach", object_type="referral", object_id=referral.id,
+               reason=f"acceptance deadline missed by officer {late_officer} ({how})")
+    if lapsed:
+        session.add(Alert(kind=AlertKind.acceptance_missed, referral_id=referral.id, unit_id=referral.unit_id,
+                          created_at=now))
+        events.breached(session, referral)
 
 
 def decline(session: Session, actor: User, referral_id: str, reason: str, *,
@@ -130,6 +139,7 @@ def decline(session: Session, actor: User, referral_id: str, reason: str, *,
     offer = _open_offer(session, referral, actor)
     if referral.status is not Status.offered or offer is None:
         raise InvalidTransition(N_("This case is not offered to you."))
+    _count_late_answers(session, referral, now, f"declined late by officer {actor.id}", officer_id=actor.id)
     offer.status, offer.responded_at, offer.reason = OfferStatus.declined, now, reason
     session.flush()
     record(session, actor, "referral.decline", object_type="referral", object_id=referral.id, reason=reason)

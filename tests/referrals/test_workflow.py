@@ -324,6 +324,21 @@ def test_a_late_acceptance_counts_as_a_breach_even_before_a_tick_sees_it(client,
     assert db.session.get(Referral, case["id"]).assigned_officer_id == holder_id
 
 
+def test_a_late_decline_counts_as_a_breach_too(client, runner, place, people, officers):
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True  # urgent: answer within 1 h
+    with time_machine.travel(T0, tick=False):
+        case = submit(client, people["focal"][1], body)
+    first_id = offers_of(case["id"])[0].officer_id
+    first_h = next(h for o, h in officers if o.id == first_id)
+    with time_machine.travel(T0 + dt.timedelta(hours=5), tick=False):
+        assert post(client, case["id"], "decline", first_h, {"reason": "workload"}).status_code == 200
+    assert '"breaches": 0' in runner.invoke(args=["sla", "tick", "--now",
+                                                  (T0 + dt.timedelta(hours=5, minutes=30)).isoformat()]).output
+    breaches = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sla.breach")).all()
+    assert len(breaches) == 1 and f"officer {first_id} (declined late" in breaches[0].reason
+
+
 def test_sla_tick_rejects_a_bad_time(runner, db_session):
     result = runner.invoke(args=["sla", "tick", "--now", "tomorrow"])
     assert result.exit_code == 2 and "ISO" in result.output

@@ -283,11 +283,14 @@ def audit_verify(since_checkpoint: bool) -> None:
         sys.exit(2)
     from referral.audit.checkpoints import checkpoint_log_path, read_log
 
+    log = checkpoint_log_path(current_app.config)
     try:
-        logged = read_log(checkpoint_log_path(current_app.config))
+        logged = read_log(log)
     except KeyringError as err:
         click.echo(f"FAILED: {err}", err=True)
         sys.exit(1)
+    if not logged:
+        click.echo(f"warning: no checkpoint log at {log}; only the checkpoints in the database are checked", err=True)
     result = verify(db.session, public_key=public_key, since_checkpoint=since_checkpoint, logged=logged,
                     progress=lambda n: click.echo(f"verified {n} events", err=True))
     seconds = time.perf_counter() - started
@@ -310,12 +313,19 @@ def audit_checkpoint() -> None:
         key = load_signing_key(current_app.config["AUDIT_SIGNING_KEY_PATH"],
                                create=current_app.config["ENV_NAME"] != "production")
         cp = sign_head(db.session, key)
-        # Also outside the database, with the key: deleting the tail and its checkpoints there still shows.
-        append_to_log(checkpoint_log_path(current_app.config), cp)
-    except (KeyringError, OSError) as err:
+    except KeyringError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     db.session.commit()
+    # Also outside the database, with the key: deleting the tail and its checkpoints there still shows.
+    # After the commit: a log that cannot be written (a read-only mount) must not cost the checkpoint itself.
+    log = checkpoint_log_path(current_app.config)
+    try:
+        append_to_log(log, cp)
+    except OSError as err:
+        click.echo(f"error: checkpoint {cp.seq} is in the database but not in the log at {log} ({err.strerror}); "
+                   "set REFERRAL_AUDIT_CHECKPOINT_LOG to a writable place kept outside the database", err=True)
+        sys.exit(1)
     click.echo(json.dumps({"seq": cp.seq, "hash": bytes(cp.hash).hex(), "ts": cp.ts.isoformat(), "key_id": cp.key_id}))
 
 

@@ -70,6 +70,10 @@ def app_settings(database_url: str, tmp: Path) -> dict[str, object]:
         "ENV_NAME": "testing",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "KEYRING_PATH": str(tmp / "keyring.json"),
+        # Never the developer's instance/ key and checkpoint log: a dev `audit checkpoint` would vouch for
+        # events of another chain.
+        "AUDIT_SIGNING_KEY_PATH": str(tmp / "audit-signing-key.pem"),
+        "AUDIT_CHECKPOINT_LOG": str(tmp / "audit-checkpoints.jsonl"),
         "ARGON2_PROFILE": "fast-tests",
     }
 

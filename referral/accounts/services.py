@@ -58,7 +58,7 @@ def _authorise(actor: User | None) -> None:
         require(actor, Permission.ADMIN_USERS_MANAGE)
 
 
-def _new_account(data: NewUser, *, password: str | None) -> User:
+def _new_account(data: NewUser, *, password: str | None, actor: User | None = None) -> User:
     """Check ``data`` and add the account (flushed). Without a password it waits for its holder.
 
     Officers and supervisors belong to a unit; focal points to a women's group;
@@ -130,7 +130,7 @@ def _new_account(data: NewUser, *, password: str | None) -> User:
         db.session.flush()  # before the new account takes it: the number is unique
         from referral.audit.service import record
 
-        record(db.session, None, "user.phone_released", object_type="user", object_id=holder.id,
+        record(db.session, actor, "user.phone_released", object_type="user", object_id=holder.id,
                reason="number taken by a new account; this one is deactivated", fields=["phone"])
 
     assert role is not None
@@ -177,7 +177,7 @@ def invite_user(actor: User, data: NewUser, *, now: dt.datetime | None = None) -
     _authorise(actor)
     if data.password is not None:
         raise ValidationFailed(fields={"password": [N_("The account holder chooses the password.")]})
-    user = _new_account(data, password=None)
+    user = _new_account(data, password=None, actor=actor)
     record(db.session, actor, "user.create", object_type="user", object_id=user.id, fields=_CREATED_FIELDS,
            reason="set-up link for the holder")
     return user, issue_link(actor, user, EnrolmentKind.account, now=now)

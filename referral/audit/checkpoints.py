@@ -108,6 +108,8 @@ def read_log(path: Path) -> list[LoggedCheckpoint]:
         return []
     except OSError as exc:
         raise CheckpointLogError(f"cannot read the checkpoint log {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise CheckpointLogError(f"the checkpoint log {path} is not UTF-8 text") from None
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

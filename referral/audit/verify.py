@@ -301,7 +301,7 @@ def verify(session: Session, *, public_key: Any = None, progress: Callable[[int]
     stored = session.execute(select(cp_table).order_by(cp_table.c.seq)).all()
     # The same checkpoint in both places counts once; a log entry the database lost, or one that differs
     # from the database's for the same event, is checked like any other.
-    merged = {(cp.seq, bytes(cp.hash), cp.ts): cp for cp in [*stored, *logged]}
+    merged = {(cp.seq, bytes(cp.hash), cp.ts, bytes(cp.signature)): cp for cp in [*stored, *logged]}
     checkpoints = sorted(merged.values(), key=lambda cp: (cp.seq, cp.ts))
     head = session.execute(select(AuditHead.__table__).where(AuditHead.__table__.c.id == 1)).first()
     limit = head.seq if head is not None else None
@@ -322,7 +322,9 @@ def verify(session: Session, *, public_key: Any = None, progress: Callable[[int]
         except (ValueError, TypeError, AttributeError, OverflowError):
             intact = False
         if not intact:
-            return VerifyResult(False, 0, newest.seq, f"event {newest.seq} differs from its checkpoint", started_at=start)
+            problem = (f"event {newest.seq} differs from its checkpoint" if row is not None else
+                       f"a checkpoint vouches for event {newest.seq}, which the chain does not hold")
+            return VerifyResult(False, 0, newest.seq, problem, started_at=start)
     if session.get_bind().dialect.name == "postgresql":
         scan = _scan_pg(session, start, prev, limit, pg_step, progress)
     else:

@@ -37,8 +37,10 @@ TYPE_ANSWER = {"R": "penetration", "S": "sexual_contact", "P": "physical_assault
                "D": "denial_of_resources", "E": "psychological_abuse"}
 YES = {"Y", "YES", "ДА", "ООБА", "ҲА", "ХА", "HA"}
 NO = {"N", "NO", "НЕТ", "ЖОК", "НЕ", "YOQ", "YO'Q"}
-# Cyrillic letters that look like the Latin type letters, as a Cyrillic keyboard types them (С for S, as said).
-LOOKALIKES = str.maketrans({"Р": "P", "Е": "E", "С": "S"})
+# Cyrillic letters a Cyrillic keyboard types for the Latin type letters: Е for E, С for S (said alike). Not
+# Р: it looks like P (physical) but is said R (rape), and a wrong guess would lose a rape's PEP window, so
+# it gets the format reply instead.
+LOOKALIKES = str.maketrans({"Е": "E", "С": "S"})
 # Cyrillic capitals that look like Latin ones, for what is always Latin (area codes, references, Y): a phone
 # switched to Cyrillic types KG-С-ALM-1 with a Cyrillic С that no area code has.
 LATIN = str.maketrans(dict(zip("АВЕКМНОРСТХУ", "ABEKMHOPCTXY")))

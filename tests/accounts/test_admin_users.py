@@ -115,6 +115,7 @@ def test_a_deactivated_accounts_phone_passes_to_the_next_focal_point(client, adm
     db.session.commit()
     released = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "user.phone_released"))
     assert released.object_id == str(first_id) and phone not in (released.reason or "")
+    assert released.actor_id == _admin.id  # the admin who registered the next holder
 
 
 def test_duplicate_email_is_a_conflict(client, admin, make_user):

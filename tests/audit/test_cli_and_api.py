@@ -64,6 +64,7 @@ def test_retiring_a_kek_still_in_use_is_refused(runner, cases, isolated_keyring)
 
 def test_audit_verify_and_checkpoint_commands(runner, app, cases, tmp_path, monkeypatch):
     monkeypatch.setitem(app.config, "AUDIT_SIGNING_KEY_PATH", str(tmp_path / "signing.pem"))
+    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", None)  # the default: beside the key
     cp = runner.invoke(args=["audit", "checkpoint"])
     assert cp.exit_code == 0, cp.output
     assert (tmp_path / "signing.pem").stat().st_mode & 0o077 == 0
@@ -92,8 +93,7 @@ def test_verify_api_is_for_oversight_and_is_audited(client, app, login_as, cases
     garbled.write_text("{not json\n")
     monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", str(garbled))
     failed = client.get("/api/v1/audit/verify", headers=headers).get_json()
-    assert failed["ok"] is False and "checkpoint log" in failed["problem"]
-    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", None)
+    assert failed["ok"] is False and "checkpoint log" in failed["problem"] and str(tmp_path) not in failed["problem"]
     for role in ("officer", "supervisor", "admin", "focal_point", "service_provider"):
         _user, other = login_as(role)
         assert client.get("/api/v1/audit/verify", headers=other).status_code == 403
@@ -101,6 +101,7 @@ def test_verify_api_is_for_oversight_and_is_audited(client, app, login_as, cases
 
 def test_audit_verify_since_checkpoint(runner, app, cases, tmp_path, monkeypatch):
     monkeypatch.setitem(app.config, "AUDIT_SIGNING_KEY_PATH", str(tmp_path / "missing.pem"))
+    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_LOG", str(tmp_path / "checkpoints.jsonl"))  # this test's own
     refused = runner.invoke(args=["audit", "verify", "--since-checkpoint"])
     assert refused.exit_code == 2 and "signing key" in refused.output
     monkeypatch.setitem(app.config, "AUDIT_SIGNING_KEY_PATH", str(tmp_path / "signing.pem"))

@@ -12,7 +12,7 @@ gaps = st.text(alphabet=" \t\n\u00a0", min_size=1, max_size=3)
 area_codes = st.from_regex(r"[A-Z]{2}(-[A-Z0-9]{1,4}){0,3}", fullmatch=True)
 references = st.from_regex(r"R-[0-9A-Z]{4}-[0-9A-Z]{4}", fullmatch=True)
 # Cyrillic keyboards type these for the Latin type letters P, E and S.
-LOOKALIKE_TYPES = {"Р": "P", "Е": "E", "С": "S"}
+LOOKALIKE_TYPES = {"Е": "E", "С": "S"}  # not Р: P by its look, R by its sound (refused)
 
 
 def any_case(word: str):  # type: ignore[no-untyped-def]

@@ -138,7 +138,9 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
                                            column="reason_sealed", row_id=str(row.id))
     record(session, actor, "consent.change", object_type="referral", object_id=referral.id,
            reason=f"{scope} {'granted' if data['granted'] else 'withdrawn or refused'} by {given_by.value}")
-    if scope == "police" and not data["granted"]:
+    from referral.referrals.workflow import WITH_POLICE, leave_police
+
+    if scope == "police" and not data["granted"] and referral.status in WITH_POLICE:
         if child and given_by in (GivenBy.caregiver, GivenBy.child_assent):
             # A child's case stays with the police on a caregiver's (or the child's) withdrawal: the
             # caregiver may be the one she needs protecting from, and SPEC §4 gives the best-interest
@@ -149,8 +151,6 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
 
             events.escalated(session, referral)
         else:
-            from referral.referrals.workflow import leave_police
-
             leave_police(session, actor, referral, now)
     session.flush()
     return row

@@ -202,42 +202,60 @@ def review_break_glass(session: Session, actor: User, grant_id: int, outcome: st
 CASE_READS = ("referral.read", "service_referral.read")
 
 
-def _hour_of(session: Session) -> Any:
-    """The UTC hour an event fell in, as the database can group by it."""
+def _hour_of(session: Session, shift: dt.timedelta) -> Any:
+    """The UTC clock hour an event fell in once moved back by ``shift``, as the database can group by it."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc("hour", func.timezone("UTC", AuditEvent.ts))
-    return func.strftime("%Y-%m-%dT%H:00:00", AuditEvent.ts)  # SQLite keeps UTC times as text
+        return func.date_trunc("hour", func.timezone("UTC", AuditEvent.ts) - shift)
+    # SQLite keeps UTC times as text
+    return func.strftime("%Y-%m-%dT%H:00:00", AuditEvent.ts, f"-{int(shift.total_seconds() // 60)} minutes")
 
 
-def _hour_start(value: Any) -> str:
+def _window_start(value: Any, shift: dt.timedelta) -> dt.datetime:
     when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.replace(tzinfo=dt.UTC).isoformat()
+    return when.replace(tzinfo=dt.UTC) + shift
+
+
+def _busy_hours(session: Session, measure: Any, where: list[Any], threshold: int) -> list[tuple[int, dt.datetime, int]]:
+    """(actor, start, count) of every hour-long window in which ``measure`` reached ``threshold``: windows on
+    the hour and on the half hour, so a burst across a clock hour's end is not split in two. Overlapping
+    windows of one actor are one signal: the larger count is kept (the clock hour on a tie)."""
+    found = []
+    for shift in (dt.timedelta(0), dt.timedelta(minutes=30)):
+        hour = _hour_of(session, shift).label("hour")
+        for actor_id, bucket, count in session.execute(
+                select(AuditEvent.actor_id, hour, measure).where(*where).group_by(AuditEvent.actor_id, hour)
+                .having(measure >= threshold)):
+            found.append((actor_id, _window_start(bucket, shift), count))
+    kept: list[tuple[int, dt.datetime, int]] = []
+    for actor_id, start, count in sorted(found):
+        last = kept[-1] if kept else None
+        if last is not None and last[0] == actor_id and start - last[1] < dt.timedelta(hours=1):
+            if count > last[2] or (count == last[2] and start.minute == 0):  # a tie: the clock hour reads best
+                kept[-1] = (actor_id, start, count)
+            continue
+        kept.append((actor_id, start, count))
+    return kept
 
 
 def anomalies(session: Session, actor: User, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Signals for the oversight dashboard (thresholds are settings): any clock hour of the last
+    """Signals for the oversight dashboard (thresholds are settings): any hour of the last
     ``ANOMALY_LOOKBACK_DAYS`` (7) in which someone read too many cases or was refused too often, newest
     first, so a burst at 02:00 is still there in the morning; exports outside working hours in the last day."""
     require(actor, Permission.AUDIT_READ)
     now = now or utcnow()
     config = current_app.config
     since = now - dt.timedelta(days=config.get("ANOMALY_LOOKBACK_DAYS", 7))
-    hour = _hour_of(session).label("hour")
     found: list[dict[str, Any]] = []
-    cases = func.count(func.distinct(AuditEvent.object_id))
-    reads = session.execute(select(AuditEvent.actor_id, hour, cases).where(
-        AuditEvent.action.in_(CASE_READS), AuditEvent.outcome == "allowed", AuditEvent.ts >= since,
-        AuditEvent.actor_id.is_not(None)).group_by(AuditEvent.actor_id, hour)
-        .having(cases >= config["ANOMALY_CASES_PER_HOUR"])).all()
-    for actor_id, bucket, distinct_cases in reads:
-        found.append({"kind": "many_cases_read", "actor_id": actor_id, "count": distinct_cases,
-                      "ts": _hour_start(bucket)})
-    refusals = func.count()
-    denials = session.execute(select(AuditEvent.actor_id, hour, refusals).where(
-        AuditEvent.outcome == "denied", AuditEvent.ts >= since, AuditEvent.actor_id.is_not(None))
-        .group_by(AuditEvent.actor_id, hour).having(refusals >= config["ANOMALY_DENIALS_PER_HOUR"])).all()
-    for actor_id, bucket, count in denials:
-        found.append({"kind": "repeated_denials", "actor_id": actor_id, "count": count, "ts": _hour_start(bucket)})
+    for actor_id, start, count in _busy_hours(
+            session, func.count(func.distinct(AuditEvent.object_id)),
+            [AuditEvent.action.in_(CASE_READS), AuditEvent.outcome == "allowed", AuditEvent.ts >= since,
+             AuditEvent.actor_id.is_not(None)], config["ANOMALY_CASES_PER_HOUR"]):
+        found.append({"kind": "many_cases_read", "actor_id": actor_id, "count": count, "ts": start.isoformat()})
+    for actor_id, start, count in _busy_hours(
+            session, func.count(),
+            [AuditEvent.outcome == "denied", AuditEvent.ts >= since, AuditEvent.actor_id.is_not(None)],
+            config["ANOMALY_DENIALS_PER_HOUR"]):
+        found.append({"kind": "repeated_denials", "actor_id": actor_id, "count": count, "ts": start.isoformat()})
     found.sort(key=lambda item: item["ts"], reverse=True)
     start, end = config["WORKING_HOURS"]
     exports = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.export",

@@ -329,3 +329,21 @@ def test_an_hour_of_many_reads_is_still_flagged_the_next_morning_and_provider_re
     with time_machine.travel(dt.datetime(2026, 11, 28, 9, tzinfo=dt.UTC), tick=False):
         later = client.get("/api/v1/oversight/anomalies", headers=auditor[1]).get_json()["items"]
     assert not [i for i in later if i["kind"] == "many_cases_read"]  # older than the 7 days looked at
+
+
+def test_a_burst_across_the_end_of_a_clock_hour_is_one_signal(client, app, make_user, auditor, monkeypatch):
+    """Four reads from 02:50 to 03:05 with a threshold of 4: no clock hour holds them all, the half-past
+    window does; the two windows that see part of it do not make it three signals."""
+    from referral.audit.service import record
+
+    monkeypatch.setitem(app.config, "ANOMALY_CASES_PER_HOUR", 4)
+    reader = make_user("supervisor")
+    start = dt.datetime(2026, 11, 20, 2, 50, tzinfo=dt.UTC)
+    for n in range(4):
+        record(db.session, reader, "referral.read", object_type="referral", object_id=f"case-{n}",
+               now=start + dt.timedelta(minutes=5 * n))
+    db.session.commit()
+    with time_machine.travel(dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC), tick=False):
+        items = client.get("/api/v1/oversight/anomalies", headers=auditor[1]).get_json()["items"]
+    assert [(i["actor_id"], i["count"], i["ts"]) for i in items if i["kind"] == "many_cases_read"] == [
+        (reader.id, 4, "2026-11-20T02:30:00+00:00")]

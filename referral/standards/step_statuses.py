@@ -30,7 +30,9 @@ JUDGED: dict[type, tuple[str, ...]] = {
                "perpetrator_relationship", "age_group", "standard_id", "unit_id", "assigned_officer_id"),
     Offer: ("referral_id", "offered_at"),
     CaseAction: ("referral_id", "type", "created_at"),
-    ServiceReferral: ("referral_id", "service_type", "status", "created_at"),  # a sent one satisfies a step
+    # A sent one satisfies a step. Not its status: a provider's answer changes no fact, and a system
+    # suggestion is never turned into a sent referral (sending makes a new row).
+    ServiceReferral: ("referral_id", "service_type", "created_at"),
 }
 STEP_COLUMNS = ("referral_id", "step_code", "standard_id", "status", "due_at", "breaches_at", "breach_month",
                 "unit_id", "officer_id", "submitted_at")

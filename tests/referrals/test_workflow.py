@@ -297,6 +297,17 @@ def test_urgent_cases_must_be_accepted_within_an_hour(client, place, people, off
     assert offers_of(case["id"])[0].deadline == T0 + dt.timedelta(hours=1)
 
 
+def _urgent_case_offered_at_t0(client, place, people, officers):
+    """A rape reported at T0 (urgent: answer within 1 h): the case, and the id and headers of the officer
+    it is offered to."""
+    body = minimal(place["district"].code)
+    body["incident"]["answers"]["penetration"] = True
+    with time_machine.travel(T0, tick=False):
+        case = submit(client, people["focal"][1], body)
+    holder_id = offers_of(case["id"])[0].officer_id
+    return case, holder_id, next(h for o, h in officers if o.id == holder_id)
+
+
 @pytest.mark.parametrize("minutes, late", [(59, False), (60, False), (61, True)])
 def test_a_late_acceptance_counts_as_a_breach_even_before_a_tick_sees_it(client, runner, place, people, officers,
                                                                           minutes, late):
@@ -304,12 +315,7 @@ def test_a_late_acceptance_counts_as_a_breach_even_before_a_tick_sees_it(client,
     but the miss is recorded as the tick would have recorded it, and the tick does not record it again."""
     from referral.notify.models import OutboxMessage
 
-    body = minimal(place["district"].code)
-    body["incident"]["answers"]["penetration"] = True  # urgent: accept within 1 h
-    with time_machine.travel(T0, tick=False):
-        case = submit(client, people["focal"][1], body)
-    holder_id = offers_of(case["id"])[0].officer_id
-    holder_h = next(h for o, h in officers if o.id == holder_id)
+    case, holder_id, holder_h = _urgent_case_offered_at_t0(client, place, people, officers)
     with time_machine.travel(T0 + dt.timedelta(minutes=minutes), tick=False):
         assert post(client, case["id"], "accept", holder_h).status_code == 200
     tick = runner.invoke(args=["sla", "tick", "--now", (T0 + dt.timedelta(hours=3)).isoformat()])
@@ -325,12 +331,7 @@ def test_a_late_acceptance_counts_as_a_breach_even_before_a_tick_sees_it(client,
 
 
 def test_a_late_decline_counts_as_a_breach_too(client, runner, place, people, officers):
-    body = minimal(place["district"].code)
-    body["incident"]["answers"]["penetration"] = True  # urgent: answer within 1 h
-    with time_machine.travel(T0, tick=False):
-        case = submit(client, people["focal"][1], body)
-    first_id = offers_of(case["id"])[0].officer_id
-    first_h = next(h for o, h in officers if o.id == first_id)
+    case, first_id, first_h = _urgent_case_offered_at_t0(client, place, people, officers)
     with time_machine.travel(T0 + dt.timedelta(hours=5), tick=False):
         assert post(client, case["id"], "decline", first_h, {"reason": "workload"}).status_code == 200
     assert '"breaches": 0' in runner.invoke(args=["sla", "tick", "--now",

@@ -45,6 +45,26 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+SMTP_SECURITIES = {"starttls": 587, "tls": 465, "none": 25}  # each with its usual port
+
+
+def smtp_security(env: Any, default: str) -> dict[str, Any]:
+    """SMTP_SECURITY and SMTP_PORT from the environment, checked with the credentials beside them."""
+    raw = env.get("REFERRAL_SMTP_SECURITY")
+    security = (raw or default).strip().lower()
+    if security not in SMTP_SECURITIES:
+        raise ConfigError(f"REFERRAL_SMTP_SECURITY must be starttls, tls or none, not {raw!r}")
+    if bool(env.get("REFERRAL_SMTP_USERNAME")) != bool(env.get("REFERRAL_SMTP_PASSWORD")):
+        raise ConfigError("REFERRAL_SMTP_USERNAME and REFERRAL_SMTP_PASSWORD are set together or not at all.")
+    if security == "none" and env.get("REFERRAL_SMTP_USERNAME"):
+        # A password never crosses the network in clear, in any environment.
+        raise ConfigError("REFERRAL_SMTP_USERNAME needs REFERRAL_SMTP_SECURITY starttls or tls, not none.")
+    if env.get("REFERRAL_SMTP_CA_FILE") and not os.path.isfile(env["REFERRAL_SMTP_CA_FILE"]):
+        raise ConfigError(f"REFERRAL_SMTP_CA_FILE {env['REFERRAL_SMTP_CA_FILE']!r} is not a readable file.")
+    return {"SMTP_SECURITY": security,
+            "SMTP_PORT": env_int("REFERRAL_SMTP_PORT", SMTP_SECURITIES[security], minimum=1)}
+
+
 def normalise_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever scheme the operator wrote."""
     for prefix in ("postgres://", "postgresql://"):
@@ -72,8 +92,14 @@ class BaseConfig:
     SMS_GATEWAY_URL: str | None = None
     SMS_GATEWAY_KEY: str | None = None
     SMTP_HOST: str | None = None
-    SMTP_PORT = 25
+    SMTP_PORT: int | None = None  # None: the usual port of SMTP_SECURITY (587, 465 or 25)
     SMTP_FROM = "amanat@localhost"
+    # "starttls" (upgrade, or refuse to send), "tls" (TLS from the first byte) or "none" (plain, e.g. a relay
+    # on the same host). The server's certificate is always verified: system CAs, or SMTP_CA_FILE alone.
+    SMTP_SECURITY = "starttls"
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_CA_FILE: str | None = None
 
     # Authentication (SPEC §7).
     LOCKOUT_THRESHOLD = 5
@@ -135,10 +161,11 @@ class BaseConfig:
             settings["REDIS_URL"] = env["REFERRAL_REDIS_URL"]
         if env.get("REFERRAL_SMS_SECRET"):
             settings["SMS_SECRET"] = env["REFERRAL_SMS_SECRET"]
-        for name in ("SMS_GATEWAY_URL", "SMS_GATEWAY_KEY", "SMTP_HOST", "SMTP_FROM"):
+        for name in ("SMS_GATEWAY_URL", "SMS_GATEWAY_KEY", "SMTP_HOST", "SMTP_FROM", "SMTP_USERNAME",
+                     "SMTP_PASSWORD", "SMTP_CA_FILE"):
             if env.get(f"REFERRAL_{name}"):
                 settings[name] = env[f"REFERRAL_{name}"]
-        settings["SMTP_PORT"] = env_int("REFERRAL_SMTP_PORT", cls.SMTP_PORT, minimum=1)
+        settings.update(smtp_security(env, cls.SMTP_SECURITY))
         if env.get("REFERRAL_METRICS_TOKEN"):
             if len(env["REFERRAL_METRICS_TOKEN"]) < 32:
                 raise ConfigError("REFERRAL_METRICS_TOKEN must be at least 32 characters.")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import http.client
 import json
 import smtplib
+import ssl
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
 from typing import Protocol
 
 from flask import current_app
+
+from config.settings import SMTP_SECURITIES
 
 
 class DeliveryFailed(Exception):
@@ -70,8 +73,21 @@ class HttpSmsAdapter:
 
 
 class SmtpAdapter:
-    def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0) -> None:
+    """Send through a mail server: STARTTLS (the default; a server that does not offer it gets nothing),
+    TLS from the first byte, or plain. With TLS the server's certificate and name are verified, against the
+    system's CAs or ``ca_file`` alone; a login happens only over TLS."""
+
+    def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0, *, security: str = "starttls",
+                 username: str | None = None, password: str | None = None, ca_file: str | None = None) -> None:
+        if security not in ("starttls", "tls", "none"):
+            raise ValueError(f"unknown SMTP security {security!r}")
+        if username and security == "none":
+            raise ValueError("an SMTP login needs TLS")
         self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+        self.security, self.username, self.password, self.ca_file = security, username, password, ca_file
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def send(self, key: str, address: str, text: str) -> None:
         message = EmailMessage()
@@ -79,9 +95,23 @@ class SmtpAdapter:
         message["Message-ID"] = f"<{key}@amanat>"
         message.set_content(text)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            if self.security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                      context=self._context())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.security == "starttls":
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise DeliveryFailed("mail server does not offer STARTTLS; nothing sent in clear")
+                    smtp.starttls(context=self._context())
+                    smtp.ehlo()
+                if self.username:
+                    smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
+            # The type only: a server's answer could echo the address or, on a login, the user name.
             raise DeliveryFailed(f"mail server refused or unreachable ({type(exc).__name__})") from None
 
 
@@ -92,6 +122,9 @@ def adapters_from_settings() -> dict[str, Adapter]:
         sms = HttpSmsAdapter(config["SMS_GATEWAY_URL"], config.get("SMS_GATEWAY_KEY"))
     email: Adapter = ConsoleAdapter("email")
     if config.get("SMTP_HOST"):
-        email = SmtpAdapter(config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25),
-                            config.get("SMTP_FROM") or "amanat@localhost")
+        security = config.get("SMTP_SECURITY") or "starttls"
+        email = SmtpAdapter(config["SMTP_HOST"], int(config.get("SMTP_PORT") or SMTP_SECURITIES[security]),
+                            config.get("SMTP_FROM") or "amanat@localhost", security=security,
+                            username=config.get("SMTP_USERNAME"), password=config.get("SMTP_PASSWORD"),
+                            ca_file=config.get("SMTP_CA_FILE"))
     return {"sms": sms, "email": email}

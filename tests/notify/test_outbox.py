@@ -295,8 +295,8 @@ def test_smtp_adapter_delivers_to_a_real_server(smtp_server):
     from referral.notify.adapters import SmtpAdapter
 
     port, handler = smtp_server
-    SmtpAdapter("127.0.0.1", port, "amanat@test.example").send("k42", "officer@test.example",
-                                                               "Amanat: new case R-AAAA-BBBB for you. Please log in.")
+    SmtpAdapter("127.0.0.1", port, "amanat@test.example", security="none").send(
+        "k42", "officer@test.example", "Amanat: new case R-AAAA-BBBB for you. Please log in.")
     [envelope] = handler.messages
     assert envelope.rcpt_tos == ["officer@test.example"] and envelope.mail_from == "amanat@test.example"
     data = envelope.content.decode()
@@ -307,7 +307,7 @@ def test_smtp_adapter_failure_is_retryable():
     from referral.notify.adapters import SmtpAdapter
 
     with pytest.raises(DeliveryFailed):
-        SmtpAdapter("127.0.0.1", 9, "amanat@test.example", timeout=2).send("k", "a@b.example", "x")
+        SmtpAdapter("127.0.0.1", 9, "amanat@test.example", timeout=2, security="none").send("k", "a@b.example", "x")
 
 
 def test_a_withdrawn_consent_stops_a_queued_message_to_her(client, place, people, officers):

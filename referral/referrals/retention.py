@@ -22,7 +22,7 @@ import datetime as dt
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import User
@@ -50,6 +50,18 @@ def period_over(period: str, now: dt.datetime) -> bool:
     year, month = (int(p) for p in period.split("-"))
     first_after = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
     return now >= first_after
+
+
+SMS_RECEIPT_SLACK = dt.timedelta(hours=1)
+
+
+def prune_sms_receipts(session: Session, now: dt.datetime) -> int:
+    """Delete the SMS webhook receipts no replay could match any more (its signature would be too old)."""
+    from referral.notify.models import SmsReceipt
+
+    window = dt.timedelta(seconds=current_app.config["SMS_WINDOW_SECONDS"])
+    return session.execute(delete(SmsReceipt).where(SmsReceipt.received_at < now - 2 * window - SMS_RECEIPT_SLACK)
+                           ).rowcount or 0
 
 
 def request_erasure(session: Session, actor: User, referral_id: str, *, now: dt.datetime | None = None) -> Referral:
@@ -149,8 +161,13 @@ def apply(session: Session, *, now: dt.datetime | None = None, batch: int = 500)
                reason=f"retention month {period} is over")
         session.commit()
         out["keys_destroyed"].append(period)
+    # 5. Receipts of SMS webhook calls: the replay guard needs one only while its signature could still
+    #    pass the time window (a timestamp up to a window ahead of its arrival, then a window more); an
+    #    hour on top for app servers whose clocks differ.
+    out["sms_receipts_pruned"] = prune_sms_receipts(session, now)
     record(session, None, "retention.apply", object_type="retention",
            reason=f"erased {out['erased_retention']} past retention and {out['erased_requested']} on request; "
-                  f"rewrapped {out['rewrapped']}; destroyed {len(out['keys_destroyed'])} month key(s)")
+                  f"rewrapped {out['rewrapped']}; destroyed {len(out['keys_destroyed'])} month key(s); "
+                  f"pruned {out['sms_receipts_pruned']} SMS receipt(s)")
     session.commit()
     return out

@@ -6,7 +6,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from referral.audit.models import AuditEvent
 from referral.extensions import db
@@ -198,3 +198,46 @@ def test_a_replay_with_the_hex_in_other_letters_is_still_a_replay(client, sms_ap
                                            (None, "sha256=" + "g" * 64), (None, MISSING)])
 def test_odd_headers_are_401_never_500(client, sms_app, focal_phone, ts, signature):
     assert send(client, "hello", ts=ts, signature=signature).status_code == 401
+
+
+def test_retention_prunes_receipts_only_once_no_replay_could_match_them(client, sms_app, place, focal_phone, officers,
+                                                                         isolated_keyring):
+    """A receipt is the replay guard while the signature could pass the window: its timestamp may be up to a
+    window ahead of its arrival, so it is kept two windows (and an hour's slack), then `retention apply`
+    deletes it and the same message is refused as too old, not taken again."""
+    import datetime as dt
+
+    import time_machine
+
+    from referral.notify.models import SmsReceipt
+    from referral.referrals import retention
+
+    window = sms_app.config["SMS_WINDOW_SECONDS"]
+    text = f"GBV {place['district'].code} P 26-40 N"
+    arrived = int(time.time())
+    ts = arrived + window - 10  # ahead of the server's clock, still inside the window
+    assert send(client, text, ts=ts).status_code == 200
+    stale = send(client, f"STATUS R-AAAA-BBBB", ts=arrived - 3 * window)
+    assert stale.status_code == 401  # a refused call leaves no receipt
+    assert db.session.scalar(select(func.count()).select_from(SmsReceipt)) == 1
+
+    def at(seconds):
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+    last_replayable = ts + window - 1
+    assert retention.apply(db.session, now=at(last_replayable))["sms_receipts_pruned"] == 0
+    with time_machine.travel(at(last_replayable), tick=False):
+        again = send(client, text, ts=ts)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "replay"
+    keep_until = arrived + 2 * window + 3600
+    assert retention.apply(db.session, now=at(keep_until - 5))["sms_receipts_pruned"] == 0
+    result = retention.apply(db.session, now=at(keep_until + 5))
+    assert result["sms_receipts_pruned"] == 1
+    assert db.session.scalar(select(func.count()).select_from(SmsReceipt)) == 0
+    with time_machine.travel(at(keep_until + 5), tick=False):
+        late = send(client, text, ts=ts)
+    assert late.status_code == 401  # too old: the pruned receipt is not missed
+    assert db.session.scalars(select(Referral)).all().__len__() == 1
+    applied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "retention.apply")
+                                 .order_by(AuditEvent.seq.desc())).first()
+    assert "pruned 1 SMS receipt(s)" in applied.reason

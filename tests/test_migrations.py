@@ -17,3 +17,62 @@ def test_test_database_was_built_by_the_migrations(app):
     tables = set(inspect(db.engine).get_table_names())
     assert "alembic_version" in tables
     assert {"users", "areas", "units", "organisations", "courses", "certifications"} <= tables
+
+
+def test_migration_0017_fills_in_when_earlier_holders_let_go(client, place, people, officers):
+    """Offers from before ``released_at`` existed: a holder reassigned away let go when the case was next
+    offered, one whose case left the police when it was closed; the current holder and a case's only
+    holder keep none. The migration's own statement, on this database."""
+    import datetime as dt
+    import importlib.util
+    from pathlib import Path
+
+    import time_machine
+    from sqlalchemy import select, text, update
+
+    from referral.referrals.models import Referral, Status
+    from referral.referrals.workflow_models import Offer, OfferStatus
+    from tests.referrals.helpers import minimal
+
+    spec = importlib.util.spec_from_file_location(
+        "m0017", Path(__file__).resolve().parent.parent / "migrations/versions/0017_offer_released_at.py")
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    t0 = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0)
+    hour = dt.timedelta(hours=1)
+    focal_h, sup_h = people["focal"][1], people["supervisor"][1]
+    (first, first_h), (second, second_h) = officers
+    cases = []
+    with time_machine.travel(t0, tick=False) as traveller:
+        for _ in range(3):
+            case_id = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                                  headers=focal_h).get_json()["id"]
+            traveller.move_to(t0 + hour)
+            offered = db.session.scalar(select(Offer.officer_id).where(Offer.referral_id == case_id))
+            holder_h, other = (first_h, second) if offered == first.id else (second_h, first)
+            assert client.post(f"/api/v1/referrals/{case_id}/accept", headers=holder_h).status_code == 200
+            cases.append((case_id, offered, other))
+            traveller.move_to(t0)
+        moved_id, moved_from, moved_to = cases[0]
+        traveller.move_to(t0 + 3 * hour)
+        assert client.post(f"/api/v1/referrals/{moved_id}/reassign", json={"officer_id": moved_to.id},
+                           headers=sup_h).status_code == 200
+        traveller.move_to(t0 + 4 * hour)
+        to_h = first_h if moved_to.id == first.id else second_h
+        assert client.post(f"/api/v1/referrals/{moved_id}/accept", headers=to_h).status_code == 200
+    left_id = cases[1][0]
+    left = db.session.get(Referral, left_id)
+    left.status, left.assigned_officer_id, left.closed_at = Status.services_only, None, t0 + 5 * hour
+    db.session.flush()
+    db.session.execute(update(Offer).values(released_at=None))  # as before the column existed
+    db.session.execute(text(migration.BACKFILL))
+    db.session.expire_all()
+
+    def released(case_id, officer_id):
+        return db.session.scalar(select(Offer.released_at).where(
+            Offer.referral_id == case_id, Offer.officer_id == officer_id, Offer.status == OfferStatus.accepted))
+
+    assert released(moved_id, moved_from) == t0 + 3 * hour  # when the case was offered to the next officer
+    assert released(moved_id, moved_to.id) is None
+    assert released(left_id, cases[1][1]) == t0 + 5 * hour  # when the case left the police
+    assert released(cases[2][0], cases[2][1]) is None

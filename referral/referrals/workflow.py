@@ -64,6 +64,20 @@ def _open_offer(session: Session, referral: Referral, officer: User) -> Offer | 
                                               Offer.status == OfferStatus.open))
 
 
+def _release_holder(session: Session, referral: Referral, now: dt.datetime) -> Offer | None:
+    """The assigned officer no longer holds the case from ``now``: their accepted offer says so (and is
+    returned), and the case's steps that fall due from then on no longer count against them."""
+    if referral.assigned_officer_id is None:
+        return None
+    held = session.scalar(select(Offer).where(Offer.referral_id == referral.id,
+                                              Offer.officer_id == referral.assigned_officer_id,
+                                              Offer.status == OfferStatus.accepted, Offer.released_at.is_(None))
+                          .order_by(Offer.responded_at.desc(), Offer.id.desc()).limit(1))
+    if held is not None:
+        held.released_at = now
+    return held
+
+
 def _cancel_open_offers(session: Session, referral: Referral, now: dt.datetime, reason: str) -> None:
     """``reason`` "taken" (another officer accepted) keeps the summary visible to the losers; others do not."""
     session.execute(update(Offer).where(Offer.referral_id == referral.id, Offer.status == OfferStatus.open)
@@ -160,8 +174,7 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
         raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
     if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
         raise _transition_error(referral, P_("handed back by you"))
-    offer = session.scalar(select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == actor.id,
-                                               Offer.status == OfferStatus.accepted))
+    offer = _release_holder(session, referral, now)  # the actor's own acceptance: they are the assigned officer
     if offer is not None:
         offer.status, offer.reason = OfferStatus.declined, reason
     else:  # assigned by a supervisor without an offer row: remember the recusal all the same
@@ -356,6 +369,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     if target is None or target not in eligible or target.id in routing.already_tried(session, referral):
         raise ValidationFailed(fields={"officer_id": [N_("Not an eligible officer of this unit for this case.")]})
     _cancel_open_offers(session, referral, now, "reassigned")
+    _release_holder(session, referral, now)
     referral.assigned_officer_id, referral.accepted_at = None, None
     _drop_closure_request(referral)
     session.add(Offer(referral_id=referral.id, officer_id=target.id, offered_at=now,
@@ -415,6 +429,7 @@ def leave_police(session: Session, actor: User, referral: Referral, now: dt.date
     _stop_police_work(session, referral, now, "consent_withdrawn")
     # The unit keeps the case in its figures (what its officers did, and missed, while they held it);
     # the police's clocks stop now, as for a withdrawal. No police role sees a services-only case.
+    _release_holder(session, referral, now)
     referral.assigned_officer_id, referral.closed_at = None, now
     referral.status = Status.services_only
     coordinator = None if referral.coordinator_id else coordinator_for(session, referral.area)

@@ -36,6 +36,9 @@ class Offer(Base):
     deadline: Mapped[dt.datetime] = mapped_column(index=True)
     responded_at: Mapped[dt.datetime | None]
     reason: Mapped[str | None] = mapped_column(String(32))  # a decline/recusal reason code
+    # An accepted offer's officer stopped holding the case (recused, reassigned away, the police lost it):
+    # with ``responded_at``, whom the case's steps count against when (standards.compliance.counted_against).
+    released_at: Mapped[dt.datetime | None]
 
     referral: Mapped[Referral] = relationship()
     officer: Mapped[User] = relationship()

@@ -32,6 +32,9 @@ class CaseFacts:
     # satisfy a step that names them; they are not officers' actions, so ordering rules (first_action) and
     # the closure checklist's "done at all" ignore them.
     services: tuple[tuple[str, dt.datetime], ...] = ()
+    # Who held the case when: (officer id, from, until or None while they hold it), in time order. Not judged:
+    # only whom a step counts against in per-officer figures (``counted_against``).
+    holds: tuple[tuple[int, dt.datetime, dt.datetime | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class StepResult:
     status: str
     due_at: dt.datetime | None = None
     done_at: dt.datetime | None = None
+    # When a step was decided: when it was done, or when the first action broke an ordering rule.
+    decided_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.decided_at is None and self.done_at is not None:
+            object.__setattr__(self, "decided_at", self.done_at)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.code, "name": self.name, "status": self.status,
@@ -112,7 +121,7 @@ def _first_action_step(step: dict[str, Any], facts: CaseFacts) -> StepResult:
     kind, when = relevant[0]
     if kind in step["satisfied_by"]:
         return StepResult(step["code"], step["name"], MET, None, when)
-    return StepResult(step["code"], step["name"], BREACHED, None, None)
+    return StepResult(step["code"], step["name"], BREACHED, None, None, decided_at=when)
 
 
 def evaluate(body: str | dict[str, Any], facts: CaseFacts, now: dt.datetime) -> list[StepResult]:
@@ -166,6 +175,9 @@ class StepTimeline:
     status: str
     due_at: dt.datetime | None
     breaches_at: dt.datetime | None
+    # When it was done or decided (an ordering rule broken), if it was: with ``due_at``, whom it counts
+    # against (``counted_against``).
+    decided_at: dt.datetime | None = None
 
     def status_at(self, now: dt.datetime) -> str:
         return BREACHED if self.breaches_at is not None and now > self.breaches_at else self.status
@@ -192,8 +204,9 @@ def timeline(body: str | dict[str, Any], facts: CaseFacts) -> list[StepTimeline]
     out: list[StepTimeline] = []
     for result in early:
         after = late[result.code].status
+        decided = result.decided_at
         if after == result.status:
-            out.append(StepTimeline(result.code, result.status, result.due_at, None))
+            out.append(StepTimeline(result.code, result.status, result.due_at, None, decided))
             continue
         if after != BREACHED:
             raise ValueError(f"step {result.code}: {result.status} turns {after} with time")
@@ -203,8 +216,28 @@ def timeline(body: str | dict[str, Any], facts: CaseFacts) -> list[StepTimeline]
             changes = next((d for d in dues if _status(doc, facts, d + _TICK, result.code) == BREACHED), None)
             if changes is None:
                 raise ValueError(f"step {result.code}: breached with time, but at no due time")
-        out.append(StepTimeline(result.code, result.status, result.due_at, changes))
+        out.append(StepTimeline(result.code, result.status, result.due_at, changes, decided))
     return out
+
+
+def holder_at(holds: tuple[tuple[int, dt.datetime, dt.datetime | None], ...], at: dt.datetime) -> int | None:
+    """The officer who held the case at ``at`` (from their acceptance until they no longer did), or None."""
+    for officer, start, until in holds:
+        if start <= at and (until is None or at < until):
+            return officer
+    return None
+
+
+def counted_against(step: StepTimeline | StepResult, facts: CaseFacts, current: int | None) -> int | None:
+    """The officer a step counts against: whoever held the case when it was met (done in time); for any
+    other step, whoever held it when it fell due (a late step was let go late by them, whoever did it in
+    the end), or, with no due time, when it was decided; a step with neither time, whoever holds the case
+    now (``current``). A step that fell due while nobody held the case (on offer, or between a recusal and
+    the next acceptance) counts against no officer, only the unit; one that falls due later counts against
+    whoever holds the case now, and the case is judged again whenever it changes hands. No time here
+    depends on when it is asked."""
+    at = step.decided_at if step.status == MET else (step.due_at or step.decided_at)
+    return current if at is None else holder_at(facts.holds, at)
 
 
 def _status(doc: dict[str, Any], facts: CaseFacts, now: dt.datetime, code: str) -> str:

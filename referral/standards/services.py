@@ -71,25 +71,45 @@ def case_facts(session: Any, referral: Any) -> Any:
     from referral.referrals.workflow_models import Offer
 
     offered_at = session.scalar(select(sa_func.min(Offer.offered_at)).where(Offer.referral_id == referral.id))
-    actions, services = _split(session.execute(_facts_statements()[1], {"ids": [referral.id]}))  # autoflushes
-    return _facts_from(referral, offered_at, tuple(actions[referral.id]), tuple(services[referral.id]))
+    actions, services, holds = _split(session.execute(_facts_statements()[1], {"ids": [referral.id]}))  # autoflushes
+    return _facts_from(referral, offered_at, tuple(actions[referral.id]), tuple(services[referral.id]),
+                       tuple(holds[referral.id]))
 
 
 SENT_PREFIX = "service_referral:"  # a fact kind: a service referral of that type sent to a provider
+HELD, RELEASED = "@held", "@released"  # an officer's acceptance, and its end (no action type starts with @)
 
 
-def _split(rows: Any) -> tuple[dict[str, list[tuple[str, Any]]], dict[str, list[tuple[str, Any]]]]:
-    """The rows of the facts' actions statement, per case: officers' actions, and service referrals sent."""
+def _split(rows: Any) -> tuple[dict[str, list[tuple[str, Any]]], dict[str, list[tuple[str, Any]]],
+                               dict[str, list[tuple[int, Any, Any]]]]:
+    """The rows of the facts' actions statement, per case: officers' actions, service referrals sent, and
+    who held the case when, as (officer, from, until or None). A hold ends when its officer is released
+    (recused, reassigned away, the police lost the case) or, for rows from before releases were kept, when
+    the next officer accepts."""
     from collections import defaultdict
 
     actions: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     services: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    for referral_id, kind, when, _source, _n in rows:
-        (services if kind.startswith(SENT_PREFIX) else actions)[referral_id].append((kind, when))
-    return actions, services
+    holds: dict[str, list[tuple[int, Any, Any]]] = defaultdict(list)
+    holding: dict[str, tuple[int, Any]] = {}
+    for referral_id, kind, when, _source, n in rows:  # in time order; a release before a hold at one instant
+        if kind == HELD or kind == RELEASED:
+            n = int(n)  # the officer's id, as text beside the actions' ids
+            current = holding.get(referral_id)
+            if current is not None and (kind == HELD or current[0] == n):
+                holds[referral_id].append((current[0], current[1], when))
+                del holding[referral_id]
+            if kind == HELD:
+                holding[referral_id] = (n, when)
+        else:
+            (services if kind.startswith(SENT_PREFIX) else actions)[referral_id].append((kind, when))
+    for referral_id, (officer, start) in holding.items():
+        holds[referral_id].append((officer, start, None))
+    return actions, services, holds
 
 
-def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: tuple[Any, ...] = ()) -> Any:
+def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: tuple[Any, ...] = (),
+                holds: tuple[Any, ...] = ()) -> Any:
     """``case`` is a Referral, or a row with its columns (bulk_facts)."""
     from referral.referrals.models import split_flags, urgent
     from referral.standards.compliance import CaseFacts
@@ -102,7 +122,7 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: 
         incident_date=case.incident_date, withdrawn=case.status.value in ("withdrawn", "services_only"),
         closed_at=case.closed_at or (case.created_at if case.status.value == "services_only" else None),
         flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
-        urgent=urgent(flags), actions=actions, services=services)
+        urgent=urgent(flags), actions=actions, services=services, holds=holds)
 
 
 def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
@@ -124,7 +144,7 @@ def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] 
     connection = session.connection()
     cases = connection.execute(cases_sql, {"ids": ids}).all()
     asked = [i for i in ids if i not in without_actions]
-    actions, services = _split(connection.execute(actions_sql, {"ids": asked}) if asked else ())
+    actions, services, holds = _split(connection.execute(actions_sql, {"ids": asked}) if asked else ())
     known = session.info.get(STANDARD_BODIES, {})
     bodies: dict[int, Any] = {}
     wanted = []
@@ -135,7 +155,8 @@ def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] 
             wanted.append(sid)
     if wanted:
         bodies.update({sid: parsed_standard(body) for sid, body in connection.execute(standards_sql, {"ids": wanted})})
-    return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ())), tuple(services.get(case.id, ()))),
+    return [(case, _facts_from(case, case.offered_at, tuple(actions.get(case.id, ())), tuple(services.get(case.id, ())),
+                               tuple(holds.get(case.id, ()))),
              bodies.get(case.standard_id))
             for case in cases]
 
@@ -145,10 +166,10 @@ def _facts_statements() -> tuple[Any, Any, Any]:
     from sqlalchemy import bindparam
     from sqlalchemy import func as sa_func
 
-    from sqlalchemy import Integer, String, literal, null, type_coerce, union_all
+    from sqlalchemy import Integer, String, and_, cast, literal, null, or_, type_coerce, union_all
 
     from referral.referrals.models import Referral
-    from referral.referrals.workflow_models import CaseAction, Offer
+    from referral.referrals.workflow_models import CaseAction, Offer, OfferStatus
     from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
     from referral.standards.models import Standard
 
@@ -165,6 +186,14 @@ def _facts_statements() -> tuple[Any, Any, Any]:
                literal(1), type_coerce(null(), Integer))
         .where(sent.referral_id.in_(bindparam("ids", expanding=True)),
                sent.status != ServiceReferralStatus.suggested.value),
+        # Whom steps count against: each acceptance (an offer accepted, or one released since) and its end.
+        select(offers.referral_id, literal(HELD), offers.responded_at, literal(3), cast(offers.officer_id, String))
+        .where(offers.referral_id.in_(bindparam("ids", expanding=True)), offers.responded_at.is_not(None),
+               or_(offers.status == OfferStatus.accepted.value, offers.released_at.is_not(None)),
+               or_(offers.released_at.is_(None), offers.released_at > offers.responded_at)),
+        select(offers.referral_id, literal(RELEASED), offers.released_at, literal(2), cast(offers.officer_id, String))
+        .where(offers.referral_id.in_(bindparam("ids", expanding=True)),
+               and_(offers.released_at.is_not(None), offers.released_at > offers.responded_at)),
     ).subquery()
     return (
         select(cases.id, cases.created_at, cases.first_accepted_at, cases.incident_date, cases.closed_at,

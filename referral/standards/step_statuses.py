@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
-from referral.standards.compliance import BREACHED, timeline
+from referral.standards.compliance import BREACHED, counted_against, timeline
 from referral.standards.loader import STANDARD_BODIES
 from referral.standards.models import CaseTiming, StepStatus
 
@@ -28,7 +28,8 @@ from referral.standards.models import CaseTiming, StepStatus
 JUDGED: dict[type, tuple[str, ...]] = {
     Referral: ("created_at", "first_accepted_at", "incident_date", "closed_at", "status", "flags", "gbv_type",
                "perpetrator_relationship", "age_group", "standard_id", "unit_id", "assigned_officer_id"),
-    Offer: ("referral_id", "offered_at"),
+    # Acceptances and releases: whom steps count against (``status`` too: a hold is an accepted offer).
+    Offer: ("referral_id", "offered_at", "status", "responded_at", "released_at"),
     CaseAction: ("referral_id", "type", "created_at"),
     # A sent one satisfies a step. Not its status: a provider's answer changes no fact, and a system
     # suggestion is never turned into a sent referral (sending makes a new row).
@@ -95,7 +96,8 @@ def _note_actions(session: Session, obj: Any, case_id: str) -> None:
     # A case created in this transaction with no action noted since has none: sync need not ask for them.
     # (A sent service referral is read with the actions; the system's suggestion is not a fact.)
     if isinstance(obj, CaseAction) or (isinstance(obj, ServiceReferral)
-                                       and obj.status is not ServiceReferralStatus.suggested):
+                                       and obj.status is not ServiceReferralStatus.suggested) \
+            or (isinstance(obj, Offer) and obj.responded_at is not None):  # an acceptance: whom steps count against
         session.info.setdefault(_ACTED, set()).add(case_id)
 
 
@@ -180,7 +182,7 @@ def _rows(session: Session, ids: list[str], *, without_actions: frozenset[str] =
             may_breach = step.status == BREACHED or step.breaches_at is not None
             month = (step.due_at or case.created_at).strftime("%Y-%m") if may_breach else None
             steps.append((case.id, step.code, case.standard_id, step.status, step.due_at, step.breaches_at, month,
-                          case.unit_id, case.assigned_officer_id, case.created_at))
+                          case.unit_id, counted_against(step, facts, case.assigned_officer_id), case.created_at))
     return steps, timings
 
 

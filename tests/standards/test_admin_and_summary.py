@@ -92,6 +92,59 @@ def test_summary_on_a_generated_set_of_cases(client, runner, place, people, offi
         assert client.get("/api/v1/compliance/summary", headers=headers).status_code == 403
 
 
+def test_steps_count_against_the_officer_who_held_the_case(client, runner, place, people, officers, login_as):
+    """A handover moves nothing that happened before it: the first officer let first contact go late, and the
+    second, who then made it, is not blamed for that; what the second did in time is theirs; a step that
+    falls due after a recusal, with nobody holding the case, counts against no officer."""
+    from sqlalchemy import select
+
+    from referral.extensions import db
+    from referral.standards.models import StepStatus
+
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    focal_h, sup_h = people["focal"][1], people["supervisor"][1]
+    hour = dt.timedelta(hours=1)
+
+    def officer_of_each_step(case_id):
+        db.session.expire_all()
+        return {r.step_code: r.officer_id for r in db.session.scalars(
+            select(StepStatus).where(StepStatus.referral_id == case_id))}
+
+    with time_machine.travel(T0, tick=False) as traveller:
+        case_id = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                              headers=focal_h).get_json()["id"]
+        (first, first_h), (second, second_h) = officers
+        if not any(i["id"] == case_id for i in client.get("/api/v1/referrals", headers=first_h).get_json()["items"]):
+            (first, first_h), (second, second_h) = (second, second_h), (first, first_h)
+        traveller.move_to(T0 + hour)
+        assert client.post(f"/api/v1/referrals/{case_id}/accept", headers=first_h).status_code == 200
+        traveller.move_to(T0 + 27 * hour)  # first contact fell due at 25 h, while the first officer held it
+        moved = client.post(f"/api/v1/referrals/{case_id}/reassign", json={"officer_id": second.id}, headers=sup_h)
+        assert moved.status_code == 200, moved.get_json()
+        assert client.post(f"/api/v1/referrals/{case_id}/accept", headers=second_h).status_code == 200
+        for action in ("risk_assessment", "contact_made", "rights_informed"):
+            assert client.post(f"/api/v1/referrals/{case_id}/actions", json={"type": action},
+                               headers=second_h).status_code == 201
+        steps = officer_of_each_step(case_id)
+        assert steps["accept"] == first.id                  # met, by the first officer
+        assert steps["first_contact"] == first.id           # made late by the second: let go late by the first
+        assert steps["risk_assessment_first"] == second.id  # in time, by the second
+        assert steps["rights_informed"] == second.id
+        assert steps["safety_plan"] == second.id            # falls due later: whoever holds the case now
+        _auditor, oversight_h = login_as("oversight")
+        summary = client.get(f"/api/v1/compliance/summary?unit={place['unit'].code}", headers=oversight_h).get_json()
+        by_officer = {o["officer_id"]: o for o in summary["officers"]}
+        assert by_officer[first.id].get("met_late") == 1 and by_officer[first.id].get("met") == 1
+        assert not by_officer[second.id].get("met_late") and by_officer[second.id].get("met") == 2
+
+        traveller.move_to(T0 + 30 * hour)
+        assert client.post(f"/api/v1/referrals/{case_id}/recuse", json={"reason": "conflict_of_interest"},
+                           headers=second_h).status_code == 204
+        steps = officer_of_each_step(case_id)
+        assert steps["safety_plan"] is None  # nobody holds the case when it falls due
+        assert (steps["accept"], steps["first_contact"], steps["rights_informed"]) == (first.id, first.id, second.id)
+
+
 def test_summary_dates_out_of_range_are_field_errors(client, login_as):
     _auditor, headers = login_as("oversight")
     for query in ("until=9999-12-31", "since=0001-01-01"):

@@ -67,6 +67,24 @@ def _median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def _holds(session, case_id):
+    """(officer, from, until) from the case's offers: each acceptance lasts until its release or the next."""
+    taken = sorted(((o.responded_at, o.released_at, o.officer_id) for o in session.scalars(
+        select(Offer).where(Offer.referral_id == case_id, Offer.responded_at.is_not(None)))
+        if (o.status is OfferStatus.accepted or o.released_at is not None)
+        and (o.released_at is None or o.released_at > o.responded_at)), key=lambda t: t[0])
+    out = []
+    for i, (start, released, officer) in enumerate(taken):
+        ends = [t for t in (released, taken[i + 1][0] if i + 1 < len(taken) else None) if t is not None]
+        out.append((officer, start, min(ends) if ends else None))
+    return out
+
+
+def _holder(holds, at):
+    held = [officer for officer, start, until in holds if start <= at and (until is None or at < until)]
+    return held[0] if held else None
+
+
 def per_case_summary(session, unit, since, until, now):
     where = []
     if unit is not None:
@@ -87,10 +105,14 @@ def per_case_summary(session, unit, since, until, now):
             contact = [when for kind, when in facts.actions if kind == "contact_made"]
             if contact:
                 to_contact.append((contact[0] - facts.accepted_at).total_seconds() / 3600)
+        holds = _holds(session, referral.id)
         for result in (evaluate(standard, facts, now) if standard is not None else []):
             step_counts[result.code][result.status] += 1
-            if referral.assigned_officer_id:
-                by_officer[referral.assigned_officer_id][result.status] += 1
+            # Met: whoever did it; late, breached or open: whoever held it when it fell due.
+            at = result.done_at if result.status == MET else (result.due_at or result.done_at or result.decided_at)
+            officer = referral.assigned_officer_id if at is None else _holder(holds, at)
+            if officer:
+                by_officer[officer][result.status] += 1
             if result.status == BREACHED:
                 breaches_by_month[(result.code, (result.due_at or referral.created_at).strftime("%Y-%m"))] += 1
 
@@ -160,8 +182,29 @@ def make_cases(world, n, seed):
         if rng.random() < 0.8:
             case.first_accepted_at = case.accepted_at = _at(rng, created, 40)
             case.status = Status.in_progress
-            if rng.random() < 0.9:
-                case.assigned_officer_id = rng.choice(world["officers"][unit.id]).id
+            roll = rng.random()
+            first, second = rng.sample(world["officers"][unit.id], 2)
+            if roll < 0.9:  # accepted by an officer who holds it still, or who handed it to another
+                db.session.add(Offer(referral_id=case.id, officer_id=first.id, offered_at=case.created_at,
+                                     deadline=case.created_at + 24 * H, responded_at=case.first_accepted_at,
+                                     status=OfferStatus.accepted))
+                case.assigned_officer_id = first.id
+                if roll < 0.35:  # reassigned: released, then (after a gap, or at once) accepted by another
+                    released = _at(rng, case.first_accepted_at, 200)
+                    taken = released if rng.random() < 0.3 else _at(rng, released, 30)
+                    db.session.get(Offer, db.session.scalars(select(Offer.id).where(
+                        Offer.referral_id == case.id, Offer.officer_id == first.id)).first()).released_at = released
+                    db.session.add(Offer(referral_id=case.id, officer_id=second.id, offered_at=released,
+                                         deadline=released + 24 * H, responded_at=taken,
+                                         status=OfferStatus.accepted))
+                    case.assigned_officer_id = case.accepted_at = None
+                    if rng.random() < 0.8:
+                        case.assigned_officer_id, case.accepted_at = second.id, taken
+            elif roll < 0.95:  # recused: nobody holds it now
+                released = _at(rng, case.first_accepted_at, 100)
+                db.session.add(Offer(referral_id=case.id, officer_id=first.id, offered_at=case.created_at,
+                                     deadline=case.created_at + 24 * H, responded_at=case.first_accepted_at,
+                                     released_at=released, status=OfferStatus.declined, reason="conflict"))
             times = sorted(_at(rng, case.first_accepted_at - 3 * H, 900) for _ in range(rng.randint(0, 7)))
             for when in times:
                 db.session.add(CaseAction(referral_id=case.id, actor_id=world["focal"].id,

@@ -65,6 +65,17 @@ def smtp_security(env: Any, default: str) -> dict[str, Any]:
             "SMTP_PORT": env_int("REFERRAL_SMTP_PORT", SMTP_SECURITIES[security], minimum=1)}
 
 
+def checked_timezone(name: str) -> str:
+    """An IANA zone name this machine knows (e.g. Asia/Bishkek), or a ConfigError naming the variable."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"REFERRAL_LOCAL_TIMEZONE must be a time zone name such as Asia/Bishkek, not {name!r}") from None
+    return name.strip()
+
+
 def normalise_database_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever scheme the operator wrote."""
     for prefix in ("postgres://", "postgresql://"):
@@ -100,6 +111,11 @@ class BaseConfig:
     SMTP_USERNAME: str | None = None
     SMTP_PASSWORD: str | None = None
     SMTP_CA_FILE: str | None = None
+
+    # The zone whose calendar day decides whether a certificate is current (and when a protection order or a
+    # certificate reminder is due): the easternmost of the countries served, so a certificate is never
+    # honoured after it lapsed anywhere the service runs (Bishkek is UTC+6, Dushanbe and Tashkent UTC+5).
+    LOCAL_TIMEZONE = "Asia/Bishkek"
 
     # Authentication (SPEC §7).
     LOCKOUT_THRESHOLD = 5
@@ -166,6 +182,8 @@ class BaseConfig:
             if env.get(f"REFERRAL_{name}"):
                 settings[name] = env[f"REFERRAL_{name}"]
         settings.update(smtp_security(env, cls.SMTP_SECURITY))
+        if env.get("REFERRAL_LOCAL_TIMEZONE"):
+            settings["LOCAL_TIMEZONE"] = checked_timezone(env["REFERRAL_LOCAL_TIMEZONE"])
         if env.get("REFERRAL_METRICS_TOKEN"):
             if len(env["REFERRAL_METRICS_TOKEN"]) < 32:
                 raise ConfigError("REFERRAL_METRICS_TOKEN must be at least 32 characters.")

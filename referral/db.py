@@ -21,6 +21,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def local_today(now: dt.datetime) -> dt.date:
+    """The calendar day at ``now`` in the service's zone (``LOCAL_TIMEZONE``): whether a certificate is
+    current, when an expiry is near. Not UTC's: a certificate that lapsed at midnight in Bishkek is not
+    honoured until 06:00 there."""
+    import zoneinfo
+
+    from flask import current_app
+
+    return now.astimezone(zoneinfo.ZoneInfo(current_app.config.get("LOCAL_TIMEZONE") or "UTC")).date()
+
+
 def latest_today(now: dt.datetime) -> dt.date:
     """The latest calendar date anywhere at ``now`` (UTC+14): "not in the future" for a date a person gives.
 

@@ -80,3 +80,16 @@ def test_unknown_environment_and_bad_values_are_named(clean_env):
 def test_database_url_is_given_the_psycopg_driver():
     assert normalise_database_url("postgresql://a@b/c") == "postgresql+psycopg://a@b/c"
     assert normalise_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_local_time_zone_is_checked(monkeypatch):
+    from config.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("REFERRAL_ENV", "testing")
+    assert load_settings()["LOCAL_TIMEZONE"] == "Asia/Bishkek"
+    monkeypatch.setenv("REFERRAL_LOCAL_TIMEZONE", "Asia/Tashkent")
+    assert load_settings()["LOCAL_TIMEZONE"] == "Asia/Tashkent"
+    for bad in ("Asia/Nowhere", "UTC+6", "../../etc/passwd"):
+        monkeypatch.setenv("REFERRAL_LOCAL_TIMEZONE", bad)
+        with pytest.raises(ConfigError, match="REFERRAL_LOCAL_TIMEZONE"):
+            load_settings()

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
 from referral.audit.service import record
-from referral.db import utcnow
+from referral.db import local_today, utcnow
 from referral.errors import N_, Forbidden
 from referral.referrals import routing
 from referral.referrals.models import Referral, Status
@@ -63,5 +63,5 @@ def reassign_candidates(session: Session, actor: User, referral: Referral,
     busy = routing.already_tried(session, referral) | set(session.scalars(select(Offer.officer_id).where(
         Offer.referral_id == referral.id, Offer.status == OfferStatus.open)))
     return [{"id": o.id, "name": o.name} for o in
-            routing.eligible_officers(session, referral, referral.unit, today=now.date())
+            routing.eligible_officers(session, referral, referral.unit, today=local_today(now))
             if o.id not in busy and o.id != referral.assigned_officer_id]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import Gender, Role, User
 from referral.notify import events
 from referral.audit.service import record
+from referral.db import local_today
 from referral.reference.models import Area, Unit, unit_areas
 from referral.referrals.models import Referral, Status
 from referral.referrals.workflow_models import Alert, AlertKind, Offer, OfferStatus
@@ -135,7 +136,8 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
     unit = referral.unit
     direct = unit is not None and unit.routing_mode.value == "direct"
     loads: dict[int, int] | None = {} if direct else None  # read with the officers: one query, not two
-    everyone = [] if unit is None else eligible_officers(session, referral, unit, today=now.date(), loads=loads)
+    everyone = [] if unit is None else eligible_officers(session, referral, unit, today=local_today(now),
+                                                                 loads=loads)
     tried = set() if first else already_tried(session, referral)
     officers = [o for o in everyone if o.id not in tried]
     if not officers:

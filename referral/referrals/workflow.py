@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
 from referral.audit.service import DENIED, record
-from referral.db import utcnow
+from referral.db import local_today, utcnow
 from referral.errors import N_, P_, Forbidden, InvalidTransition, NotFound, Phrase, Stage, ValidationFailed
 from referral.notify import events
 from referral.referrals import crypto, routing
@@ -102,7 +102,7 @@ def accept(session: Session, actor: User, referral_id: str, *, now: dt.datetime 
     offer = _open_offer(session, referral, actor)
     if offer is None:
         raise InvalidTransition(N_("This case is no longer offered to you."))
-    missing = routing.missing_certifications(session, actor, referral, now.date())
+    missing = routing.missing_certifications(session, actor, referral, local_today(now))
     if missing:
         record(session, actor, "referral.accept", object_type="referral", object_id=referral.id, outcome=DENIED,
                reason=f"no current certification: {', '.join(missing)}")
@@ -364,7 +364,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
         raise _transition_error(referral, P_("reassigned"))
     target = session.get(User, officer_id)
     eligible = [] if referral.unit is None else routing.eligible_officers(session, referral, referral.unit,
-                                                                          today=now.date())
+                                                                          today=local_today(now))
     # Never back to an officer who declined, recused or let it lapse (conflicts of interest included).
     if target is None or target not in eligible or target.id in routing.already_tried(session, referral):
         raise ValidationFailed(fields={"officer_id": [N_("Not an eligible officer of this unit for this case.")]})

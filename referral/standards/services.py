@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from referral.accounts.auth import normalise_email
 from referral.accounts.models import Role, User
+from referral.db import latest_today, local_today, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.extensions import db
 from referral.security.permissions import Permission, require
@@ -32,7 +33,7 @@ def record_certification(actor: User | None, email: str, course_code: str, compl
     """Record that a police officer completed a course; ``actor`` None is the operator's CLI."""
     if actor is not None:
         require(actor, Permission.TRAINING_CERTIFICATION_RECORD)
-    today = today or dt.date.today()
+    today = today or latest_today(utcnow())  # a date a person gives: no later than it is anywhere
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None:
         raise NotFound(N_("No account has this e-mail."))
@@ -288,10 +289,11 @@ def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
         record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
                reason=f"step {row.step_code} overdue since {row.due_at.isoformat() if row.due_at else '-'}")
     stats["protection_order_reminders"] = _remind_protection_orders(session, now)
-    soon = now.date() + dt.timedelta(days=30)
+    today = local_today(now)
+    soon = today + dt.timedelta(days=30)
     reminded = select(CertificationReminder.certification_id)
     for cert in session.scalars(select(Certification).where(
-            Certification.expires_on > now.date(), Certification.expires_on <= soon,
+            Certification.expires_on > today, Certification.expires_on <= soon,
             Certification.id.not_in(reminded))):
         if not _insert_once(session, CertificationReminder(certification_id=cert.id, sent_at=now)):
             continue
@@ -318,7 +320,7 @@ def _remind_protection_orders(session: Any, now: dt.datetime) -> int:
     from referral.referrals.workflow_models import ProtectionOrder
 
     days = current_app.config.get("PROTECTION_ORDER_REMINDER_DAYS", 3)
-    today = now.date()
+    today = local_today(now)
     not_reminded = or_(ProtectionOrder.reminded_expiry.is_(None),
                        ProtectionOrder.reminded_expiry != ProtectionOrder.expires_on)
     due = session.execute(

@@ -529,3 +529,32 @@ def test_a_bad_body_on_someone_elses_case_is_a_404_and_a_denied_event(client, pl
                                                          AuditEvent.action == f"referral.{verb}",
                                                          AuditEvent.outcome == "denied")).all()
     assert len(denied) == 1
+
+
+def test_a_certificate_lapses_at_midnight_in_the_service_zone_not_in_utc(client, app, place, people, officers):
+    """Certificates are current up to (not on) their expiry day in LOCAL_TIMEZONE (Bishkek, UTC+6): at
+    18:30 UTC the day there is already the expiry day, though UTC's is the day before."""
+    assert app.config["LOCAL_TIMEZONE"] == "Asia/Bishkek"
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)  # in the past: the tokens are still valid
+    for cert in db.session.scalars(select(Certification)):
+        cert.completed_on, cert.expires_on = day - dt.timedelta(days=300), day + dt.timedelta(days=1)
+    db.session.commit()
+    focal_h = people["focal"][1]
+    by_id = {user.id: headers for user, headers in officers}
+
+    def at(hour, minute):
+        return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=dt.UTC)
+
+    with time_machine.travel(at(17, 0), tick=False) as traveller:
+        early = submit(client, focal_h, minimal(place["district"].code))
+        traveller.move_to(at(17, 30))  # 23:30 in Bishkek: the last half hour of the certificate
+        [early_offer] = offers_of(early["id"])
+        assert post(client, early["id"], "accept", by_id[early_offer.officer_id]).status_code == 200
+        traveller.move_to(at(17, 45))
+        late = submit(client, focal_h, minimal(place["district"].code))
+        [late_offer] = offers_of(late["id"])  # offered while the certificate was current
+        traveller.move_to(at(18, 30))  # 00:30 in Bishkek: lapsed, though still the day before in UTC
+        refused = post(client, late["id"], "accept", by_id[late_offer.officer_id])
+        assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "certification_required"
+        unoffered = submit(client, focal_h, minimal(place["district"].code))
+        assert offers_of(unoffered["id"]) == []  # nobody in the unit is certified any more

@@ -51,6 +51,10 @@ SMTP_SECURITIES = {"starttls": 587, "tls": 465, "none": 25}  # each with its usu
 def smtp_security(env: Any, default: str) -> dict[str, Any]:
     """SMTP_SECURITY and SMTP_PORT from the environment, checked with the credentials beside them."""
     raw = env.get("REFERRAL_SMTP_SECURITY")
+    if env.get("REFERRAL_SMTP_HOST") and not raw:
+        # Said out loud: the default was plain port 25 before, and a relay that cannot do what is assumed
+        # would leave every e-mail undelivered with no error at start-up.
+        raise ConfigError("REFERRAL_SMTP_HOST needs REFERRAL_SMTP_SECURITY: starttls, tls or none.")
     security = (raw or default).strip().lower()
     if security not in SMTP_SECURITIES:
         raise ConfigError(f"REFERRAL_SMTP_SECURITY must be starttls, tls or none, not {raw!r}")
@@ -59,10 +63,18 @@ def smtp_security(env: Any, default: str) -> dict[str, Any]:
     if security == "none" and env.get("REFERRAL_SMTP_USERNAME"):
         # A password never crosses the network in clear, in any environment.
         raise ConfigError("REFERRAL_SMTP_USERNAME needs REFERRAL_SMTP_SECURITY starttls or tls, not none.")
-    if env.get("REFERRAL_SMTP_CA_FILE") and not os.path.isfile(env["REFERRAL_SMTP_CA_FILE"]):
-        raise ConfigError(f"REFERRAL_SMTP_CA_FILE {env['REFERRAL_SMTP_CA_FILE']!r} is not a readable file.")
-    return {"SMTP_SECURITY": security,
-            "SMTP_PORT": env_int("REFERRAL_SMTP_PORT", SMTP_SECURITIES[security], minimum=1)}
+    if env.get("REFERRAL_SMTP_CA_FILE"):
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=env["REFERRAL_SMTP_CA_FILE"])
+        except (OSError, ssl.SSLError):
+            raise ConfigError(f"REFERRAL_SMTP_CA_FILE {env['REFERRAL_SMTP_CA_FILE']!r} is not a readable file "
+                              "of PEM certificates.") from None
+    port = env_int("REFERRAL_SMTP_PORT", SMTP_SECURITIES[security], minimum=1)
+    if port > 65535:
+        raise ConfigError("REFERRAL_SMTP_PORT must be at most 65535")
+    return {"SMTP_SECURITY": security, "SMTP_PORT": port}
 
 
 def checked_timezone(name: str) -> str:

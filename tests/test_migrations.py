@@ -65,7 +65,8 @@ def test_migration_0017_fills_in_when_earlier_holders_let_go(client, place, peop
     left.status, left.assigned_officer_id, left.closed_at = Status.services_only, None, t0 + 5 * hour
     db.session.flush()
     db.session.execute(update(Offer).values(released_at=None))  # as before the column existed
-    db.session.execute(text(migration.BACKFILL))
+    for statement in migration.BACKFILL:
+        db.session.execute(text(statement))
     db.session.expire_all()
 
     def released(case_id, officer_id):
@@ -76,3 +77,61 @@ def test_migration_0017_fills_in_when_earlier_holders_let_go(client, place, peop
     assert released(moved_id, moved_to.id) is None
     assert released(left_id, cases[1][1]) == t0 + 5 * hour  # when the case left the police
     assert released(cases[2][0], cases[2][1]) is None
+
+
+def test_migration_0017_fills_in_recusals_and_an_officer_given_the_case_back(client, place, people, officers):
+    """A recusal flipped its offer to declined: the officer's own audit event says when the hold ended. An
+    officer reassigned away and later given the case back held it twice: the first hold ends when the case
+    was next offered, not when they took it again."""
+    import datetime as dt
+    import importlib.util
+    from pathlib import Path
+
+    import time_machine
+    from sqlalchemy import select, text, update
+
+    from referral.referrals.workflow_models import Offer
+    from tests.referrals.helpers import minimal
+
+    spec = importlib.util.spec_from_file_location(
+        "m0017", Path(__file__).resolve().parent.parent / "migrations/versions/0017_offer_released_at.py")
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    t0 = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0)
+    hour = dt.timedelta(hours=1)
+    focal_h, sup_h = people["focal"][1], people["supervisor"][1]
+    headers = {user.id: h for user, h in officers}
+    ids = list(headers)
+    with time_machine.travel(t0, tick=False) as traveller:
+        back = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=focal_h).get_json()["id"]
+        a = db.session.scalar(select(Offer.officer_id).where(Offer.referral_id == back))
+        b = ids[1] if a == ids[0] else ids[0]
+        for step, (officer, verb) in enumerate([(a, "accept"), (b, "reassign"), (b, "accept"), (a, "reassign"),
+                                                (a, "accept")], start=1):
+            traveller.move_to(t0 + step * hour)
+            if verb == "accept":
+                resp = client.post(f"/api/v1/referrals/{back}/accept", headers=headers[officer])
+            else:
+                resp = client.post(f"/api/v1/referrals/{back}/reassign", json={"officer_id": officer}, headers=sup_h)
+            assert resp.status_code == 200, (step, resp.get_json())
+        traveller.move_to(t0 + 10 * hour)
+        recused = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                              headers=focal_h).get_json()["id"]
+        c = db.session.scalar(select(Offer.officer_id).where(Offer.referral_id == recused))
+        traveller.move_to(t0 + 11 * hour)
+        assert client.post(f"/api/v1/referrals/{recused}/accept", headers=headers[c]).status_code == 200
+        traveller.move_to(t0 + 13 * hour)
+        assert client.post(f"/api/v1/referrals/{recused}/recuse", json={"reason": "conflict_of_interest"},
+                           headers=headers[c]).status_code == 204
+    db.session.execute(update(Offer).values(released_at=None))  # as before the column existed
+    for statement in migration.BACKFILL:
+        db.session.execute(text(statement))
+    db.session.expire_all()
+
+    def spans(case_id):
+        return [(o.officer_id, o.responded_at, o.released_at) for o in db.session.scalars(
+            select(Offer).where(Offer.referral_id == case_id, Offer.responded_at.is_not(None))
+            .order_by(Offer.responded_at, Offer.id))]
+
+    assert spans(back) == [(a, t0 + hour, t0 + 2 * hour), (b, t0 + 3 * hour, t0 + 4 * hour), (a, t0 + 5 * hour, None)]
+    assert spans(recused) == [(c, t0 + 11 * hour, t0 + 13 * hour)]

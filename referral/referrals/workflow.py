@@ -23,7 +23,7 @@ from referral.referrals.models import Referral, Status, new_id, parse_case_id
 from referral.referrals.workflow_models import (
     ActionType, Alert, AlertKind, CaseAction, Offer, OfferStatus, ProtectionOrder,
 )
-from referral.security.permissions import CaseView, Permission, case_view, require
+from referral.security.permissions import CaseView, Permission, case_view, may_work, require
 from referral.security.sealed import seal_field
 
 DECLINE_REASONS = ("conflict_of_interest", "workload", "unavailable", "outside_competence", "other")
@@ -74,7 +74,8 @@ def _release_holder(session: Session, referral: Referral, now: dt.datetime) -> O
                                               Offer.status == OfferStatus.accepted, Offer.released_at.is_(None))
                           .order_by(Offer.responded_at.desc(), Offer.id.desc()).limit(1))
     if held is not None:
-        held.released_at = now
+        # Never before the acceptance it ends (another server's clock, a given ``now``): the hold would vanish.
+        held.released_at = max(now, held.responded_at) if held.responded_at else now
     return held
 
 
@@ -177,23 +178,16 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
     offer = _release_holder(session, referral, now)  # the actor's own acceptance: they are the assigned officer
     if offer is not None:
         offer.status, offer.reason = OfferStatus.declined, reason
-    else:  # assigned by a supervisor without an offer row: remember the recusal all the same
+    else:  # assigned without an offer row (data from before offers): remember the recusal and the hold
         session.add(Offer(referral_id=referral.id, officer_id=actor.id, offered_at=now, deadline=now,
-                          responded_at=now, status=OfferStatus.declined, reason=reason))
+                          responded_at=min(referral.accepted_at or now, now), released_at=now,
+                          status=OfferStatus.declined, reason=reason))
     referral.assigned_officer_id, referral.accepted_at = None, None
     _drop_closure_request(referral)  # the next officer starts from the case, not from this officer's request
     session.flush()
     record(session, actor, "referral.recuse", object_type="referral", object_id=referral.id, reason=reason)
     routing.route(session, referral, now=now, actor=actor)
     return referral
-
-
-def may_work(actor: User, referral: Referral, level: CaseView) -> bool:
-    """The assigned officer, or a supervisor of the case's unit, with the case's content in view."""
-    if level is not CaseView.CONTENT:
-        return False
-    return referral.assigned_officer_id == actor.id or (
-        actor.role is Role.supervisor and actor.unit_id == referral.unit_id)
 
 
 def add_action(session: Session, actor: User, referral_id: str, data: dict[str, Any], *,

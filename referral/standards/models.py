@@ -110,7 +110,7 @@ class StepStatus(Base):
     # The month a breach counts in (of due_at, else of submission; UTC) if the step is or may become breached.
     breach_month: Mapped[str | None] = mapped_column(String(7))
     unit_id: Mapped[int | None] = mapped_column(Integer)
-    officer_id: Mapped[int | None] = mapped_column(Integer)  # the case's assigned officer
+    officer_id: Mapped[int | None] = mapped_column(Integer)  # whom it counts against (compliance.counted_against)
     submitted_at: Mapped[dt.datetime]
 
 

@@ -123,7 +123,11 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: 
         incident_date=case.incident_date, withdrawn=case.status.value in ("withdrawn", "services_only"),
         closed_at=case.closed_at or (case.created_at if case.status.value == "services_only" else None),
         flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
-        urgent=urgent(flags), actions=actions, services=services, holds=holds)
+        urgent=urgent(flags), actions=actions, services=services,
+        # No acceptance on record but an assigned officer (rows loaded past the application): theirs since the
+        # first acceptance, the best the row tells.
+        holds=holds or ((case.assigned_officer_id, case.first_accepted_at, None),)
+        if case.assigned_officer_id and case.first_accepted_at else holds)
 
 
 def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \

@@ -39,10 +39,11 @@ STEP_COLUMNS = ("referral_id", "step_code", "standard_id", "status", "due_at", "
                 "unit_id", "officer_id", "submitted_at")
 TIMING_COLUMNS = ("referral_id", "unit_id", "submitted_at", "to_accept_us", "to_contact_us")
 _PENDING = "standards.step_statuses.pending"  # session.info: {case id: True if the case is new}
-# session.info: ids of cases whose actions or sent service referrals changed since the last sync. A case
-# created in this transaction and absent from it has none, so sync does not ask for them. That holds because
-# every write of a CaseAction or ServiceReferral goes through the ORM's flush, which these events see; a Core
-# INSERT of either for a case created in the same transaction would have to add the case here itself.
+# session.info: ids of cases whose actions, sent service referrals or acceptances (offers answered) changed
+# since the last sync. A case created in this transaction and absent from it has none, so sync does not ask
+# for them. That holds because every write of a CaseAction, a ServiceReferral or an answered Offer goes
+# through the ORM's flush, which these events see (the Core UPDATE that cancels open offers answers none);
+# a Core write of one for a case created in the same transaction would have to add the case here itself.
 _ACTED = "standards.step_statuses.acted"
 _BATCH = 1000
 _MICROSECOND = dt.timedelta(microseconds=1)

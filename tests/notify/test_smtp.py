@@ -134,11 +134,15 @@ def test_a_server_without_starttls_gets_nothing_in_clear(mail_server, pki):
     assert handler.messages == [] and handler.logins == []
 
 
-def test_an_untrusted_certificate_is_refused_before_the_login(mail_server, pki):
-    port, handler = mail_server(tls_context=pki["server_context"], require_starttls=True, login=True)
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_an_untrusted_certificate_is_refused_before_the_login(mail_server, pki, security):
+    server = ({"tls_context": pki["server_context"], "require_starttls": True} if security == "starttls"
+              else {"ssl_context": pki["server_context"], "auth_require_tls": False})
+    port, handler = mail_server(login=True, **server)
     with pytest.raises(DeliveryFailed, match="SSLCertVerificationError"):
-        _send(SmtpAdapter("127.0.0.1", port, "amanat@test.example", username=USER, password=PASSWORD,
-                          ca_file=pki["stranger"]))
+        _send(SmtpAdapter("127.0.0.1", port, "amanat@test.example", security=security, username=USER,
+                          password=PASSWORD, ca_file=pki["stranger"]))
     assert handler.messages == [] and handler.logins == []
 
 
@@ -198,11 +202,13 @@ def smtp_env(monkeypatch):
 
 
 @pytest.mark.parametrize(("security", "port"), [(None, 587), ("starttls", 587), ("TLS", 465), ("none", 25)])
-def test_the_port_follows_the_security_unless_set(smtp_env, security, port):
+def test_the_port_follows_the_security_unless_set(smtp_env, pki, security, port):
     if security:
         smtp_env.setenv("REFERRAL_SMTP_SECURITY", security)
     settings = load_settings()
     assert settings["SMTP_PORT"] == port and settings["SMTP_SECURITY"] == (security or "starttls").lower()
+    smtp_env.setenv("REFERRAL_SMTP_CA_FILE", pki["ca"])  # a real file of PEM certificates is taken
+    assert load_settings()["SMTP_CA_FILE"] == pki["ca"]
     smtp_env.setenv("REFERRAL_SMTP_PORT", "2525")
     assert load_settings()["SMTP_PORT"] == 2525
 
@@ -214,7 +220,11 @@ def test_the_port_follows_the_security_unless_set(smtp_env, security, port):
     ({"REFERRAL_SMTP_SECURITY": "none", "REFERRAL_SMTP_USERNAME": USER, "REFERRAL_SMTP_PASSWORD": PASSWORD},
      "needs REFERRAL_SMTP_SECURITY starttls or tls"),
     ({"REFERRAL_SMTP_CA_FILE": "/nonexistent/ca.pem"}, "not a readable file"),
+    ({"REFERRAL_SMTP_CA_FILE": __file__}, "not a readable file of PEM certificates"),
     ({"REFERRAL_SMTP_PORT": "zero"}, "whole number"),
+    ({"REFERRAL_SMTP_PORT": "70000"}, "at most 65535"),
+    # A host without the security named: mail used to go plain to port 25, so no silent default.
+    ({"REFERRAL_SMTP_HOST": "mail.example"}, "REFERRAL_SMTP_HOST needs REFERRAL_SMTP_SECURITY"),
 ])
 def test_bad_smtp_settings_refuse_to_start(smtp_env, env, message):
     for name, value in env.items():
@@ -226,6 +236,7 @@ def test_bad_smtp_settings_refuse_to_start(smtp_env, env, message):
 def test_settings_reach_the_adapter(app, smtp_env, pki, mail_server):
     port, handler = mail_server(tls_context=pki["server_context"], require_starttls=True, login=True)
     smtp_env.setenv("REFERRAL_SMTP_HOST", "127.0.0.1")
+    smtp_env.setenv("REFERRAL_SMTP_SECURITY", "starttls")
     smtp_env.setenv("REFERRAL_SMTP_PORT", str(port))
     smtp_env.setenv("REFERRAL_SMTP_USERNAME", USER)
     smtp_env.setenv("REFERRAL_SMTP_PASSWORD", PASSWORD)

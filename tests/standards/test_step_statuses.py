@@ -67,8 +67,9 @@ def _median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _holds(session, case_id):
-    """(officer, from, until) from the case's offers: each acceptance lasts until its release or the next."""
+def _holds(session, case_id, case=None):
+    """(officer, from, until) from the case's offers: each acceptance lasts until its release or the next; with
+    none on record, the assigned officer's since the first acceptance."""
     taken = sorted(((o.responded_at, o.released_at, o.officer_id) for o in session.scalars(
         select(Offer).where(Offer.referral_id == case_id, Offer.responded_at.is_not(None)))
         if (o.status is OfferStatus.accepted or o.released_at is not None)
@@ -77,6 +78,8 @@ def _holds(session, case_id):
     for i, (start, released, officer) in enumerate(taken):
         ends = [t for t in (released, taken[i + 1][0] if i + 1 < len(taken) else None) if t is not None]
         out.append((officer, start, min(ends) if ends else None))
+    if not out and case is not None and case.assigned_officer_id and case.first_accepted_at:
+        out.append((case.assigned_officer_id, case.first_accepted_at, None))
     return out
 
 
@@ -105,7 +108,7 @@ def per_case_summary(session, unit, since, until, now):
             contact = [when for kind, when in facts.actions if kind == "contact_made"]
             if contact:
                 to_contact.append((contact[0] - facts.accepted_at).total_seconds() / 3600)
-        holds = _holds(session, referral.id)
+        holds = _holds(session, referral.id, referral)
         for result in (evaluate(standard, facts, now) if standard is not None else []):
             step_counts[result.code][result.status] += 1
             # Met: whoever did it; late, breached or open: whoever held it when it fell due.
@@ -184,12 +187,14 @@ def make_cases(world, n, seed):
             case.status = Status.in_progress
             roll = rng.random()
             first, second = rng.sample(world["officers"][unit.id], 2)
-            if roll < 0.9:  # accepted by an officer who holds it still, or who handed it to another
+            if roll < 0.1:  # an assigned officer and no acceptance on record (rows loaded past the application)
+                case.assigned_officer_id = first.id
+            elif roll < 0.9:  # accepted by an officer who holds it still, or who handed it to another
                 db.session.add(Offer(referral_id=case.id, officer_id=first.id, offered_at=case.created_at,
                                      deadline=case.created_at + 24 * H, responded_at=case.first_accepted_at,
                                      status=OfferStatus.accepted))
                 case.assigned_officer_id = first.id
-                if roll < 0.35:  # reassigned: released, then (after a gap, or at once) accepted by another
+                if roll < 0.4:  # reassigned: released, then (after a gap, or at once) accepted by another
                     released = _at(rng, case.first_accepted_at, 200)
                     taken = released if rng.random() < 0.3 else _at(rng, released, 30)
                     db.session.get(Offer, db.session.scalars(select(Offer.id).where(

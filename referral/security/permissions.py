@@ -138,6 +138,38 @@ def case_view(actor: User, referral: Any) -> CaseView | None:
     return None
 
 
+def may_work(actor: User, referral: Any, level: CaseView | None) -> bool:
+    """Record actions, close, send service referrals as the police: the assigned officer, or a supervisor of
+    the case's unit, with the case's content in view."""
+    if level is not CaseView.CONTENT:
+        return False
+    return referral.assigned_officer_id == actor.id or (
+        actor.role is Role.supervisor and actor.unit_id == referral.unit_id)
+
+
+def may_record_consent(actor: User, referral: Any, level: CaseView | None) -> bool:
+    """The submitting focal point, or police with the case's content in view, record what the survivor said."""
+    if actor.role is Role.focal_point:
+        return referral.submitter_id == actor.id
+    return level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor)
+
+
+def may_send_service_referral(actor: User, referral: Any, level: CaseView | None) -> bool:
+    """Police with the case's content in view; the submitting focal point only for a case without police
+    consent (services only), which no officer ever sees."""
+    return (level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor)) or (
+        actor.role is Role.focal_point and referral.submitter_id == actor.id
+        and referral.status.value == "services_only")
+
+
+def provider_may_see(actor: User, service_referral: Any) -> bool:
+    """A service provider's user sees a service referral sent to their organisation (not the system's
+    suggestion); the caller checks, at every access, that the survivor's consent to that service lasts."""
+    return (actor.role is Role.service_provider and actor.organisation_id is not None
+            and actor.organisation_id == service_referral.provider_id
+            and service_referral.status.value != "suggested")
+
+
 def _has_offer(actor: User, referral: Any) -> bool:
     """An officer sees the summary of a case offered to them while the offer is open, and after another
     officer took it (to learn why their accept failed); not after a reassignment or withdrawal."""

@@ -15,7 +15,7 @@ from referral.errors import N_, Conflict, Forbidden, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
-from referral.security.permissions import CaseView, case_view
+from referral.security.permissions import case_view, may_record_consent
 from referral.security.sealed import seal_field
 from referral.services_dir.models import Consent, GivenBy
 
@@ -80,12 +80,6 @@ def is_active(session: Session, referral_id: str, scope: str, now: dt.datetime |
     return _active(current(session, referral_id, scope), now or utcnow())
 
 
-def _may_record(actor: User, referral: Referral, level: CaseView | None) -> bool:
-    if actor.role is Role.focal_point:
-        return referral.submitter_id == actor.id
-    return level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor)
-
-
 def change_consent(session: Session, actor: User, referral_id: str, data: dict[str, Any], *,
                    now: dt.datetime | None = None) -> Consent:
     """Record a new consent statement for one scope (grant, refusal or withdrawal).
@@ -100,7 +94,7 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
     referral = session.scalar(select(Referral).where(Referral.id == case_id).with_for_update()
                               .execution_options(populate_existing=True)) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
-    if referral is None or not _may_record(actor, referral, level):
+    if referral is None or not may_record_consent(actor, referral, level):
         record(session, actor, "consent.change", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user")
         raise NotFound(N_("No such referral."))

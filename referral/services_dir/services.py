@@ -17,7 +17,7 @@ from referral.notify import events
 from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
-from referral.security.permissions import CaseView, case_view
+from referral.security.permissions import case_view, may_send_service_referral, provider_may_see
 from referral.security.sealed import open_field, seal_field
 from referral.services_dir import consent
 from referral.services_dir.models import ServiceOutcome, ServiceReferral, ServiceReferralStatus
@@ -136,11 +136,7 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     case_id = parse_case_id(referral_id)
     referral = session.get(Referral, case_id) if case_id else None
     level = case_view(actor, referral) if referral is not None else None
-    allowed = referral is not None and (
-        (level is CaseView.CONTENT and actor.role in (Role.officer, Role.supervisor))
-        or (actor.role is Role.focal_point and referral.submitter_id == actor.id
-            and referral.status is Status.services_only))
-    if not allowed:
+    if referral is None or not may_send_service_referral(actor, referral, level):
         record(session, actor, "service_referral.create", object_type="referral", object_id=case_id or "malformed-id",
                outcome=DENIED, reason="not visible to this user")
         raise NotFound(N_("No such referral."))
@@ -181,8 +177,7 @@ def _provider_view(session: Session, actor: User, service_referral_id: str, acti
     """A provider's user sees a service referral of their organisation while consent lasts; else 404."""
     sr_id = parse_case_id(service_referral_id)
     row = session.get(ServiceReferral, sr_id) if sr_id else None
-    ok = (row is not None and actor.role is Role.service_provider and actor.organisation_id == row.provider_id
-          and row.status is not ServiceReferralStatus.suggested
+    ok = (row is not None and provider_may_see(actor, row)
           and consent.is_active(session, row.referral_id, f"services:{row.service_type}", now))
     if not ok:
         record(session, actor, action, object_type="service_referral", object_id=sr_id or "malformed-id",

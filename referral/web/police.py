@@ -15,7 +15,7 @@ from referral.referrals.board import reassign_candidates
 from referral.referrals.models import Referral, parse_case_id
 from referral.referrals.schemas import ACTION_TYPES
 from referral.referrals.workflow_models import Offer, OfferStatus
-from referral.security.permissions import CaseView, Permission, has_permission, requires
+from referral.security.permissions import CaseView, Permission, has_permission, may_work, requires
 from referral.services_dir.services import SHAREABLE, providers_for
 from referral.standards.services import read_compliance
 from referral.web.forms import CsrfForm, LogoutForm
@@ -45,7 +45,7 @@ def _case_extras(user, case: dict) -> dict:  # type: ignore[no-untyped-def]
                  for org in providers_for(db.session, referral.area, None) for service in org.service_types]
     return {"candidates": reassign_candidates(db.session, user, referral), "providers": providers,
             "may_work": has_permission(user, Permission.REFERRAL_WORK)
-            and workflow.may_work(user, referral, CaseView.CONTENT)}
+            and may_work(user, referral, CaseView.CONTENT)}
 
 
 @web.get("/cases/<referral_id>")

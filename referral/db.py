@@ -29,7 +29,7 @@ def local_today(now: dt.datetime) -> dt.date:
 
     from flask import current_app
 
-    return now.astimezone(zoneinfo.ZoneInfo(current_app.config.get("LOCAL_TIMEZONE") or "UTC")).date()
+    return now.astimezone(zoneinfo.ZoneInfo(current_app.config["LOCAL_TIMEZONE"])).date()
 
 
 def latest_today(now: dt.datetime) -> dt.date:

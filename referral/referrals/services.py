@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
-from referral.db import Combined, combine, latest_today, run_combined, utcnow
+from referral.db import Combined, combine, latest_today, local_today, run_combined, utcnow
 from referral.errors import N_, NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
@@ -90,7 +90,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     )
     from referral.standards.loader import standard_for
 
-    standard = standard_for(session, area.lineage()[-1].code, now.date())
+    standard = standard_for(session, area.lineage()[-1].code, local_today(now))  # in force from local midnight
     referral.standard_id = standard.id if standard else None
     data_key = crypto.new_case_key(referral)
     values = {

@@ -74,7 +74,7 @@ def _release_holder(session: Session, referral: Referral, now: dt.datetime) -> O
                                               Offer.status == OfferStatus.accepted, Offer.released_at.is_(None))
                           .order_by(Offer.responded_at.desc(), Offer.id.desc()).limit(1))
     if held is not None:
-        # Never before the acceptance it ends (another server's clock, a given ``now``): the hold would vanish.
+        # Never before the acceptance it ends (another server's clock, a given ``now``): at worst an empty hold.
         held.released_at = max(now, held.responded_at) if held.responded_at else now
     return held
 
@@ -220,7 +220,7 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     if kind is ActionType.protection_order_issued:
         if not order:
             raise ValidationFailed(fields={"protection_order": [N_("Give issued_on and expires_on.")]})
-        issued_on = order.get("issued_on") or now.date()
+        issued_on = order.get("issued_on") or local_today(now)
         if issued_on > now.date() + dt.timedelta(days=1):  # a day's grace: the officer's date may be ahead of UTC
             raise ValidationFailed(fields={"protection_order": {"issued_on": [N_("Cannot be in the future.")]}})
         if issued_on < _years_from(now.date(), -ORDER_YEARS):

@@ -208,12 +208,19 @@ def test_the_emergency_contraception_window_alone_forces_a_health_offer(client, 
     assert steps["health_referral"] == "not_applicable" and steps["health_referral_soon"] == "pending"
 
 
-def test_a_case_submitted_before_version_2_keeps_version_1(client, place, people, officers, standards):
-    with time_machine.travel(dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC), tick=False):
+@pytest.mark.parametrize(("utc_time", "version"), [
+    (dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC), 1),
+    (dt.datetime(2026, 11, 26, 17, 59, tzinfo=dt.UTC), 1),  # 23:59 on the 26th in Bishkek
+    (dt.datetime(2026, 11, 26, 18, 1, tzinfo=dt.UTC), 2),   # 00:01 on the 27th there: version 2 is in force
+])
+def test_a_version_is_in_force_from_midnight_in_the_service_zone(client, place, people, officers, standards,
+                                                                 utc_time, version):
+    with time_machine.travel(utc_time, tick=False):
         case = client.post("/api/v1/referrals", json=minimal(place["district"].code),
                            headers=people["focal"][1]).get_json()
     standard, steps = _steps(client, case["id"], people["supervisor"][1])
-    assert standard == {"code": "DEFAULT", "version": 1} and "health_referral_soon" not in steps
+    assert standard == {"code": "DEFAULT", "version": version}
+    assert ("health_referral_soon" in steps) == (version == 2)
 
 
 def test_a_services_only_case_sent_to_a_health_coordinator_meets_the_health_step_from_the_start(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,8 +26,6 @@ def local_today(now: dt.datetime) -> dt.date:
     """The calendar day at ``now`` in the service's zone (``LOCAL_TIMEZONE``): whether a certificate is
     current, when an expiry is near. Not UTC's: a certificate that lapsed at midnight in Bishkek is not
     honoured until 06:00 there."""
-    import zoneinfo
-
     from flask import current_app
 
     return now.astimezone(zoneinfo.ZoneInfo(current_app.config["LOCAL_TIMEZONE"])).date()

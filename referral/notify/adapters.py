@@ -79,7 +79,7 @@ class SmtpAdapter:
 
     def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0, *, security: str = "starttls",
                  username: str | None = None, password: str | None = None, ca_file: str | None = None) -> None:
-        if security not in ("starttls", "tls", "none"):
+        if security not in SMTP_SECURITIES:
             raise ValueError(f"unknown SMTP security {security!r}")
         if username and security == "none":
             raise ValueError("an SMTP login needs TLS")
@@ -122,9 +122,9 @@ def adapters_from_settings() -> dict[str, Adapter]:
         sms = HttpSmsAdapter(config["SMS_GATEWAY_URL"], config.get("SMS_GATEWAY_KEY"))
     email: Adapter = ConsoleAdapter("email")
     if config.get("SMTP_HOST"):
-        security = config.get("SMTP_SECURITY") or "starttls"
-        email = SmtpAdapter(config["SMTP_HOST"], int(config.get("SMTP_PORT") or SMTP_SECURITIES[security]),
-                            config.get("SMTP_FROM") or "amanat@localhost", security=security,
+        # The settings named the security (it is required with a host) and its port (config.settings).
+        email = SmtpAdapter(config["SMTP_HOST"], int(config["SMTP_PORT"]),
+                            config.get("SMTP_FROM") or "amanat@localhost", security=config["SMTP_SECURITY"],
                             username=config.get("SMTP_USERNAME"), password=config.get("SMTP_PASSWORD"),
                             ca_file=config.get("SMTP_CA_FILE"))
     return {"sms": sms, "email": email}

@@ -137,7 +137,7 @@ def route(session: Session, referral: Referral, *, now: dt.datetime, actor: User
     direct = unit is not None and unit.routing_mode.value == "direct"
     loads: dict[int, int] | None = {} if direct else None  # read with the officers: one query, not two
     everyone = [] if unit is None else eligible_officers(session, referral, unit, today=local_today(now),
-                                                                 loads=loads)
+                                                         loads=loads)
     tried = set() if first else already_tried(session, referral)
     officers = [o for o in everyone if o.id not in tried]
     if not officers:

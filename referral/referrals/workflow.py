@@ -64,18 +64,18 @@ def _open_offer(session: Session, referral: Referral, officer: User) -> Offer | 
                                               Offer.status == OfferStatus.open))
 
 
-def _release_holder(session: Session, referral: Referral, now: dt.datetime) -> Offer | None:
-    """The assigned officer no longer holds the case from ``now``: their accepted offer says so (and is
-    returned), and the case's steps that fall due from then on no longer count against them."""
-    if referral.assigned_officer_id is None:
-        return None
-    held = session.scalar(select(Offer).where(Offer.referral_id == referral.id,
-                                              Offer.officer_id == referral.assigned_officer_id,
-                                              Offer.status == OfferStatus.accepted, Offer.released_at.is_(None))
-                          .order_by(Offer.responded_at.desc(), Offer.id.desc()).limit(1))
+def _unassign(session: Session, referral: Referral, now: dt.datetime) -> Offer | None:
+    """The assigned officer no longer holds the case from ``now`` (the one way a case loses its officer):
+    their accepted offer records the release (and is returned), so the case's steps that fall due from then
+    on no longer count against them."""
+    held = None if referral.assigned_officer_id is None else session.scalar(
+        select(Offer).where(Offer.referral_id == referral.id, Offer.officer_id == referral.assigned_officer_id,
+                            Offer.status == OfferStatus.accepted, Offer.released_at.is_(None))
+        .order_by(Offer.responded_at.desc(), Offer.id.desc()).limit(1))
     if held is not None:
         # Never before the acceptance it ends (another server's clock, a given ``now``): at worst an empty hold.
         held.released_at = max(now, held.responded_at) if held.responded_at else now
+    referral.assigned_officer_id, referral.accepted_at = None, None
     return held
 
 
@@ -175,14 +175,14 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
         raise ValidationFailed(fields={"reason": [f"Give one of: {', '.join(DECLINE_REASONS)}."]})
     if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
         raise _transition_error(referral, P_("handed back by you"))
-    offer = _release_holder(session, referral, now)  # the actor's own acceptance: they are the assigned officer
+    accepted_at = referral.accepted_at
+    offer = _unassign(session, referral, now)  # the actor's own acceptance: they are the assigned officer
     if offer is not None:
         offer.status, offer.reason = OfferStatus.declined, reason
     else:  # assigned without an offer row (data from before offers): remember the recusal and the hold
         session.add(Offer(referral_id=referral.id, officer_id=actor.id, offered_at=now, deadline=now,
-                          responded_at=min(referral.accepted_at or now, now), released_at=now,
+                          responded_at=min(accepted_at or now, now), released_at=now,
                           status=OfferStatus.declined, reason=reason))
-    referral.assigned_officer_id, referral.accepted_at = None, None
     _drop_closure_request(referral)  # the next officer starts from the case, not from this officer's request
     session.flush()
     record(session, actor, "referral.recuse", object_type="referral", object_id=referral.id, reason=reason)
@@ -363,8 +363,7 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     if target is None or target not in eligible or target.id in routing.already_tried(session, referral):
         raise ValidationFailed(fields={"officer_id": [N_("Not an eligible officer of this unit for this case.")]})
     _cancel_open_offers(session, referral, now, "reassigned")
-    _release_holder(session, referral, now)
-    referral.assigned_officer_id, referral.accepted_at = None, None
+    _unassign(session, referral, now)
     _drop_closure_request(referral)
     session.add(Offer(referral_id=referral.id, officer_id=target.id, offered_at=now,
                       deadline=routing.accept_deadline(referral, now)))
@@ -423,8 +422,8 @@ def leave_police(session: Session, actor: User, referral: Referral, now: dt.date
     _stop_police_work(session, referral, now, "consent_withdrawn")
     # The unit keeps the case in its figures (what its officers did, and missed, while they held it);
     # the police's clocks stop now, as for a withdrawal. No police role sees a services-only case.
-    _release_holder(session, referral, now)
-    referral.assigned_officer_id, referral.closed_at = None, now
+    _unassign(session, referral, now)
+    referral.closed_at = now
     referral.status = Status.services_only
     coordinator = None if referral.coordinator_id else coordinator_for(session, referral.area)
     if coordinator is not None:

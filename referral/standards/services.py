@@ -116,6 +116,10 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: 
     from referral.standards.compliance import CaseFacts
 
     flags = tuple(split_flags(case.flags))
+    if not holds and case.assigned_officer_id and case.first_accepted_at:
+        # No acceptance on record but an assigned officer (rows loaded past the application): theirs since
+        # the first acceptance, the best the row tells.
+        holds = ((case.assigned_officer_id, case.first_accepted_at, None),)
     return CaseFacts(
         submitted_at=case.created_at, offered_at=offered_at, accepted_at=case.first_accepted_at,
         # A services-only case is no police work from when the police lost it (or from the start): its
@@ -123,11 +127,7 @@ def _facts_from(case: Any, offered_at: Any, actions: tuple[Any, ...], services: 
         incident_date=case.incident_date, withdrawn=case.status.value in ("withdrawn", "services_only"),
         closed_at=case.closed_at or (case.created_at if case.status.value == "services_only" else None),
         flags=flags, gbv_type=case.gbv_type, relationship=case.perpetrator_relationship, age_group=case.age_group,
-        urgent=urgent(flags), actions=actions, services=services,
-        # No acceptance on record but an assigned officer (rows loaded past the application): theirs since the
-        # first acceptance, the best the row tells.
-        holds=holds or ((case.assigned_officer_id, case.first_accepted_at, None),)
-        if case.assigned_officer_id and case.first_accepted_at else holds)
+        urgent=urgent(flags), actions=actions, services=services, holds=holds)
 
 
 def bulk_facts(session: Any, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
@@ -171,7 +171,7 @@ def _facts_statements() -> tuple[Any, Any, Any]:
     from sqlalchemy import bindparam
     from sqlalchemy import func as sa_func
 
-    from sqlalchemy import Integer, String, and_, cast, literal, null, or_, type_coerce, union_all
+    from sqlalchemy import Integer, String, cast, literal, null, or_, type_coerce, union_all
 
     from referral.referrals.models import Referral
     from referral.referrals.workflow_models import CaseAction, Offer, OfferStatus
@@ -197,8 +197,7 @@ def _facts_statements() -> tuple[Any, Any, Any]:
                or_(offers.status == OfferStatus.accepted.value, offers.released_at.is_not(None)),
                or_(offers.released_at.is_(None), offers.released_at > offers.responded_at)),
         select(offers.referral_id, literal(RELEASED), offers.released_at, literal(2), cast(offers.officer_id, String))
-        .where(offers.referral_id.in_(bindparam("ids", expanding=True)),
-               and_(offers.released_at.is_not(None), offers.released_at > offers.responded_at)),
+        .where(offers.referral_id.in_(bindparam("ids", expanding=True)), offers.released_at > offers.responded_at),
     ).subquery()
     return (
         select(cases.id, cases.created_at, cases.first_accepted_at, cases.incident_date, cases.closed_at,

@@ -26,9 +26,14 @@ def local_today(now: dt.datetime) -> dt.date:
     """The calendar day at ``now`` in the service's zone (``LOCAL_TIMEZONE``): whether a certificate is
     current, when an expiry is near. Not UTC's: a certificate that lapsed at midnight in Bishkek is not
     honoured until 06:00 there."""
+    return now.astimezone(local_zone()).date()
+
+
+def local_zone() -> zoneinfo.ZoneInfo:
+    """The service's zone (``LOCAL_TIMEZONE``): its calendar days and months."""
     from flask import current_app
 
-    return now.astimezone(zoneinfo.ZoneInfo(current_app.config["LOCAL_TIMEZONE"])).date()
+    return zoneinfo.ZoneInfo(current_app.config["LOCAL_TIMEZONE"])
 
 
 def latest_today(now: dt.datetime) -> dt.date:

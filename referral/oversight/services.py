@@ -15,7 +15,7 @@ from referral.accounts.models import User
 from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
 from referral.notify import events
-from referral.db import utcnow
+from referral.db import local_zone, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.oversight.models import BreakGlassGrant
 from referral.referrals import crypto
@@ -289,8 +289,9 @@ def dashboard(session: Session, actor: User, *, now: dt.datetime | None = None) 
     breaches = session.execute(select(Referral.unit_id, StepBreach.due_at).join(
         Referral, Referral.id == StepBreach.referral_id)).all()
     by_unit_month: dict[str, int] = {}
+    zone = local_zone()  # months on the service's calendar
     for unit_id, due in breaches:
-        key = f"{units.get(unit_id, 'none')} {due.strftime('%Y-%m')}"
+        key = f"{units.get(unit_id, 'none')} {due.astimezone(zone).strftime('%Y-%m')}"
         by_unit_month[key] = by_unit_month.get(key, 0) + 1
     gaps = session.execute(select(Alert.unit_id, func.count()).where(Alert.kind == AlertKind.coverage_gap)
                            .group_by(Alert.unit_id)).all()

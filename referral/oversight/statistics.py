@@ -4,7 +4,8 @@ Only cases whose ``statistics`` consent is in force are counted. In every table 
 count of 1–4 reads ``<5`` (SPEC §8), and the smallest other cells read ``suppressed``
 until the total and the visible cells cannot pin a small one to a single value.
 Fewer than 5 cases in all show no cells at all (one case's cells would be its
-profile), and periods are whole calendar months (a day could hold one case).
+profile), and periods are whole calendar months (a day could hold one case), on the
+service's calendar (``LOCAL_TIMEZONE``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
+from referral.db import local_zone
 from referral.referrals.models import Referral
 from referral.services_dir.models import ServiceReferral
 
@@ -24,10 +26,12 @@ DIMENSIONS = ("gbv_type", "age_group", "sex", "district", "month", "perpetrator_
               "time_to_report", "service_outcome")
 
 
-def report_bucket(incident: dt.date | None, reported: dt.datetime) -> str:
+def report_bucket(incident: dt.date | None, reported: dt.datetime, zone: dt.tzinfo = dt.UTC) -> str:
+    """Days from the incident to the report, both on the service's calendar (``zone``): the incident date
+    is the day a person gave, so the report's day is counted where she gave it."""
     if incident is None:
         return "unknown"
-    days = (reported.date() - incident).days
+    days = (reported.astimezone(zone).date() - incident).days
     for upper, label in ((3, "0-3"), (5, "4-5"), (14, "6-14"), (30, "15-30")):
         if days <= upper:
             return label
@@ -104,27 +108,30 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
                                  Consent.granted.is_(True), Consent.withdrawn_at.is_(None),
                                  or_(Consent.expires_at.is_(None), Consent.expires_at > now)))
              .where(~superseded))
+    # Months, periods and report delays on the service's calendar (LOCAL_TIMEZONE), not UTC's: a case
+    # reported at 02:00 in Bishkek on the first of a month belongs to that month.
+    zone = local_zone()
     period = []
     if since:
-        period.append(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
+        period.append(Referral.created_at >= _start_of(since, zone))
     if until:
-        period.append(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
-                                                                tzinfo=dt.UTC))
+        period.append(Referral.created_at < _start_of(until + dt.timedelta(days=1), zone))
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
     if session.get_bind().dialect.name == "postgresql":
-        tables, counted = _count_in_postgres(session, query.where(*period), districts)
+        tables, counted = _count_in_postgres(session, query.where(*period), districts, zone)
         return _report(since, until, tables, counted)
     rows = session.execute(query.where(*period)).tuples().all()
     # Columns counted whole (Counter runs in C), months by (year, month) and named once at the end.
     _ids, types, ages, sexes, area_ids, created, relationships, incidents = zip(*rows) if rows else ((),) * 8
-    months = Counter((when.year, when.month) for when in created)
+    local = [when.astimezone(zone) for when in created]
+    months = Counter((when.year, when.month) for when in local)
     tables: dict[str, Counter[str]] = {
         "gbv_type": Counter(types), "age_group": Counter(ages),
         "sex": Counter(sex or "unknown" for sex in sexes),
         "district": Counter(districts.get(area_id, "unknown") for area_id in area_ids),
         "month": Counter({f"{year:04d}-{month:02d}": n for (year, month), n in months.items()}),
         "perpetrator_relationship": Counter(rel or "unknown" for rel in relationships),
-        "time_to_report": Counter(map(report_bucket, incidents, created)),
+        "time_to_report": Counter(report_bucket(day, when, zone) for day, when in zip(incidents, created)),
         "service_outcome": Counter(),
     }
     if rows:
@@ -148,20 +155,26 @@ def _report(since: dt.date | None, until: dt.date | None, tables: dict[str, Coun
                        for name, counts in tables.items()}}
 
 
-def _count_in_postgres(session: Session, query: Any, districts: dict[int, str]) -> tuple[dict[str, Counter[str]], int]:
+def _start_of(day: dt.date, zone: dt.tzinfo) -> dt.datetime:
+    """The instant ``day`` begins in ``zone``."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+
+
+def _count_in_postgres(session: Session, query: Any, districts: dict[int, str],
+                       zone: Any) -> tuple[dict[str, Counter[str]], int]:
     """Every table in one pass with GROUPING SETS, so only a few hundred counts leave the database.
 
-    The same buckets as the Python path: months and report delays on the UTC calendar.
+    The same buckets as the Python path: months and report delays on the service's calendar (``zone``).
     """
     from sqlalchemy import Date, case, cast, literal
 
     base = query.subquery()
-    utc = func.timezone("UTC", base.c.created_at)
-    days = cast(utc, Date) - base.c.incident_date
+    local = func.timezone(zone.key, base.c.created_at)
+    days = cast(local, Date) - base.c.incident_date
     dims = {
         "gbv_type": base.c.gbv_type, "age_group": base.c.age_group,
         "sex": func.coalesce(base.c.sex, literal("unknown")), "district": base.c.area_id,
-        "month": func.to_char(utc, "YYYY-MM"),
+        "month": func.to_char(local, "YYYY-MM"),
         "perpetrator_relationship": func.coalesce(base.c.perpetrator_relationship, literal("unknown")),
         "time_to_report": case((base.c.incident_date.is_(None), "unknown"), (days <= 3, "0-3"), (days <= 5, "4-5"),
                                (days <= 14, "6-14"), (days <= 30, "15-30"), else_="over_30"),

@@ -32,7 +32,7 @@ from referral.errors import N_, Conflict
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status
 from referral.security.keyring import keyring_for
-from referral.security.permissions import Permission, require
+from referral.security.permissions import Permission, is_submitter, require
 
 ENDED = (Status.closed, Status.withdrawn)
 
@@ -76,7 +76,7 @@ def request_erasure(session: Session, actor: User, referral_id: str, *, now: dt.
     now = now or utcnow()
     require(actor, Permission.REFERRAL_WITHDRAW)
     referral, _level = load_visible(session, actor, referral_id, "referral.erasure_request")
-    if referral.submitter_id != actor.id:
+    if not is_submitter(actor, referral):
         record(session, actor, "referral.erasure_request", object_type="referral", object_id=referral.id,
                outcome="denied", reason="only the submitter relays an erasure request")
         from referral.errors import NotFound

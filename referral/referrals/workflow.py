@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from referral.accounts.models import Role, User
+from referral.accounts.models import User
 from referral.audit.service import DENIED, record
 from referral.db import local_today, utcnow
 from referral.errors import N_, P_, Forbidden, InvalidTransition, NotFound, Phrase, Stage, ValidationFailed
@@ -23,7 +23,8 @@ from referral.referrals.models import Referral, Status, new_id, parse_case_id
 from referral.referrals.workflow_models import (
     ActionType, Alert, AlertKind, CaseAction, Offer, OfferStatus, ProtectionOrder,
 )
-from referral.security.permissions import CaseView, Permission, case_view, may_work, require
+from referral.security.permissions import (CaseView, Permission, case_view, closes_without_approval, is_submitter,
+                                          may_work, require, supervises)
 from referral.security.sealed import seal_field
 
 DECLINE_REASONS = ("conflict_of_interest", "workload", "unavailable", "outside_competence", "other")
@@ -220,10 +221,11 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
     if kind is ActionType.protection_order_issued:
         if not order:
             raise ValidationFailed(fields={"protection_order": [N_("Give issued_on and expires_on.")]})
-        issued_on = order.get("issued_on") or local_today(now)
-        if issued_on > now.date() + dt.timedelta(days=1):  # a day's grace: the officer's date may be ahead of UTC
+        today = local_today(now)  # the officer's calendar, ahead of UTC's until 06:00 in Bishkek
+        issued_on = order.get("issued_on") or today
+        if issued_on > today:
             raise ValidationFailed(fields={"protection_order": {"issued_on": [N_("Cannot be in the future.")]}})
-        if issued_on < _years_from(now.date(), -ORDER_YEARS):
+        if issued_on < _years_from(today, -ORDER_YEARS):
             raise ValidationFailed(fields={"protection_order": {"issued_on": [
                 N_("At most five years ago: check the year.")]}})
         if order["expires_on"] <= issued_on:
@@ -240,7 +242,7 @@ def add_action(session: Session, actor: User, referral_id: str, data: dict[str, 
             raise InvalidTransition(N_("There is no protection order to extend."))
         if not order or not order.get("expires_on") or order["expires_on"] <= current.expires_on:
             raise ValidationFailed(fields={"protection_order": {"expires_on": [N_("Must be later than the current expiry.")]}})
-        if order["expires_on"] > _years_from(now.date(), ORDER_YEARS):
+        if order["expires_on"] > _years_from(local_today(now), ORDER_YEARS):
             raise ValidationFailed(fields={"protection_order": {"expires_on": [
                 N_("At most five years from now: check the year.")]}})
         current.expires_on, current.extensions = order["expires_on"], current.extensions + 1
@@ -275,7 +277,7 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
     missing = closure_checklist(session, referral)
     if missing:
         raise InvalidTransition(N_("Before closing, complete: %(steps)s."), params={"steps": ", ".join(missing)})
-    if needs_closure_approval(actor, referral):
+    if not closes_without_approval(actor, referral):
         referral.outcome, referral.closure_requested_at, referral.closure_requested_by_id = outcome, now, actor.id
         session.flush()
         record(session, actor, "referral.close_request", object_type="referral", object_id=referral.id,
@@ -284,12 +286,6 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
     _finish_closure(session, actor, referral, outcome, now)
     record(session, actor, "referral.close", object_type="referral", object_id=referral.id, reason=outcome)
     return referral
-
-
-def needs_closure_approval(actor: User, referral: Referral) -> bool:
-    """In a unit that requires it, an officer's closure waits for the supervisor; the supervisor's own does not."""
-    unit = referral.unit
-    return bool(unit is not None and unit.closure_approval and actor.role is not Role.supervisor)
 
 
 def _finish_closure(session: Session, actor: User, referral: Referral, outcome: str, now: dt.datetime) -> None:
@@ -311,7 +307,7 @@ def decide_closure(session: Session, actor: User, referral_id: str, approve: boo
     require(actor, Permission.REFERRAL_REASSIGN)  # the supervisor's own powers over the unit's cases
     action = "referral.close_approve" if approve else "referral.close_reject"
     referral, level = _locked(session, actor, referral_id, action)
-    if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
+    if not supervises(actor, referral, level):
         record(session, actor, action, object_type="referral", object_id=referral.id, outcome=DENIED,
                reason="not this supervisor's unit")
         raise NotFound(N_("No such referral."))
@@ -352,7 +348,9 @@ def reassign(session: Session, actor: User, referral_id: str, officer_id: int, *
     now = now or utcnow()
     require(actor, Permission.REFERRAL_REASSIGN)
     referral, level = _locked(session, actor, referral_id, "referral.reassign")
-    if level is not CaseView.CONTENT or actor.unit_id != referral.unit_id:
+    if not supervises(actor, referral, level):
+        record(session, actor, "referral.reassign", object_type="referral", object_id=referral.id,
+               outcome=DENIED, reason="not this supervisor's unit")
         raise NotFound(N_("No such referral."))
     if referral.status not in (Status.offered, Status.escalated, Status.accepted, Status.in_progress):
         raise _transition_error(referral, P_("reassigned"))
@@ -390,7 +388,9 @@ def withdraw(session: Session, actor: User, referral_id: str, *, now: dt.datetim
     now = now or utcnow()
     require(actor, Permission.REFERRAL_WITHDRAW)
     referral, level = _locked(session, actor, referral_id, "referral.withdraw")
-    if referral.submitter_id != actor.id:
+    if not is_submitter(actor, referral):
+        record(session, actor, "referral.withdraw", object_type="referral", object_id=referral.id,
+               outcome=DENIED, reason="only the submitter withdraws a case")
         raise NotFound(N_("No such referral."))
     if referral.status in (Status.closed, Status.withdrawn):
         raise _transition_error(referral, P_("withdrawn"))

@@ -162,12 +162,48 @@ def may_send_service_referral(actor: User, referral: Any, level: CaseView | None
         and referral.status.value == "services_only")
 
 
+def supervises(actor: User, referral: Any, level: CaseView | None) -> bool:
+    """Reassign a case, approve or send back its closure: the supervisor of the case's unit, with its
+    content in view."""
+    return (level is CaseView.CONTENT and actor.role is Role.supervisor and actor.unit_id is not None
+            and actor.unit_id == referral.unit_id)
+
+
+def closes_without_approval(actor: User, referral: Any) -> bool:
+    """In a unit that requires it, an officer's closure waits for the supervisor; the supervisor's own
+    does not, nor anyone's in a unit that does not require it."""
+    unit = referral.unit
+    return not (unit is not None and unit.closure_approval and actor.role is not Role.supervisor)
+
+
+def may_override_consent(actor: User) -> bool:
+    """A best-interest override for a child survivor: the unit's supervisor (``may_record_consent``
+    already asked for the case's content in view)."""
+    return actor.role is Role.supervisor
+
+
+def is_submitter(actor: User, referral: Any) -> bool:
+    """Withdraw a case or relay the survivor's request to erase it: the focal point who submitted it, to
+    whom the survivor speaks."""
+    return actor.role is Role.focal_point and referral.submitter_id == actor.id
+
+
 def provider_may_see(actor: User, service_referral: Any) -> bool:
     """A service provider's user sees a service referral sent to their organisation (not the system's
     suggestion); the caller checks, at every access, that the survivor's consent to that service lasts."""
     return (actor.role is Role.service_provider and actor.organisation_id is not None
             and actor.organisation_id == service_referral.provider_id
             and service_referral.status.value != "suggested")
+
+
+def provider_sees_where(actor: User) -> list[Any] | None:
+    """``provider_may_see`` as a list's SQL filter: None when ``actor`` may see no service referral."""
+    if actor.role is not Role.service_provider or actor.organisation_id is None:
+        return None
+    from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
+
+    return [ServiceReferral.provider_id == actor.organisation_id,
+            ServiceReferral.status != ServiceReferralStatus.suggested]
 
 
 def _has_offer(actor: User, referral: Any) -> bool:

@@ -8,14 +8,14 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from referral.accounts.models import Role, User
+from referral.accounts.models import User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import N_, Conflict, Forbidden, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
-from referral.security.permissions import case_view, may_record_consent
+from referral.security.permissions import case_view, may_override_consent, may_record_consent
 from referral.security.sealed import seal_field
 from referral.services_dir.models import Consent, GivenBy
 
@@ -105,7 +105,7 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
         raise ValidationFailed(fields={"expires_at": [N_("Must be in the future.")]})
     child = referral.age_group in CHILD_AGE_GROUPS
     if given_by is GivenBy.supervisor_override:
-        if actor.role is not Role.supervisor:
+        if not may_override_consent(actor):
             record(session, actor, "consent.override", object_type="referral", object_id=referral.id, outcome=DENIED,
                    reason="only a supervisor may override")
             raise Forbidden(N_("Only the unit's supervisor may record a best-interest override."))

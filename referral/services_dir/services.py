@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from referral.accounts.models import Role, User
+from referral.accounts.models import User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
 from referral.errors import N_, InvalidTransition, NotFound, ValidationFailed
@@ -17,7 +17,8 @@ from referral.notify import events
 from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
-from referral.security.permissions import case_view, may_send_service_referral, provider_may_see
+from referral.security.permissions import (case_view, may_send_service_referral, provider_may_see,
+                                          provider_sees_where)
 from referral.security.sealed import open_field, seal_field
 from referral.services_dir import consent
 from referral.services_dir.models import ServiceOutcome, ServiceReferral, ServiceReferralStatus
@@ -210,13 +211,13 @@ def read_for_provider(session: Session, actor: User, service_referral_id: str, *
 def list_for_provider(session: Session, actor: User, *, page: int, per_page: int,
                       now: dt.datetime | None = None) -> tuple[list[dict[str, Any]], int]:
     now = now or utcnow()
-    if actor.role is not Role.service_provider or actor.organisation_id is None:
+    visible = provider_sees_where(actor)
+    if visible is None:
         record(session, actor, "service_referral.list", outcome=DENIED, reason="not a provider")
         return [], 0
-    rows = [r for r in session.scalars(select(ServiceReferral).where(
-        ServiceReferral.provider_id == actor.organisation_id,
-        ServiceReferral.status != ServiceReferralStatus.suggested).order_by(ServiceReferral.created_at.desc()))
-        if consent.is_active(session, r.referral_id, f"services:{r.service_type}", now)]
+    rows = [r for r in session.scalars(select(ServiceReferral).where(*visible)
+                                       .order_by(ServiceReferral.created_at.desc()))
+            if consent.is_active(session, r.referral_id, f"services:{r.service_type}", now)]
     record(session, actor, "service_referral.list", reason=f"{len(rows)} visible")
     chunk = rows[(page - 1) * per_page: page * per_page]
     return [_provider_body(session, r, with_fields=False) for r in chunk], len(rows)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
+from referral.db import local_zone
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
@@ -171,6 +172,7 @@ def _rows(session: Session, ids: list[str], *, without_actions: frozenset[str] =
 
     steps: list[tuple[Any, ...]] = []
     timings: list[tuple[Any, ...]] = []
+    zone = local_zone()  # a breach's month on the service's calendar, as statistics count months
     for case, facts, standard in bulk_facts(session, ids, without_actions=without_actions):
         if facts.accepted_at is not None:
             contact = next((when for kind, when in facts.actions if kind == "contact_made"), None)
@@ -181,7 +183,7 @@ def _rows(session: Session, ids: list[str], *, without_actions: frozenset[str] =
             continue
         for step in timeline(standard, facts):
             may_breach = step.status == BREACHED or step.breaches_at is not None
-            month = (step.due_at or case.created_at).strftime("%Y-%m") if may_breach else None
+            month = (step.due_at or case.created_at).astimezone(zone).strftime("%Y-%m") if may_breach else None
             steps.append((case.id, step.code, case.standard_id, step.status, step.due_at, step.breaches_at, month,
                           case.unit_id, counted_against(step, facts, case.assigned_officer_id), case.created_at))
     return steps, timings

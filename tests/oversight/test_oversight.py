@@ -234,6 +234,62 @@ def test_time_to_report_buckets(days, bucket):
     assert report_bucket(reported.date() - dt.timedelta(days=days), reported) == bucket
 
 
+def test_time_to_report_counts_the_report_on_the_service_calendar():
+    """02:00 in Bishkek on 1 November is still 31 October in UTC: from an incident on 28 October that is
+    four days where the focal point stood, not three."""
+    import zoneinfo
+
+    reported = dt.datetime(2026, 10, 31, 20, tzinfo=dt.UTC)
+    assert report_bucket(dt.date(2026, 10, 28), reported, zoneinfo.ZoneInfo("Asia/Bishkek")) == "4-5"
+    assert report_bucket(dt.date(2026, 10, 28), reported) == "0-3"
+
+
+def test_statistics_months_and_periods_follow_the_service_calendar(client, app, place, people, auditor,
+                                                                   monkeypatch):
+    """Cases reported between 02:00 and 02:04 on 1 November in Bishkek (20:00 UTC on 31 October) count
+    in November, in a period that starts on 1 November, and four days after an incident on 28 October;
+    with LOCAL_TIMEZONE=UTC the same cases count in October."""
+    first = dt.datetime(2026, 10, 31, 20, tzinfo=dt.UTC)
+    for n in range(5):
+        body = minimal(place["district"].code)
+        body["consent"]["statistics"] = True
+        body["incident"]["date"] = "2026-10-28"
+        with time_machine.travel(first + dt.timedelta(minutes=n), tick=False):
+            assert client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).status_code == 201
+
+    def report(**period):
+        query = "&".join(f"{k}={v}" for k, v in period.items())
+        resp = client.get(f"/api/v1/stats/deidentified?{query}", headers=auditor[1])
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()
+
+    november = report(since="2026-11-01", until="2026-11-30")
+    assert november["cases"] == 5
+    assert november["tables"]["month"]["cells"] == {"2026-11": 5}
+    assert november["tables"]["time_to_report"]["cells"] == {"4-5": 5}
+    assert report(since="2026-10-01", until="2026-10-31")["cases"] == 0
+    monkeypatch.setitem(app.config, "LOCAL_TIMEZONE", "UTC")
+    october = report(since="2026-10-01", until="2026-10-31")
+    assert october["cases"] == 5
+    assert october["tables"]["month"]["cells"] == {"2026-10": 5}
+    assert october["tables"]["time_to_report"]["cells"] == {"0-3": 5}
+    assert report(since="2026-11-01", until="2026-11-30")["cases"] == 0
+
+
+def test_dashboard_breach_months_follow_the_service_calendar(client, place, people, auditor):
+    """A step that fell due at 02:00 on 1 November in Bishkek is a November breach on the dashboard."""
+    from referral.oversight.services import dashboard
+    from referral.standards.models import StepBreach
+
+    case_id = client.post("/api/v1/referrals", json=minimal(place["district"].code),
+                          headers=people["focal"][1]).get_json()["id"]
+    due = dt.datetime(2026, 10, 31, 20, tzinfo=dt.UTC)
+    db.session.add(StepBreach(referral_id=case_id, step_code="accept", due_at=due, recorded_at=due))
+    db.session.flush()
+    figures = dashboard(db.session, auditor[0])
+    assert figures["breaches_by_unit_month"] == [(f"{place['unit'].code} 2026-11", 1)]
+
+
 def test_statistics_count_only_consented_cases_and_suppress(client, runner, place, people, auditor, tmp_path):
     focal_h = people["focal"][1]
     def send(n, **changes):

@@ -493,27 +493,31 @@ def test_protection_order_dates_must_be_plausible(client, place, people, officer
 
         assert problem(issue("0001-01-01", "2026-12-25"), "issued_on") == ["At most five years ago: check the year."]
         assert problem(issue("2021-11-24", "2026-12-25"), "issued_on") == ["At most five years ago: check the year."]
-        assert problem(issue("2026-11-27", "2026-12-25"), "issued_on") == ["Cannot be in the future."]
+        assert problem(issue("2026-11-26", "2026-12-25"), "issued_on") == ["Cannot be in the future."]
         assert problem(issue("2026-11-25", "9999-12-31"), "expires_on") == [
             "At most five years after it was issued: check the year."]
         assert problem(issue(None, "2031-11-28"), "expires_on") == [
             "At most five years after it was issued: check the year."]
         assert db.session.scalar(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid)) is None
-        # The edges: issued a day ahead of UTC (the officer's own date), five years ago, or lasting five years.
+    # 19:00 UTC on the 25th is 01:00 on the 26th in Bishkek (LOCAL_TIMEZONE): the officer's date, a day
+    # ahead of UTC's, is today; five years back and forward count from it too.
+    with time_machine.travel(T0 + dt.timedelta(hours=10), tick=False):
+        assert problem(issue("2026-11-27", "2026-12-25"), "issued_on") == ["Cannot be in the future."]
+        assert problem(issue("2021-11-25", "2026-12-25"), "issued_on") == ["At most five years ago: check the year."]
         assert issue("2026-11-26", "2031-11-26").status_code == 201
         resp = issue("2021-11-26", "2026-11-26")
         assert resp.status_code == 201, resp.get_json()
-        extend = {"type": "protection_order_extended", "protection_order": {"expires_on": "9999-12-31"}}
+        extend = {"type": "protection_order_extended", "protection_order": {"expires_on": "2031-11-27"}}
         resp = post(client, cid, "actions", first_h, extend)
         assert resp.status_code == 422
         assert resp.get_json()["error"]["fields"]["protection_order"]["expires_on"] == [
             "At most five years from now: check the year."]
-        extend["protection_order"]["expires_on"] = "2030-06-01"
+        extend["protection_order"]["expires_on"] = "2031-11-26"
         assert post(client, cid, "actions", first_h, extend).status_code == 201
         orders = db.session.scalars(select(ProtectionOrder).where(ProtectionOrder.referral_id == cid)
                                     .order_by(ProtectionOrder.id)).all()
         assert [(o.issued_on.isoformat(), o.expires_on.isoformat(), o.extensions) for o in orders] == [
-            ("2026-11-26", "2031-11-26", 0), ("2021-11-26", "2030-06-01", 1)]
+            ("2026-11-26", "2031-11-26", 0), ("2021-11-26", "2031-11-26", 1)]
 
 
 @pytest.mark.parametrize("verb, body", [("decline", {"reason": "x"}), ("recuse", {"reason": "x"}),

@@ -88,3 +88,41 @@ def test_an_undeclared_view_is_refused_before_it_runs(tmp_path):
     assert client.get("/api/v1/declared").status_code == 401
     assert client.get("/api/v1/open").get_data(as_text=True) == "open"
     assert ran == []
+
+
+def test_object_rules_beside_case_view(make_user):
+    """The object-level rules the workflow asks (security/permissions.py is the one place they live)."""
+    from types import SimpleNamespace
+
+    from referral.security.permissions import (
+        CaseView, closes_without_approval, is_submitter, may_override_consent, provider_sees_where, supervises,
+    )
+
+    supervisor, officer = make_user("supervisor"), make_user("officer")
+    other_supervisor, focal = make_user("supervisor"), make_user("focal_point")
+    provider, admin = make_user("service_provider"), make_user("admin")
+    unit = SimpleNamespace(closure_approval=True)
+    case = SimpleNamespace(unit_id=supervisor.unit_id, unit=unit, submitter_id=focal.id)
+    # The supervisor of the case's unit, with its content in view, and nobody else.
+    assert supervises(supervisor, case, CaseView.CONTENT)
+    assert not supervises(supervisor, case, CaseView.OFFER) and not supervises(supervisor, case, None)
+    assert not supervises(other_supervisor, case, CaseView.CONTENT)
+    officer.unit_id = supervisor.unit_id
+    assert not supervises(officer, case, CaseView.CONTENT)
+    supervisor.unit_id = None
+    assert not supervises(supervisor, SimpleNamespace(unit_id=None), CaseView.CONTENT)
+    # Closure approval: only an officer's closure in a unit that asks for it waits.
+    assert not closes_without_approval(officer, case) and closes_without_approval(other_supervisor, case)
+    unit.closure_approval = False
+    assert closes_without_approval(officer, case)
+    assert closes_without_approval(officer, SimpleNamespace(unit=None))
+    assert [may_override_consent(u) for u in (other_supervisor, officer, focal, admin)] == [True, False, False, False]
+    # Withdrawal and erasure requests: the submitting focal point only, whoever else shares her id.
+    assert is_submitter(focal, case)
+    assert not is_submitter(make_user("focal_point"), case)
+    assert not is_submitter(officer, SimpleNamespace(submitter_id=officer.id))
+    # A provider's list (what it holds: tests/services_dir, a suggestion is not listed); others have none.
+    assert provider_sees_where(provider) is not None
+    assert provider_sees_where(officer) is None and provider_sees_where(focal) is None
+    provider.organisation_id = None
+    assert provider_sees_where(provider) is None

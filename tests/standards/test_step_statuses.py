@@ -16,6 +16,7 @@ import yaml
 from sqlalchemy import select
 
 from config.settings import PROJECT_ROOT
+from referral.db import local_zone
 from referral.extensions import db
 from referral.referrals.models import Referral, Status
 from referral.referrals.workflow_models import ActionType, CaseAction, Offer, OfferStatus
@@ -92,11 +93,11 @@ def per_case_summary(session, unit, since, until, now):
     where = []
     if unit is not None:
         where.append(Referral.unit_id == unit.id)
-    if since:
-        where.append(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC))
+    if since:  # days on the service's calendar
+        where.append(Referral.created_at >= dt.datetime.combine(since, dt.time.min, tzinfo=local_zone()))
     if until:
         where.append(Referral.created_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min,
-                                                               tzinfo=dt.UTC))
+                                                               tzinfo=local_zone()))
     step_counts, by_officer = defaultdict(Counter), defaultdict(Counter)
     breaches_by_month, to_accept, to_contact, cases = Counter(), [], [], 0
     ids = session.scalars(select(Referral.id).where(*where)).all()
@@ -117,7 +118,8 @@ def per_case_summary(session, unit, since, until, now):
             if officer:
                 by_officer[officer][result.status] += 1
             if result.status == BREACHED:
-                breaches_by_month[(result.code, (result.due_at or referral.created_at).strftime("%Y-%m"))] += 1
+                due = (result.due_at or referral.created_at).astimezone(local_zone())
+                breaches_by_month[(result.code, due.strftime("%Y-%m"))] += 1
 
     def on_time(counts):
         judged = counts[MET] + counts[MET_LATE] + counts[BREACHED]

@@ -88,3 +88,46 @@ def test_a_focal_point_changes_her_password_from_the_header(page, live_server, f
     page.get_by_label("Password").fill(new)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("link", name="Change password")).to_be_visible()
+
+
+def test_an_officer_who_forgot_the_password_sets_a_new_one_with_the_admins_link(page, live_app, live_server):
+    """The admin issues a password link; the holder, in Chromium, chooses a new password and proves it is
+    them with a code from their authenticator, then signs in with it (the old one no longer works)."""
+    import datetime as dt
+
+    from referral.accounts.services import reset_password
+    from referral.accounts.views import enrolment_url
+
+    new = "a remembered new passphrase"
+    with live_app.app_context():
+        db.session.add(Unit(code="U-PW", name="Password unit", areas=[]))
+        db.session.flush()
+        admin, _none = create_user(None, NewUser(email="browser.admin.pw@test.amanat.example", name="Admin",
+                                                 role="admin", password=PASSWORD))
+        user, secret = create_user(None, NewUser(email="browser.forgot@test.amanat.example", name="Forgetful",
+                                                 role="officer", password=PASSWORD, unit="U-PW"))
+        with live_app.test_request_context(base_url=live_server):
+            _user, link = reset_password(admin, user.id)
+            url = enrolment_url(link)
+        email = user.email
+        db.session.commit()
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    assert page.locator("#totp-secret").count() == 0  # the authenticator stays; its code is the proof
+    page.get_by_label("New password (8 to 128 characters)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_label("Code from your authenticator app").fill("000000" if pyotp.TOTP(secret).now() != "000000"
+                                                                 else "111111")
+    page.get_by_role("button", name="Save the new password").click()
+    expect(page.get_by_role("alert")).to_contain_text("This code does not match")
+    assert page.get_by_label("New password (8 to 128 characters)").input_value() == ""  # never sent back
+    page.get_by_label("New password (8 to 128 characters)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Save the new password").click()
+    expect(page.get_by_role("heading", name="New password saved")).to_be_visible()
+    later = pyotp.TOTP(secret).at(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
+    sign_in(page, live_server, email, PASSWORD, later)
+    expect(page.get_by_role("alert")).to_have_text("Invalid e-mail, password or code.")
+    sign_in(page, live_server, email, new, later)
+    expect(page.get_by_role("heading", name="Your cases")).to_be_visible()

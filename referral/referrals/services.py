@@ -201,8 +201,12 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
     from referral.services_dir.services import timeline as service_timeline
 
     on_offer = referral.status is Status.offered
-    consents, services, actions, orders, *deadline = run_combined(session, _timeline(on_offer), {"id": referral.id})
-    accept_by = deadline[0][0][0] if on_offer else None  # min() over open offers: one row
+    related = related_params(referral)
+    phone, perpetrator = "phone" in related, "perpetrator" in related
+    consents, services, actions, orders, *rest = run_combined(session, _timeline(on_offer, phone, perpetrator),
+                                                              {"id": referral.id, **related})
+    accept_by = rest.pop(0)[0][0] if on_offer else None  # min() over open offers: one row
+    matches = {"same_phone": rest.pop(0) if phone else [], "same_perpetrator": rest.pop(0) if perpetrator else []}
     body.update(summary_view(session, referral, accept_by))
 
     data_key = crypto.case_key(referral)
@@ -231,7 +235,7 @@ def read_referral(session: Session, actor: User, referral_id: str) -> dict[str, 
         "protection_orders": protection_orders(session, referral, orders),
         "notes": notes,
     })
-    body["matches"] = related_cases(session, actor, referral)
+    body["matches"] = related_cases(actor, matches)
     # Every decrypted free text is named: the case's sealed fields, the focal point's notes, the officers'
     # action notes and the providers' outcome notes (a read showing only those is still a disclosure).
     disclosed = [p for p, v in sealed.items() if v is not None] + (["notes"] if any(n["text"] for n in notes) else [])
@@ -266,16 +270,21 @@ def _statement(name: str) -> Any:
     if name == "protection_orders":
         return (select(ProtectionOrder.issued_on, ProtectionOrder.expires_on, ProtectionOrder.extensions)
                 .where(ProtectionOrder.referral_id == case).order_by(ProtectionOrder.id))
-    # Related cases by blind index. The same survivor reported twice counts within a window of time;
-    # repeat perpetrators have none. The most recent matches are enough to prompt a person to look; a
-    # prolific perpetrator must not make every read of every one of their cases slower.
+    # Related cases by blind index (``:phone``, ``:perpetrator``). The same survivor reported twice counts
+    # within a window of time (``:since`` to ``:until``); repeat perpetrators have none. The most recent
+    # matches are enough to prompt a person to look; a prolific perpetrator must not make every read of
+    # every one of their cases slower. The limit sits in a subquery, so the statement can join the full
+    # read's UNION (``combine`` refuses a LIMIT of its own).
     column = {"same_phone": Referral.survivor_phone_bidx, "same_perpetrator": Referral.perpetrator_bidx}[name]
-    # Plain rows with what case_view weighs, not whole cases: a match is named, never opened.
-    query = (select(Referral.id, Referral.reference, Referral.status, Referral.submitter_id, Referral.unit_id,
-                    Referral.assigned_officer_id).where(column == bindparam("value"), Referral.id != case))
+    recent = select(Referral.id).where(column == bindparam("phone" if name == "same_phone" else "perpetrator"),
+                                       Referral.id != case)
     if name == "same_phone":
-        query = query.where(Referral.created_at >= bindparam("since"), Referral.created_at <= bindparam("until"))
-    return query.order_by(Referral.created_at.desc()).limit(RELATED_LIMIT)
+        recent = recent.where(Referral.created_at >= bindparam("since"), Referral.created_at <= bindparam("until"))
+    recent = recent.order_by(Referral.created_at.desc(), Referral.id).limit(RELATED_LIMIT)
+    # Plain rows with what case_view weighs, not whole cases: a match is named, never opened.
+    return (select(Referral.id, Referral.reference, Referral.status, Referral.submitter_id, Referral.unit_id,
+                   Referral.assigned_officer_id).where(Referral.id.in_(recent))
+            .order_by(Referral.created_at.desc(), Referral.id))
 
 
 def list_referrals(session: Session, actor: User, *, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
@@ -361,42 +370,46 @@ def protection_orders(session: Session, referral: Referral, rows: Any = None) ->
 
 
 @functools.cache
-def timeline_statements(with_deadline: bool) -> tuple[Any, ...]:
-    """What a full read shows beside the case: consent records, service referrals, actions, protection orders
-    and, while the case is on offer, the accept-by deadline. Read together (``_timeline``)."""
+def timeline_statements(with_deadline: bool, phone: bool = False, perpetrator: bool = False) -> tuple[Any, ...]:
+    """What a full read shows beside the case: consent records, service referrals, actions, protection orders,
+    while the case is on offer the accept-by deadline, and the cases with the same survivor phone or
+    perpetrator, when it has them (``related_params``). Read together (``_timeline``)."""
     from referral.services_dir.consent import records_statement
     from referral.services_dir.services import timeline_statement
 
     parts = (records_statement(), timeline_statement(), _statement("actions"), _statement("protection_orders"))
-    return parts + ((_statement("accept_by"),) if with_deadline else ())
+    return (parts + ((_statement("accept_by"),) if with_deadline else ())
+            + ((_statement("same_phone"),) if phone else ()) + ((_statement("same_perpetrator"),) if perpetrator else ()))
 
 
 @functools.cache
-def _timeline(with_deadline: bool) -> Combined:
-    # One round trip instead of four or five: each statement cost about as much in SQLAlchemy and the driver
+def _timeline(with_deadline: bool, phone: bool, perpetrator: bool) -> Combined:
+    # One round trip instead of four to seven: each statement cost about as much in SQLAlchemy and the driver
     # as the rows it brings.
-    return combine(*timeline_statements(with_deadline))
+    return combine(*timeline_statements(with_deadline, phone, perpetrator))
+
+
+def related_params(referral: Referral) -> dict[str, Any]:
+    """The related-case searches' parameters for ``referral``: only the blind indexes it has."""
+    params: dict[str, Any] = {}
+    if referral.survivor_phone_bidx is not None:
+        window = dt.timedelta(days=current_app.config["DUPLICATE_WINDOW_DAYS"])
+        params.update(phone=referral.survivor_phone_bidx, since=referral.created_at - window,
+                      until=referral.created_at + window)
+    if referral.perpetrator_bidx is not None:
+        params["perpetrator"] = referral.perpetrator_bidx
+    return params
 
 
 RELATED_LIMIT = 50
 
 
-def related_cases(session: Session, actor: User, referral: Referral) -> dict[str, list[str]]:
-    """Other cases with the same survivor phone or perpetrator, found by blind index without decrypting.
+def related_cases(actor: User, rows: dict[str, list[Any]]) -> dict[str, list[str]]:
+    """Other cases with the same survivor phone or perpetrator, found by blind index without decrypting
+    (``rows``: what the searches of ``timeline_statements`` gave).
 
     Only cases the actor may already see in full are named (SPEC §7). A shared
     truncated index is a *possible* match, to be checked by a person.
     """
-    found: dict[str, list[str]] = {"same_phone": [], "same_perpetrator": []}
-    window = dt.timedelta(days=current_app.config["DUPLICATE_WINDOW_DAYS"])
-    for key, column in (("same_phone", Referral.survivor_phone_bidx), ("same_perpetrator", Referral.perpetrator_bidx)):
-        value = getattr(referral, column.key)
-        if value is None:
-            continue
-        params = {"value": value, "id": referral.id}
-        if key == "same_phone":
-            params.update(since=referral.created_at - window, until=referral.created_at + window)
-        for other in session.execute(_statement(key), params):
-            if case_view(actor, other) is CaseView.CONTENT:
-                found[key].append(other.reference)
-    return found
+    return {key: [other.reference for other in matches if case_view(actor, other) is CaseView.CONTENT]
+            for key, matches in rows.items()}

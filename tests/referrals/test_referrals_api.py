@@ -242,6 +242,19 @@ def test_blind_indexes_link_repeat_perpetrators_and_phones_for_entitled_readers(
     submit(client, far_h, submission(far.code, first_values))
     again = client.get(f"/api/v1/referrals/{first['id']}", headers=sup_h).get_json()["matches"]
     assert again == matches
+    # Issue 10: the searches come in the read's one UNION with the timeline. The read is the token with
+    # its user, the case, that UNION and the audit append (two statements on SQLite).
+    from sqlalchemy import event
+
+    seen = []
+    note = lambda *a: seen.append(a[2].lstrip().split(None, 1)[0].upper())  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        assert client.get(f"/api/v1/referrals/{first['id']}", headers=sup_h).get_json()["matches"] == matches
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    work = [s for s in seen if s in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")]
+    assert len(work) == (4 if db.engine.dialect.name == "postgresql" else 5), seen
 
 
 def test_the_same_phone_links_cases_only_within_the_duplicate_window(app, client, place, people):

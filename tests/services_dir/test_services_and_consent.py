@@ -257,14 +257,17 @@ def test_clinical_urgency_creates_a_pending_health_suggestion(client, place, peo
 
 def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_alone_gives(
         client, place, people, officers, providers):
-    """The read's consents, service referrals, actions, protection orders and accept-by deadline come from one
-    UNION ALL (referral.db.combine): each part's rows, types and order must be what its own statement gives."""
+    """The read's consents, service referrals, actions, protection orders, accept-by deadline and related cases
+    come from one UNION ALL (referral.db.combine): each part's rows, types and order must be what its own
+    statement gives."""
     from sqlalchemy import event
 
     from referral.db import combine, run_combined
-    from referral.referrals.services import timeline_statements
+    from referral.referrals.models import Referral
+    from referral.referrals.services import related_params, timeline_statements
 
-    case = accepted_case(client, place, people, officers)
+    values = canaries()
+    case = accepted_case(client, place, people, officers, values=values)
     cid, officer_h = case["id"], officers[0][1]
     # Recorded out of their order (later first), so insertion order cannot pass for the statements' order.
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
@@ -284,21 +287,31 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
         assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
                            json={"scope": "sms_contact", "granted": False, "given_by": "survivor"}).status_code == 201
     offered = submit(client, people["focal"][1], submission(place["district"].code))  # an open offer: a deadline
+    # Two more reports of the same survivor and perpetrator, and one of the perpetrator alone: related cases.
+    for changes in ({}, {}, {"survivor.phone": canaries()["survivor.phone"]}):
+        submit(client, people["focal"][1], submission(place["district"].code, {**canaries(), **{
+            k: values[k] for k in ("survivor.phone", "perpetrator.name")}, **changes}))
 
-    for case_id, with_deadline in ((cid, False), (offered["id"], True), (cid, True)):
-        statements = timeline_statements(with_deadline)
-        alone = [[tuple(r) for r in db.session.execute(s, {"id": case_id})] for s in statements]
+    for case_id, with_deadline, related in ((cid, False, False), (offered["id"], True, False),
+                                            (offered["id"], True, True), (cid, False, True), (cid, True, False)):
+        params = {"id": case_id, **(related_params(db.session.get(Referral, case_id)) if related else {})}
+        statements = timeline_statements(with_deadline, "phone" in params, "perpetrator" in params)
+        alone = [[tuple(r) for r in db.session.execute(s, params)] for s in statements]
         statements_run = []
         listen = lambda *a: statements_run.append(a[2])  # noqa: E731
         event.listen(db.engine, "before_cursor_execute", listen)
         try:
-            together = run_combined(db.session, combine(*statements), {"id": case_id})
+            together = run_combined(db.session, combine(*statements), params)
         finally:
             event.remove(db.engine, "before_cursor_execute", listen)
         assert len(statements_run) == 1 and "UNION ALL" in statements_run[0]
         assert [[tuple(r) for r in part] for part in together] == alone
         assert [[type(v) for v in r] for part in together for r in part] == \
             [[type(v) for v in r] for part in alone for r in part]
+        if case_id == cid and related:
+            same_phone, same_perpetrator = alone[4:]
+            assert len(same_phone) == 2 and len(same_perpetrator) == 3  # newest first, this case left out
+            assert [r[0] for r in same_perpetrator[1:]] == [r[0] for r in same_phone]
     consents, services, actions, orders = alone[:4]
     assert len(consents) >= 8 and len(services) == 2 and len(actions) == 4 and len(orders) == 1
     assert [a[1].value for a in actions] == ["protection_order_issued", "safety_plan", "note", "risk_assessment"]

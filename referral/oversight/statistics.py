@@ -5,7 +5,8 @@ count of 1–4 reads ``<5`` (SPEC §8), and the smallest other cells read ``supp
 until the total and the visible cells cannot pin a small one to a single value.
 Fewer than 5 cases in all show no cells at all (one case's cells would be its
 profile), and periods are whole calendar months (a day could hold one case), on the
-service's calendar (``LOCAL_TIMEZONE``).
+service's calendar (``LOCAL_TIMEZONE``), that have ended: figures asked before and after a new
+case of a month still running would differ by her cells.
 """
 from __future__ import annotations
 
@@ -70,11 +71,21 @@ def suppress(counts: Counter[str]) -> dict[str, Any]:
             "total": total}
 
 
-def check_period(since: dt.date | None, until: dt.date | None) -> None:
-    """Whole calendar months only: a day or a week could hold a single case, and its cells would be her."""
+def last_ended_day(today: dt.date) -> dt.date:
+    """The last day of the last month that has ended by ``today``."""
+    return today.replace(day=1) - dt.timedelta(days=1)
+
+
+def check_period(since: dt.date | None, until: dt.date | None, last_day: dt.date) -> dt.date:
+    """Whole calendar months only: a day or a week could hold a single case, and its cells would be her.
+    Months that have ended only (up to ``last_day``): asked before and after a new case, a running month's
+    figures would differ by exactly her cells. Returns the period's last day: ``until``, or ``last_day``
+    when it is later or not given."""
     from referral.errors import N_, ValidationFailed
 
     problems: dict[str, list[str]] = {}
+    if since is not None and since > last_day:
+        problems["since"] = [N_("Statistics cover months that have ended: start before this month.")]
     if since is not None and since.day != 1:
         problems["since"] = [N_("Statistics cover whole months: start on the first day of a month.")]
     if until is not None and (until + dt.timedelta(days=1)).day != 1:
@@ -83,6 +94,7 @@ def check_period(since: dt.date | None, until: dt.date | None) -> None:
         problems["until"] = [N_("The period must not end before it starts.")]
     if problems:
         raise ValidationFailed(fields=problems)
+    return last_day if until is None or until > last_day else until
 
 
 def deidentified(session: Session, *, since: dt.date | None, until: dt.date | None,
@@ -94,7 +106,8 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
     from referral.reference.models import Area
     from referral.services_dir.models import Consent
 
-    check_period(since, until)
+    zone = local_zone()
+    until = check_period(since, until, last_ended_day(now.astimezone(zone).date()))
 
     # A case counts when its latest statistics record is in force: an active record with no newer one
     # (an anti-join the database answers with a hash, where ranking every record needed a sort).
@@ -110,12 +123,9 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
              .where(~superseded))
     # Months, periods and report delays on the service's calendar (LOCAL_TIMEZONE), not UTC's: a case
     # reported at 02:00 in Bishkek on the first of a month belongs to that month.
-    zone = local_zone()
-    period = []
+    period = [Referral.created_at < _start_of(until + dt.timedelta(days=1), zone)]
     if since:
         period.append(Referral.created_at >= _start_of(since, zone))
-    if until:
-        period.append(Referral.created_at < _start_of(until + dt.timedelta(days=1), zone))
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
     if session.get_bind().dialect.name == "postgresql":
         tables, counted = _count_in_postgres(session, query.where(*period), districts, zone)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from referral.audit.models import AuditEvent
 from referral.extensions import db
 from referral.oversight.statistics import report_bucket, suppress
-from tests.referrals.helpers import canaries, minimal, submission
+from tests.referrals.helpers import canaries, minimal, month_after, submission
 
 NON_OVERSIGHT = ("focal_point", "officer", "supervisor", "service_provider", "admin")
 
@@ -178,6 +178,14 @@ def test_many_cases_read_and_repeated_denials_are_flagged(client, app, place, pe
 S, L = "suppressed", "<5"
 
 
+def stats_later(client, api_as, auditor, query="", now=None):
+    """The statistics asked once the month of ``now`` has ended (a new token: the fixture's has expired)."""
+    with time_machine.travel(month_after(now), tick=False):
+        resp = client.get(f"/api/v1/stats/deidentified?{query}", headers=api_as(auditor[0]))
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
 def _solutions(counts, cells):
     """Every assignment of the hidden cells the published table allows (a <5 is 1..4, a suppressed >= 5)."""
     import itertools
@@ -245,7 +253,7 @@ def test_time_to_report_counts_the_report_on_the_service_calendar():
 
 
 def test_statistics_months_and_periods_follow_the_service_calendar(client, app, place, people, auditor,
-                                                                   monkeypatch):
+                                                                   monkeypatch, api_as):
     """Cases reported between 02:00 and 02:04 on 1 November in Bishkek (20:00 UTC on 31 October) count
     in November, in a period that starts on 1 November, and four days after an incident on 28 October;
     with LOCAL_TIMEZONE=UTC the same cases count in October."""
@@ -258,10 +266,8 @@ def test_statistics_months_and_periods_follow_the_service_calendar(client, app, 
             assert client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).status_code == 201
 
     def report(**period):
-        query = "&".join(f"{k}={v}" for k, v in period.items())
-        resp = client.get(f"/api/v1/stats/deidentified?{query}", headers=auditor[1])
-        assert resp.status_code == 200, resp.get_json()
-        return resp.get_json()
+        return stats_later(client, api_as, auditor, "&".join(f"{k}={v}" for k, v in period.items()),
+                           now=dt.datetime(2026, 11, 15, tzinfo=dt.UTC))
 
     november = report(since="2026-11-01", until="2026-11-30")
     assert november["cases"] == 5
@@ -290,7 +296,8 @@ def test_dashboard_breach_months_follow_the_service_calendar(client, place, peop
     assert figures["breaches_by_unit_month"] == [(f"{place['unit'].code} 2026-11", 1)]
 
 
-def test_statistics_count_only_consented_cases_and_suppress(client, runner, place, people, auditor, tmp_path):
+def test_statistics_count_only_consented_cases_and_suppress(client, runner, place, people, auditor, tmp_path,
+                                                            api_as):
     focal_h = people["focal"][1]
     def send(n, **changes):
         for _ in range(n):
@@ -302,14 +309,22 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     send(2, answer="psychological_abuse")     # a small cell
     send(6, answer="forced_marriage")         # its complement
     send(4, answer="penetration", statistics=False)  # never counted
-    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    # This month is not counted while it runs: asked before and after one more case, its figures would
+    # differ by exactly her cells.
+    this_month = (month_after().date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    running = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    assert running["cases"] == 0 and running["until"] == (this_month - dt.timedelta(days=1)).isoformat()
+    refused = client.get(f"/api/v1/stats/deidentified?since={this_month}", headers=auditor[1])
+    assert refused.status_code == 422 and list(refused.get_json()["error"]["fields"]) == ["since"]
+    report = stats_later(client, api_as, auditor)
     assert report["cases"] == 15
     assert report["tables"]["gbv_type"]["cells"] == {"forced_marriage": "suppressed", "physical_assault": 7,
                                                      "psychological_abuse": "<5"}
     assert report["tables"]["gbv_type"]["total"] == 15
     assert "rape" not in json.dumps(report)
     out = tmp_path / "stats.csv"
-    result = runner.invoke(args=["stats", "export", "--out", str(out)])
+    with time_machine.travel(month_after(), tick=False):
+        result = runner.invoke(args=["stats", "export", "--out", str(out)])
     assert result.exit_code == 0, result.output
     with out.open() as fh:
         rows = list(csv.reader(fh))
@@ -318,7 +333,7 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
 
 
 def test_statistics_follow_the_latest_consent_record_and_count_districts_and_outcomes(
-        client, place, people, auditor, officers, login_as):
+        client, place, people, auditor, officers, login_as, api_as):
     from tests.factories import OrganisationFactory
 
     focal_h = people["focal"][1]
@@ -340,19 +355,19 @@ def test_statistics_follow_the_latest_consent_record_and_count_districts_and_out
                      json={"provider_id": clinic.id, "service_type": "health", "share": []}).get_json()
     assert client.post(f"/api/v1/service-referrals/{sr['id']}/complete", headers=staff_h,
                        json={"outcome": "provided"}).status_code == 200
-    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    report = stats_later(client, api_as, auditor)
     assert report["cases"] == 6
     assert report["tables"]["district"]["cells"] == {place["district"].code: 6}  # the village's district
     assert report["tables"]["service_outcome"] == {"cells": {}, "total": "<5"}  # one outcome: nothing shown
 
 
-def test_fewer_than_five_cases_show_no_cells_at_all(client, place, people, auditor):
+def test_fewer_than_five_cases_show_no_cells_at_all(client, place, people, auditor, api_as):
     """One case in the period: each table's only cell would be hers (age, type, relationship, district)."""
     body = minimal(place["district"].code)
     body["consent"]["statistics"] = True
     body["incident"]["answers"]["penetration"] = True
     assert client.post("/api/v1/referrals", json=body, headers=people["focal"][1]).status_code == 201
-    report = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
+    report = stats_later(client, api_as, auditor)
     assert report["cases"] == "<5"
     assert all(table == {"cells": {}, "total": "<5"} for table in report["tables"].values())
     assert "rape" not in json.dumps(report) and place["district"].code not in json.dumps(report)

@@ -69,3 +69,13 @@ def committed_focal_point(app, prefix: str, password: str) -> dict[str, str]:
     resp = app.test_client().post("/api/v1/auth/tokens", json={"email": email, "password": password})
     assert resp.status_code == 201, resp.get_json()
     return {"Authorization": f"Bearer {resp.get_json()['token']}"}
+
+
+def month_after(now=None):
+    """Noon on the 2nd of the next month in the service's zone (Asia/Bishkek): the month of ``now``, this
+    one by default, has ended then, so de-identified statistics count it."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo("Asia/Bishkek"))
+    return (local.replace(day=1, hour=12, minute=0, second=0, microsecond=0) + dt.timedelta(days=32)).replace(day=2)

@@ -81,12 +81,16 @@ def test_apply_erases_past_retention_rewraps_ended_cases_and_leaves_open_ones(ap
 
 def test_erased_cases_still_count_in_the_deidentified_statistics(app, client, place, people):
     focal_h = people["focal"][1]
+    from tests.referrals.helpers import month_after
+
     cases = [submit(client, focal_h, place) for _ in range(6)]
-    before = deidentified(db.session, since=None, until=None, now=NOW)
+    counted_at = month_after()  # their month has ended: they are counted
+    before = deidentified(db.session, since=None, until=None, now=counted_at)
+    assert before["cases"] == 6
     for case_id in cases:
         end(case_id, NOW - dt.timedelta(days=app.config["RETENTION_DAYS"] + 30))
     assert retention.apply(db.session, now=NOW)["erased_retention"] >= 6
-    after = deidentified(db.session, since=None, until=None, now=NOW)
+    after = deidentified(db.session, since=None, until=None, now=counted_at)
     assert after["cases"] == before["cases"] and after["tables"]["gbv_type"] == before["tables"]["gbv_type"]
 
 

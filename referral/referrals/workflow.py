@@ -475,6 +475,6 @@ def sla_tick(session: Session, *, now: dt.datetime | None = None) -> dict[str, i
         session.commit()  # one case at a time: locks are held briefly
     from referral.standards.services import tick_steps
 
-    stats.update(tick_steps(session, now))
+    stats.update(tick_steps(session, now, between_batches=session.commit))
     session.commit()
     return stats

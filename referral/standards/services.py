@@ -265,32 +265,54 @@ def _insert_once(session: Any, row: Any) -> bool:
         return False
 
 
-def tick_steps(session: Any, now: dt.datetime) -> dict[str, int]:
-    """Record newly overdue steps of open cases (once each) and raise certificate reminders."""
+STEP_BREACH_BATCH = 500
+
+
+def record_step_breaches(session: Any, now: dt.datetime, *, limit: int) -> tuple[int, int]:
+    """Record up to ``limit`` newly overdue steps of open cases (once each): the supervisor is told and each
+    is audited. Returns (steps looked at, breaches recorded); fewer looked at than ``limit`` means none is
+    left. The caller commits between calls (``sla tick`` does), so a first tick over a long backlog holds
+    the audit chain's head, which every request appends to, for one batch at a time, not for all of it."""
     from referral.audit.service import record
     from referral.referrals.models import Referral, Status
     from referral.standards import step_statuses
-    from referral.standards.models import CertificationReminder, StepBreach
+    from referral.standards.models import StepBreach
 
-    stats = {"step_breaches": 0, "certificate_reminders": 0}
     open_states = (Status.offered, Status.escalated, Status.accepted, Status.in_progress, Status.closed)
     # Steps breached at ``now`` and not yet recorded, read from the stored step statuses in one query
     # (judging every open case in Python cost three queries a case: minutes a tick at 100 k cases).
-    overdue = step_statuses.overdue_unrecorded(session, now, open_states)
+    overdue = step_statuses.overdue_unrecorded(session, now, open_states, limit=limit)
     ids = list(dict.fromkeys(row.referral_id for row in overdue))
-    cases: dict[str, Any] = {}
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
-        cases.update((r.id, r) for r in session.scalars(select(Referral).where(Referral.id.in_(chunk))))
+    cases = {r.id: r for r in session.scalars(select(Referral).where(Referral.id.in_(ids)))} if ids else {}
+    recorded = 0
     for row in overdue:
         referral = cases[row.referral_id]
         if not _insert_once(session, StepBreach(referral_id=referral.id, step_code=row.step_code,
                                                 due_at=row.due_at or now, recorded_at=now)):
             continue
-        stats["step_breaches"] += 1
+        recorded += 1
         events.breached(session, referral)
         record(session, None, "sla.step_breach", object_type="referral", object_id=referral.id,
                reason=f"step {row.step_code} overdue since {row.due_at.isoformat() if row.due_at else '-'}")
+    return len(overdue), recorded
+
+
+def tick_steps(session: Any, now: dt.datetime, *, between_batches: Any = None) -> dict[str, int]:
+    """Record newly overdue steps of open cases (once each, ``STEP_BREACH_BATCH`` at a time, calling
+    ``between_batches()`` after each: ``sla tick`` commits there) and raise certificate and protection-order
+    reminders."""
+    from referral.audit.service import record
+    from referral.standards.models import CertificationReminder
+
+    stats = {"step_breaches": 0, "certificate_reminders": 0}
+    batch = STEP_BREACH_BATCH
+    while True:
+        looked_at, recorded = record_step_breaches(session, now, limit=batch)
+        stats["step_breaches"] += recorded
+        if between_batches is not None:
+            between_batches()
+        if looked_at < batch or recorded == 0:  # none left, or none that would go in: the next tick
+            break
     stats["protection_order_reminders"] = _remind_protection_orders(session, now)
     today = local_today(now)
     soon = today + dt.timedelta(days=30)

@@ -239,10 +239,11 @@ def counts(session: Session, now: dt.datetime, *, unit_id: int | None, start: dt
     return out
 
 
-def overdue_unrecorded(session: Session, now: dt.datetime, states: tuple[Any, ...]) -> list[Any]:
+def overdue_unrecorded(session: Session, now: dt.datetime, states: tuple[Any, ...],
+                       limit: int | None = None) -> list[Any]:
     """(referral_id, step_code, due_at) of every step breached at ``now`` — judged so, or past the time its
     open deadline turns breached — of a case in ``states``, for which ``sla tick`` has recorded no breach
-    yet; in case and step order. This transaction's own changes count (``sync`` first)."""
+    yet; in case and step order, the first ``limit``. This transaction's own changes count (``sync`` first)."""
     from referral.standards.models import StepBreach
 
     sync(session)
@@ -253,7 +254,7 @@ def overdue_unrecorded(session: Session, now: dt.datetime, states: tuple[Any, ..
         .join(Referral, Referral.id == StepStatus.referral_id)
         .where(Referral.status.in_(states), or_(StepStatus.status == BREACHED, StepStatus.breaches_at < now),
                ~recorded)
-        .order_by(StepStatus.referral_id, StepStatus.step_code)))
+        .order_by(StepStatus.referral_id, StepStatus.step_code).limit(limit)))
 
 
 def median_hours(session: Session, *, unit_id: int | None, start: dt.datetime | None,

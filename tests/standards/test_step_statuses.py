@@ -13,9 +13,10 @@ from collections import Counter, defaultdict
 import pytest
 import time_machine
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config.settings import PROJECT_ROOT
+from referral.audit.models import AuditEvent
 from referral.db import local_zone
 from referral.extensions import db
 from referral.referrals.models import Referral, Status
@@ -441,3 +442,30 @@ def test_tick_records_what_judging_every_open_case_finds_breached(world, seed):
         assert recorded == expected, now
         assert tick_steps(db.session, now)["step_breaches"] == 0  # once each
     assert expected  # the random cases did breach something
+
+
+def test_a_long_backlog_of_breaches_is_recorded_a_batch_per_transaction(world, monkeypatch):
+    """A first tick after a long pause records every overdue step once, committing between batches, so the
+    audit chain's head (which every request appends to) is held one batch at a time."""
+    from referral.standards import services as standards_services
+    from referral.standards.models import StepBreach
+    from referral.standards.services import tick_steps
+
+    make_cases(world, 6, 5)
+    db.session.commit()
+    later = T0 + 400 * 24 * H
+    monkeypatch.setattr(standards_services, "STEP_BREACH_BATCH", 2)
+    batches = []
+
+    def commit():
+        batches.append(db.session.scalar(select(func.count()).select_from(StepBreach)))
+        db.session.commit()
+
+    stats = tick_steps(db.session, later, between_batches=commit)
+    recorded = db.session.scalar(select(func.count()).select_from(StepBreach))
+    assert recorded == stats["step_breaches"] >= 5
+    # Two at a time, each batch committed before the next was read; the last one found fewer than two.
+    assert batches == list(range(2, recorded + 1, 2)) + [recorded]
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sla.step_breach")).all()
+    assert len(events) == recorded
+    assert tick_steps(db.session, later, between_batches=commit)["step_breaches"] == 0

@@ -3,7 +3,6 @@ import datetime as dt
 import importlib.util
 from pathlib import Path
 
-import pytest
 import time_machine
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -148,17 +147,3 @@ def test_migration_0017_ends_a_hold_at_a_recusal_that_flipped_an_earlier_offer(c
     second_id = second.id
     _backfill_0017()
     assert db.session.get(Offer, second_id).released_at == t0 + 8 * HOUR
-
-
-def test_migration_0018_admits_password_links_and_still_refuses_unknown_kinds(make_user):
-    """The check constraint on enrolments.kind, rebuilt by 0018 (SQLite through a table copy)."""
-    import sqlalchemy.exc
-
-    user = make_user("officer")
-    insert = text("INSERT INTO enrolments (token_hash, user_id, kind, created_at, expires_at) "
-                  "VALUES (:hash, :user, :kind, :now, :now)")
-    now = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).replace(tzinfo=None)
-    db.session.execute(insert, {"hash": b"p" * 32, "user": user.id, "kind": "password", "now": now})
-    with pytest.raises(sqlalchemy.exc.IntegrityError):
-        with db.session.begin_nested():
-            db.session.execute(insert, {"hash": b"b" * 32, "user": user.id, "kind": "bogus", "now": now})

@@ -4,9 +4,7 @@ An admin who creates an account, or resets its authenticator, gets a one-time li
 to hand to the holder out of band. With it the holder chooses the password (a new account) or gives
 the current one (a reset), adds a TOTP secret to an authenticator app, and confirms with a current
 code; only then is the account usable and the link spent. Focal points have no TOTP: for them the
-link sets the password only. For a forgotten password the admin issues a password link: the holder
-chooses a new password and, if the role has an authenticator, proves it is them with a current code
-from it (the admin alone cannot take the account over); then every sign-in of the account ends.
+link sets the password only.
 
 The TOTP secret is made when the page is shown and kept only encrypted under a key derived from the
 link and a random value in the showing browser's session. Whoever opens the link in another browser
@@ -73,7 +71,6 @@ class EnrolmentRefused(auth.CredentialProblems):
         ("current_password", "locked"): "Too many wrong passwords: wait a few minutes and try again.",
         ("otp", "wrong"): "This code does not match. Check the time on your phone and use the newest code.",
         ("otp", "stale"): "The set-up page was opened again since; add the key shown now to your app.",
-        ("otp", "locked"): "Too many wrong codes: wait a few minutes and try again.",
     }
 
 
@@ -151,9 +148,7 @@ def open_page(raw: str, browser_key: str, *, now: dt.datetime | None = None) -> 
     now = now or utcnow()
     row = _find(raw, "user.enrolment.open", now)
     user, secret, shown = row.user, None, "no authenticator"
-    if row.kind is EnrolmentKind.password:
-        shown = "new password asked" + (" with a code from the authenticator" if user.requires_totp else "")
-    elif user.requires_totp:
+    if user.requires_totp:
         secret = _pending_secret(row, raw, browser_key)
         shown = "same authenticator key shown again"
         if secret is None:
@@ -167,8 +162,8 @@ def open_page(raw: str, browser_key: str, *, now: dt.datetime | None = None) -> 
 
 
 def complete(raw: str, browser_key: str, *, password: str = "", current_password: str = "", code: str = "",
-             now: dt.datetime | None = None) -> tuple[User, EnrolmentKind]:
-    """Set the account up (or its new password) and spend the link; the account and the link's kind.
+             now: dt.datetime | None = None) -> User:
+    """Set the account up and spend the link.
 
     A new account's holder chooses the password (the same rules as everywhere: 8-128 characters, not a
     common one); after a reset the holder proves the current one, and wrong tries count towards the
@@ -177,8 +172,6 @@ def complete(raw: str, browser_key: str, *, password: str = "", current_password
     """
     now = now or utcnow()
     row = _find(raw, "user.enrolment.complete", now)
-    if row.kind is EnrolmentKind.password:
-        return _new_password(row, password, code, now), row.kind
     user = row.user
     problems: dict[str, list[str]] = {}
     if row.kind is EnrolmentKind.account:
@@ -219,39 +212,4 @@ def complete(raw: str, browser_key: str, *, password: str = "", current_password
     row.used_at, row.pending_secret = now, None
     record(db.session, user, "user.enrolment.complete", object_type="user", object_id=user.id,
            reason=f"{row.kind.value} link", fields=written, now=now)
-    return user, row.kind
-
-
-def _new_password(row: Enrolment, password: str, code: str, now: dt.datetime) -> User:
-    """A forgotten password replaced: the new one follows the rules everywhere apply; a holder with an
-    authenticator proves it is them with a current code from it (wrong codes count towards the lockout,
-    and a code is used up as at sign-in). Then every web session and API token of the account ends:
-    whoever had the old password may have been signed in with it."""
-    user = row.user
-    problems: dict[str, list[str]] = {}
-    codes = passwords.password_problem_codes(password or "", email=user.email)
-    if codes:
-        problems["password"] = codes
-    counter = None
-    if user.requires_totp:
-        secret = auth.totp_secret(user)
-        if auth.is_locked(user, now):
-            problems["otp"] = ["locked"]
-        else:
-            counter = totp.matching_counter(secret, code or "", now, user.totp_last_counter) if secret else None
-            if counter is None:
-                auth.record_failure(user, now)
-                problems["otp"] = ["locked" if auth.is_locked(user, now) else "wrong"]
-    if problems:
-        record(db.session, user, "user.enrolment.complete", object_type="user", object_id=user.id, outcome=DENIED,
-               reason="; ".join(f"{field} {' '.join(codes)}" for field, codes in sorted(problems.items())), now=now)
-        raise EnrolmentRefused(problems)
-    user.password_hash = passwords.hash_password(password, auth.AuthPolicy.current().argon2_profile)
-    if counter is not None:
-        user.totp_last_counter = counter  # the code that proved it cannot also sign in
-    auth.clear_failures(user)  # a forgotten password often ends in a lockout
-    ended = auth.end_sign_ins(user, now)
-    row.used_at, row.pending_secret = now, None
-    record(db.session, user, "user.enrolment.complete", object_type="user", object_id=user.id,
-           reason=f"password link; {ended} sign-ins ended", fields=["password"], now=now)
     return user

@@ -127,7 +127,6 @@ class ApiToken(Base):
 class EnrolmentKind(enum.StrEnum):
     account = "account"              # a new account: the holder chooses the password (and scans TOTP)
     authenticator = "authenticator"  # after a TOTP reset: the holder gives the password and scans anew
-    password = "password"            # a forgotten password: the holder chooses a new one (with a TOTP code)
 
 
 class Enrolment(Base):

@@ -246,21 +246,6 @@ def reset_totp(actor: User, user_id: int, *, now: dt.datetime | None = None) -> 
     return user, issue_link(actor, user, EnrolmentKind.authenticator, now=now)
 
 
-def reset_password(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, IssuedLink]:
-    """A forgotten password: a one-time link with which the holder chooses a new one, proving it is them
-    with a current code from their authenticator (roles that have one). Nothing changes until the holder
-    uses it; then every sign-in of the account ends. The admin never learns the password."""
-    user = get_user(actor, user_id, action="user.password_reset")
-    _check_may_issue(user)
-    if user.enrolment_pending:
-        raise Conflict(N_("This account is not set up yet: issue a new set-up link instead."))
-    if user.requires_totp and user.totp_secret_sealed is None:
-        # The link's proof is the authenticator; the authenticator link's proof is the password.
-        raise Conflict(N_("This account's authenticator was reset and is not set up again: its holder "
-                          "needs the password for that link. With both lost, create a new account."))
-    return user, issue_link(actor, user, EnrolmentKind.password, now=now)
-
-
 def reissue_link(actor: User, user_id: int, *, now: dt.datetime | None = None) -> tuple[User, IssuedLink]:
     """A new set-up link for an account its holder has not set up (the first one lost or expired);
     the earlier link stops working."""

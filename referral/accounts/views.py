@@ -119,14 +119,6 @@ def admin_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
     return jsonify(_with_link(user, link))
 
 
-@api.post("/admin/users/<int:user_id>/password-reset")
-@requires(Permission.ADMIN_USERS_MANAGE)
-def admin_password_reset(user_id: int):  # type: ignore[no-untyped-def]
-    user, link = services.reset_password(acting_user(), user_id)
-    db.session.commit()
-    return jsonify(_with_link(user, link)), 201
-
-
 @api.post("/admin/users/<int:user_id>/enrolment")
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_reissue_enrolment(user_id: int):  # type: ignore[no-untyped-def]

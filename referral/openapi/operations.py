@@ -66,10 +66,6 @@ OPERATIONS: dict[str, Op] = {
     "api.admin_unlock_user": Op("Lift a lockout", "admin", answer=ref("User"), refusals=(409,)),
     "api.admin_reset_totp": Op("Remove an account's TOTP secret; a one-time link lets its holder set up a new one",
                                "admin", answer=ref("UserWithEnrolmentLink"), refusals=(409,)),
-    "api.admin_password_reset": Op("A one-time link with which the holder of a forgotten password chooses a new "
-                                   "one (with a code from their authenticator, if the role has one); every "
-                                   "sign-in of the account ends when it is used", "admin", status=201,
-                                   answer=ref("UserWithEnrolmentLink"), refusals=(409,)),
     "api.admin_reissue_enrolment": Op("A new set-up link for an account not yet set up (earlier ones stop working)",
                                       "admin", status=201, answer=ref("UserWithEnrolmentLink"), refusals=(409,)),
     # reference data and training

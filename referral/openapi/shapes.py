@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from referral.accounts.models import EnrolmentKind, Gender, Role
+from referral.accounts.models import Gender, Role
 from referral.referrals.classification import GbvType
 from referral.referrals.models import Status
 from referral.services_dir.models import ServiceOutcome, ServiceReferralStatus
@@ -74,7 +74,7 @@ _user = {
 }
 # A one-time link for the account holder to set up the account (or a new authenticator) themselves: the
 # admin hands it over and never sees a password or a TOTP secret (docs/decisions.md).
-_enrolment = closed({"url": {"type": "string", "format": "uri"}, "kind": enum([k.value for k in EnrolmentKind]),
+_enrolment = closed({"url": {"type": "string", "format": "uri"}, "kind": enum(["account", "authenticator"]),
                      "expires_at": TIMESTAMP})
 
 _case_status = {"id": CASE_ID, "reference": STRING, "status": STATUS, "created_at": TIMESTAMP}

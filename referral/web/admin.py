@@ -24,6 +24,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from referral.accounts import services as accounts
 from referral.accounts.enrolment import IssuedLink
+from referral.accounts.models import EnrolmentKind
 from referral.accounts.schemas import UserOut
 from referral.accounts.views import enrolment_url
 from referral.audit.service import keep_only_refusals_after_failure
@@ -174,7 +175,7 @@ def _users_page(form: UserForm, status: int = 200, problem: str | None = None): 
 
 def _link_page(link: IssuedLink, email: str, *, created: bool = False):  # type: ignore[no-untyped-def]
     return _render("admin/enrolment_link.html", url=enrolment_url(link), email=email, created=created,
-                   kind=link.kind.value, expires_at=link.expires_at)
+                   authenticator=link.kind is EnrolmentKind.authenticator, expires_at=link.expires_at)
 
 
 @web.route("/admin/users", methods=["GET", "POST"])
@@ -227,12 +228,6 @@ def _issue_link_page(issue):  # type: ignore[no-untyped-def]
 @requires(Permission.ADMIN_USERS_MANAGE)
 def admin_user_reset_totp(user_id: int):  # type: ignore[no-untyped-def]
     return _issue_link_page(lambda actor: accounts.reset_totp(actor, user_id))
-
-
-@web.post("/admin/users/<int:user_id>/password-reset")
-@requires(Permission.ADMIN_USERS_MANAGE)
-def admin_user_password_reset(user_id: int):  # type: ignore[no-untyped-def]
-    return _issue_link_page(lambda actor: accounts.reset_password(actor, user_id))
 
 
 @web.post("/admin/users/<int:user_id>/enrolment")

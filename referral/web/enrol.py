@@ -35,7 +35,6 @@ def _problem(field: str, code: str) -> str:
     if field != "otp":
         return password_problem(code)
     words = {
-        ("otp", "locked"): _("Too many wrong codes: wait a few minutes and try again."),
         ("otp", "wrong"): _("This code does not match. Check the time on your phone and enter the newest code."),
         ("otp", "stale"): _("This page was opened again somewhere else, so the key changed. Add the key shown "
                             "now to your app and enter its code."),
@@ -71,12 +70,11 @@ def enrol(token: str):  # type: ignore[no-untyped-def]
         status = 422
         if not _shape_problems(form):
             try:
-                user, kind = enrolment.complete(token, key, password=form.password.data or "",
+                user = enrolment.complete(token, key, password=form.password.data or "",
                                           current_password=form.current_password.data or "",
                                           code=form.otp.data or "")
                 db.session.commit()
-                return _page("enrol_done.html", email=user.email, totp=user.requires_totp,
-                             new_password=kind is EnrolmentKind.password)
+                return _page("enrol_done.html", email=user.email, totp=user.requires_totp)
             except enrolment.LinkRefused:
                 return _refused()
             except enrolment.EnrolmentRefused as err:
@@ -89,8 +87,8 @@ def enrol(token: str):  # type: ignore[no-untyped-def]
     except enrolment.LinkRefused:
         return _refused()
     row, secret = shown.enrolment, shown.secret
-    context = {"email": row.user.email, "kind": row.kind.value, "secret": secret, "expires_at": row.expires_at,
-               "ask_code": row.kind is EnrolmentKind.password and row.user.requires_totp}
+    context = {"email": row.user.email, "new_account": row.kind is EnrolmentKind.account, "secret": secret,
+               "expires_at": row.expires_at}
     db.session.commit()
     uri = provisioning_uri(secret, context["email"], current_app.config["TOTP_ISSUER"]) if secret else None
     return _page("enrol.html", status, form=form, uri=uri, **context)

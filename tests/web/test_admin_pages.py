@@ -18,8 +18,7 @@ from tests.web.helpers import csrf_token, enrol, link_path, next_code, open_link
 
 PAGES = ["/admin/users", "/admin/reference", "/admin/courses"]
 POSTS = ["/admin/users", "/admin/users/{user}/deactivate", "/admin/users/{user}/unlock",
-         "/admin/users/{user}/reset-totp", "/admin/users/{user}/enrolment", "/admin/users/{user}/password-reset",
-         "/admin/reference/units/{unit}/routing",
+         "/admin/users/{user}/reset-totp", "/admin/users/{user}/enrolment", "/admin/reference/units/{unit}/routing",
          "/admin/courses", "/admin/certifications"]
 OTHER_ROLES = ["focal_point", "officer", "supervisor", "service_provider", "oversight"]
 LINK = re.compile(r'id="enrolment-link" value="([^"]+)"')

@@ -36,6 +36,11 @@ def local_zone() -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(current_app.config["LOCAL_TIMEZONE"])
 
 
+def local_midnight(day: dt.date) -> dt.datetime:
+    """The instant ``day`` begins in the service's zone: a period of days starts or ends there."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=local_zone())
+
+
 def latest_today(now: dt.datetime) -> dt.date:
     """The latest calendar date anywhere at ``now`` (UTC+14): "not in the future" for a date a person gives.
 

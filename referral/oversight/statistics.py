@@ -18,7 +18,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm import Session
 
-from referral.db import local_zone
+from referral.db import local_midnight, local_zone
 from referral.referrals.models import Referral
 from referral.services_dir.models import ServiceReferral
 
@@ -123,9 +123,9 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
              .where(~superseded))
     # Months, periods and report delays on the service's calendar (LOCAL_TIMEZONE), not UTC's: a case
     # reported at 02:00 in Bishkek on the first of a month belongs to that month.
-    period = [Referral.created_at < _start_of(until + dt.timedelta(days=1), zone)]
+    period = [Referral.created_at < local_midnight(until + dt.timedelta(days=1))]
     if since:
-        period.append(Referral.created_at >= _start_of(since, zone))
+        period.append(Referral.created_at >= local_midnight(since))
     districts = _districts(session.execute(select(Area.id, Area.code, Area.kind, Area.parent_id)).all())
     if session.get_bind().dialect.name == "postgresql":
         tables, counted = _count_in_postgres(session, query.where(*period), districts, zone)
@@ -163,11 +163,6 @@ def _report(since: dt.date | None, until: dt.date | None, tables: dict[str, Coun
             "cases": counted if counted >= SMALL or counted == 0 else "<5",
             "tables": {name: {"cells": {}, "total": "<5"} if few else suppress(counts)
                        for name, counts in tables.items()}}
-
-
-def _start_of(day: dt.date, zone: dt.tzinfo) -> dt.datetime:
-    """The instant ``day`` begins in ``zone``."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=zone)
 
 
 def _count_in_postgres(session: Session, query: Any, districts: dict[int, str],

@@ -14,7 +14,7 @@ from referral.errors import N_, Forbidden
 from referral.referrals import routing
 from referral.referrals.models import Referral, Status
 from referral.referrals.workflow_models import Offer, OfferStatus
-from referral.security.permissions import CaseView, Permission, case_view, require
+from referral.security.permissions import Permission, case_view, require, supervises
 
 OPEN = (Status.submitted, Status.offered, Status.declined, Status.escalated, Status.accepted, Status.in_progress)
 
@@ -53,8 +53,7 @@ def unit_board(session: Session, actor: User) -> dict[str, list[dict[str, Any]]]
 def reassign_candidates(session: Session, actor: User, referral: Referral,
                         now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Officers the supervisor may offer this case to: eligible now, never one who declined or recused."""
-    if (actor.role is not Role.supervisor or actor.unit_id != referral.unit_id or referral.unit is None
-            or case_view(actor, referral) is not CaseView.CONTENT):
+    if referral.unit is None or not supervises(actor, referral, case_view(actor, referral)):
         return []
     if referral.status not in (Status.offered, Status.escalated, Status.accepted, Status.in_progress):
         return []

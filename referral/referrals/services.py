@@ -22,7 +22,7 @@ from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind, ProtectionOrder
 from referral.referrals.models import QUEUED, SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
 from referral.security.keyring import keyring_for
-from referral.security.permissions import CaseView, Permission, case_view, require
+from referral.security.permissions import CaseView, Permission, case_view, is_submitter, require
 from referral.security.sealed import blind_index, normalise_identifier
 
 # No 0/O, 1/I/L: a reference is read aloud over a bad phone line.
@@ -331,7 +331,7 @@ def add_information(session: Session, actor: User, referral_id: str, text: str) 
     """The submitting focal point appends information; it is sealed like the rest of the case."""
     require(actor, Permission.REFERRAL_ADD_INFORMATION)
     referral, _level = load_visible(session, actor, referral_id, "referral.add_information")
-    if referral.submitter_id != actor.id:
+    if not is_submitter(actor, referral):
         record(session, actor, "referral.add_information", object_type="referral", object_id=referral.id,
                outcome=DENIED, reason="only the submitter adds information")
         raise NotFound(N_("No such referral."))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from referral.accounts.auth import normalise_email
 from referral.accounts.models import Role, User
-from referral.db import latest_today, local_today, local_zone, utcnow
+from referral.db import latest_today, local_midnight, local_today, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.extensions import db
 from referral.security.permissions import Permission, require
@@ -458,9 +458,9 @@ def compliance_summary(session: Any, actor: User, *, unit_code: str | None, sinc
         if unit is not None and unit.id != actor.unit_id:
             raise ValidationFailed(fields={"unit": [N_("Supervisors see their own unit only.")]})
         unit = actor.unit
-    zone = local_zone()  # days on the service's calendar
-    start = dt.datetime.combine(since, dt.time.min, tzinfo=zone) if since else None
-    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=zone) if until else None
+    # Days on the service's calendar.
+    start = local_midnight(since) if since else None
+    end = local_midnight(until + dt.timedelta(days=1)) if until else None
     within = {"unit_id": unit.id if unit is not None else None, "start": start, "end": end}
     step_statuses.sync(session)  # this transaction's own changes count too
     step_counts: dict[str, Counter[str]] = defaultdict(Counter)

@@ -75,16 +75,16 @@ def test_a_connection_dropped_mid_submit_leaves_nothing_partial(world, monkeypat
     else:
         from referral.audit import service
 
-        original_append = service._append
+        original_append = service._append_batch  # PostgreSQL appends a transaction's events in one statement
         fired = []
 
-        def cut_append(session, staged):  # type: ignore[no-untyped-def]
+        def cut_append(session, batch):  # type: ignore[no-untyped-def]
             if not fired:
                 fired.append(True)
                 drop_my_connection()
-            return original_append(session, staged)
+            return original_append(session, batch)
 
-        monkeypatch.setattr(service, "_append", cut_append)
+        monkeypatch.setattr(service, "_append_batch", cut_append)
     values = canaries()
     resp = client.post("/api/v1/referrals", json=submission("FI-D", values), headers=world["headers"])
     assert resp.status_code == 500 and resp.get_json()["error"]["code"] == "internal_error"
@@ -108,13 +108,13 @@ def test_a_connection_dropped_during_an_audited_read_answers_500_without_content
         before = counts()
     from referral.audit import service
 
-    original_append = service._append
+    original_append = service._append_batch
 
-    def cut_append(session, staged):  # type: ignore[no-untyped-def]
+    def cut_append(session, batch):  # type: ignore[no-untyped-def]
         drop_my_connection()
-        return original_append(session, staged)
+        return original_append(session, batch)
 
-    monkeypatch.setattr(service, "_append", cut_append)
+    monkeypatch.setattr(service, "_append_batch", cut_append)
     resp = client.get(f"/api/v1/referrals/{case_id}", headers=world["headers"])
     monkeypatch.undo()
     # The read could not be audited, so it is not answered: no content leaves without its trace.

@@ -10,6 +10,7 @@ transactions begin IMMEDIATE) and one INSERT whose sequence number is the key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -104,31 +105,61 @@ _ADVANCE_HEAD = text(
     "UPDATE audit_head SET seq = seq + 1, prev_hash = hash, hash = amanat_chain(hash, seq + 1, :body) "
     "WHERE id = 1 RETURNING seq, prev_hash, hash")
 
-_PG_APPEND = text(
-    "WITH head AS (UPDATE audit_head SET seq = seq + 1, prev_hash = hash, "
-    "hash = amanat_chain(hash, seq + 1, :body) WHERE id = 1 RETURNING seq, prev_hash, hash) "
-    "INSERT INTO audit_events (seq, ts, actor_id, actor_role, action, object_type, object_id, outcome, reason, "
-    "source_ip, request_id, fields, prev_hash, hash) "
-    "SELECT head.seq, :ts, :actor_id, :actor_role, :action, :object_type, :object_id, :outcome, :reason, "
-    ":source_ip, :request_id, :fields, head.prev_hash, head.hash FROM head"
-).bindparams(bindparam("ts", type_=UTCDateTime()), bindparam("body", type_=LargeBinary()))
+_COLUMNS = ("ts", "actor_id", "actor_role", "action", "object_type", "object_id", "outcome", "reason",
+            "source_ip", "request_id", "fields")
+APPEND_BATCH = 16  # events appended by one statement on PostgreSQL
 
 
-def _append(session: Session, staged: Staged) -> None:
-    body = payload(ts=staged.ts, actor_id=staged.actor_id, actor_role=staged.actor_role, action=staged.action,
+@functools.cache
+def _pg_append(n: int) -> Any:
+    """One statement appending ``n`` events (bind parameters ``body0``, ``ts0``, … ``fields{n-1}``).
+
+    The head's UPDATE comes first and takes the row lock, which orders appenders; it moves the head past
+    all ``n`` events (their hashes nested) and keeps the hash it had as ``prev_hash``. Each event's link
+    is then computed from the one before it, starting there, so the inserted hashes and the head's agree
+    by construction of the same function on the same values. A head that is missing inserts nothing."""
+    final = "hash"
+    for k in range(n):
+        final = f"amanat_chain({final}, seq + {k + 1}, :body{k})"
+    links = [f"e0 AS (SELECT head.seq - {n - 1} AS seq, head.prev_hash AS prev, "
+             f"amanat_chain(head.prev_hash, head.seq - {n - 1}, :body0) AS hash FROM head)"]
+    links += [f"e{k} AS (SELECT e{k - 1}.seq + 1 AS seq, e{k - 1}.hash AS prev, "
+              f"amanat_chain(e{k - 1}.hash, e{k - 1}.seq + 1, :body{k}) AS hash FROM e{k - 1})" for k in range(1, n)]
+    # Typed: in a UNION a NULL parameter would otherwise be taken for text.
+    from sqlalchemy.dialects import postgresql
+
+    sql_types = {c: AuditEvent.__table__.c[c].type.compile(dialect=postgresql.dialect()) for c in _COLUMNS}
+    rows = " UNION ALL ".join(
+        f"SELECT e{k}.seq, " + ", ".join(f"CAST(:{c}{k} AS {sql_types[c]})" for c in _COLUMNS)
+        + f", e{k}.prev, e{k}.hash FROM e{k}" for k in range(n))
+    sql = (f"WITH head AS (UPDATE audit_head SET seq = seq + {n}, prev_hash = hash, hash = {final} "
+           f"WHERE id = 1 RETURNING seq, prev_hash), {', '.join(links)} "
+           f"INSERT INTO audit_events (seq, {', '.join(_COLUMNS)}, prev_hash, hash) {rows}")
+    types = [bindparam(f"ts{k}", type_=UTCDateTime()) for k in range(n)]
+    types += [bindparam(f"body{k}", type_=LargeBinary()) for k in range(n)]
+    return text(sql).bindparams(*types)
+
+
+def _body(staged: Staged) -> bytes:
+    return payload(ts=staged.ts, actor_id=staged.actor_id, actor_role=staged.actor_role, action=staged.action,
                    object_type=staged.object_type, object_id=staged.object_id, outcome=staged.outcome,
                    reason=staged.reason, source_ip=staged.source_ip, request_id=staged.request_id,
                    fields=staged.fields)
-    params = {"body": body, "ts": staged.ts, "actor_id": staged.actor_id, "actor_role": staged.actor_role,
-              "action": staged.action, "object_type": staged.object_type, "object_id": staged.object_id,
-              "outcome": staged.outcome, "reason": staged.reason, "source_ip": staged.source_ip,
-              "request_id": staged.request_id, "fields": staged.fields}
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement: the head row's lock orders appenders, and the row
-        # lock is held only until this transaction commits a moment later.
-        if session.execute(_PG_APPEND, params).rowcount != 1:
-            raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
-        return
+
+
+def _append_batch(session: Session, batch: list[Staged]) -> None:
+    """PostgreSQL: ``batch`` (at most APPEND_BATCH events) in one statement."""
+    params: dict[str, Any] = {}
+    for k, staged in enumerate(batch):
+        params[f"body{k}"] = _body(staged)
+        params.update({f"{c}{k}": getattr(staged, c) for c in _COLUMNS})
+    if session.execute(_pg_append(len(batch)), params).rowcount != len(batch):
+        raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
+
+
+def _append(session: Session, staged: Staged) -> None:
+    """SQLite: advance the head (the transaction began IMMEDIATE, so it holds the write lock), then insert."""
+    body = _body(staged)
     head = session.execute(_ADVANCE_HEAD, {"body": body}).first()
     if head is None:
         raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
@@ -146,7 +177,14 @@ def _append_pending(session: Session) -> None:
     if not staged:
         return
     session.flush()  # the action's own rows first
-    for item in list(staged):
+    staged = list(staged)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for the transaction's events (up to APPEND_BATCH at a time): the head row's lock
+        # orders appenders, held only until this transaction commits a moment later.
+        for start in range(0, len(staged), APPEND_BATCH):
+            _append_batch(session, staged[start:start + APPEND_BATCH])
+        return
+    for item in staged:
         _append(session, item)
 
 

@@ -49,6 +49,47 @@ def test_events_chain_from_genesis_and_verify(db_session, make_user):
     assert result.ok and result.count == len(rows)
 
 
+@pytest.mark.parametrize("sizes", [(1, 2, 3), (16, 17), (40,)])
+def test_a_transactions_events_append_in_order_whole_and_linked(db_session, make_user, sizes):
+    """PostgreSQL appends a transaction's events in one statement (APPEND_BATCH at most): each event keeps
+    its own values and place, and the links run unbroken across statements and transactions."""
+    from sqlalchemy import event as sa_event
+
+    from referral.audit.service import APPEND_BATCH
+
+    officer = make_user("officer")
+    start = base_seq()
+    appends: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if "INSERT INTO audit_events" in statement:
+            appends.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for t, n in enumerate(sizes):
+            for i in range(n):
+                record(db.session, officer if i % 2 else None, f"test.batch{t}", object_type="referral",
+                       object_id=f"case-{t}-{i}", reason=f"event {i} of {n}", fields=[f"f{i}"])
+            db.session.commit()
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count)
+    if db.engine.dialect.name == "postgresql":
+        assert len(appends) == sum(-(-n // APPEND_BATCH) for n in sizes)
+    rows = [r for r in events() if r.seq > start]
+    expected = [(f"test.batch{t}", f"case-{t}-{i}", f"event {i} of {n}", f'["f{i}"]', officer.id if i % 2 else None)
+                for t, n in enumerate(sizes) for i in range(n)]
+    assert [(r.action, r.object_id, r.reason, r.fields, r.actor_id) for r in rows] == expected
+    assert [r.seq for r in rows] == list(range(start + 1, start + 1 + len(expected)))
+    prev = bytes(db.session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == start))) if start else GENESIS
+    for row in rows:
+        assert bytes(row.prev_hash) == prev
+        assert bytes(row.hash) == link_hash(prev, row.seq, row_payload(row))
+        prev = bytes(row.hash)
+    assert (head().seq, bytes(head().hash)) == (rows[-1].seq, prev)
+    assert verify(db.session).ok
+
+
 def test_events_of_a_rolled_back_transaction_vanish_with_it(db_session):
     start = base_seq()
     record(db.session, None, "test.event")

@@ -1,12 +1,15 @@
 """Flask extensions, created unbound and initialised in ``create_app``."""
 from __future__ import annotations
 
+import time
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 from referral.db import Base
 
@@ -48,3 +51,30 @@ def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
     # to a writer later could fork the chain or deadlock under concurrency.
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle more than ``idle_seconds``.
+
+    A connection returned to the pool a moment ago is used as it is (SQLAlchemy's ``pool_pre_ping`` pinged
+    on every checkout: a round trip more on every request). One that waited longer, through a quiet spell
+    in which the server may have restarted or a firewall dropped it, is pinged; a dead one is replaced
+    before the request sees it (the pool retries the checkout on ``DisconnectionError``). A connection
+    that dies within the window fails its next request, which the pool then replaces, with every other
+    connection older than the failure (docs/decisions.md, session 9)."""
+    if engine.dialect.name == "sqlite":
+        return  # a file, not a server: nothing to lose while idle
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_connection, record, proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= idle_seconds:
+            return  # new, or back in the pool a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the driver's own error for a closed or broken connection
+            raise DisconnectionError("a pooled connection was lost while idle") from exc

@@ -71,9 +71,19 @@ def suppress(counts: Counter[str]) -> dict[str, Any]:
             "total": total}
 
 
+# A month counts an hour after it ends: a case stamped in its last moments is committed a moment later,
+# so figures asked at midnight and again a second after could differ by exactly her cells.
+SETTLE = dt.timedelta(hours=1)
+
+
 def last_ended_day(today: dt.date) -> dt.date:
     """The last day of the last month that has ended by ``today``."""
     return today.replace(day=1) - dt.timedelta(days=1)
+
+
+def last_counted_day(now: dt.datetime, zone: Any) -> dt.date:
+    """The last day statistics count at ``now``: that of the last month ended (in ``zone``) over SETTLE ago."""
+    return last_ended_day((now - SETTLE).astimezone(zone).date())
 
 
 def check_period(since: dt.date | None, until: dt.date | None, last_day: dt.date) -> dt.date:
@@ -107,7 +117,7 @@ def deidentified(session: Session, *, since: dt.date | None, until: dt.date | No
     from referral.services_dir.models import Consent
 
     zone = local_zone()
-    until = check_period(since, until, last_ended_day(now.astimezone(zone).date()))
+    until = check_period(since, until, last_counted_day(now, zone))
 
     # A case counts when its latest statistics record is in force: an active record with no newer one
     # (an anti-join the database answers with a hash, where ranking every record needed a sort).

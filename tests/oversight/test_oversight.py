@@ -313,7 +313,10 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
     # differ by exactly her cells.
     this_month = (month_after().date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     running = client.get("/api/v1/stats/deidentified", headers=auditor[1]).get_json()
-    assert running["cases"] == 0 and running["until"] == (this_month - dt.timedelta(days=1)).isoformat()
+    # The month before counts an hour after it ends: in that hour the answer stops a month earlier.
+    last_month_end = this_month - dt.timedelta(days=1)
+    settling = last_month_end.replace(day=1) - dt.timedelta(days=1)
+    assert running["cases"] == 0 and running["until"] in (last_month_end.isoformat(), settling.isoformat())
     refused = client.get(f"/api/v1/stats/deidentified?since={this_month}", headers=auditor[1])
     assert refused.status_code == 422 and list(refused.get_json()["error"]["fields"]) == ["since"]
     report = stats_later(client, api_as, auditor)
@@ -330,6 +333,34 @@ def test_statistics_count_only_consented_cases_and_suppress(client, runner, plac
         rows = list(csv.reader(fh))
     assert ["gbv_type", "psychological_abuse", "<5"] in rows
     assert ["gbv_type", "forced_marriage", "suppressed"] in rows
+
+
+def test_a_month_counts_only_an_hour_after_it_ends(client, place, people, auditor, api_as):
+    """Cases stamped in a month's last second may commit after midnight: asked at 00:30 and again at
+    00:31, the month would differ by exactly their cells. It counts from 01:00 (service zone)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Asia/Bishkek")
+    with time_machine.travel(dt.datetime(2026, 10, 31, 23, 59, 59, 900000, tzinfo=zone), tick=False):
+        focal_h = api_as(people["focal"][0])
+        for _ in range(5):
+            body = minimal(place["district"].code)
+            body["consent"]["statistics"] = True
+            body["incident"]["answers"]["physical_assault"] = True
+            assert client.post("/api/v1/referrals", json=body, headers=focal_h).status_code == 201
+
+    def ask(at, query=""):  # type: ignore[no-untyped-def]
+        with time_machine.travel(at, tick=False):
+            return client.get(f"/api/v1/stats/deidentified?{query}", headers=api_as(auditor[0]))
+
+    settling = dt.datetime(2026, 11, 1, 0, 59, 59, tzinfo=zone)
+    refused = ask(settling, "since=2026-10-01")
+    assert refused.status_code == 422 and list(refused.get_json()["error"]["fields"]) == ["since"]
+    cut = ask(settling, "until=2026-10-31").get_json()
+    assert (cut["until"], cut["cases"]) == ("2026-09-30", 0)
+    settled = ask(dt.datetime(2026, 11, 1, 1, 0, 1, tzinfo=zone), "since=2026-10-01").get_json()
+    assert (settled["until"], settled["cases"]) == ("2026-10-31", 5)
+    assert settled["tables"]["gbv_type"]["cells"] == {"physical_assault": 5}
 
 
 def test_statistics_follow_the_latest_consent_record_and_count_districts_and_outcomes(

@@ -28,6 +28,20 @@ class Phrase(str):
     """A parameter value that is itself a marked message (``P_``): a page shows it translated too."""
 
 
+class Message(str):
+    """A field message with parameters (codes, counts, never case content): it reads as its English text,
+    as the API answers; a page translates the marked template and fills the parameters in (``translate``).
+    ``Message(N_("Give one of: %(choices)s."), choices="a, b")``."""
+
+    template: str
+    params: dict[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Message:
+        message = super().__new__(cls, template % params)
+        message.template, message.params = template, params
+        return message
+
+
 def P_(message: str) -> Phrase:  # noqa: N802
     """Marks a phrase used as a parameter (``pybabel extract -k P_``), e.g. what could not be done."""
     return Phrase(message)
@@ -41,6 +55,8 @@ def translate(message: str) -> str:
     """A marked message in the page's language (unmarked text comes back as it is)."""
     from flask_babel import gettext
 
+    if isinstance(message, Message):
+        return gettext(message.template, **message.params)
     return gettext(message) if message else message
 
 
@@ -81,9 +97,9 @@ def field_messages(fields: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):
             out.extend(field_messages(value))
         elif isinstance(value, list):
-            out.extend(translate(str(v)) for v in value)
+            out.extend(translate(v if isinstance(v, str) else str(v)) for v in value)
         else:
-            out.append(translate(str(value)))
+            out.append(translate(value if isinstance(value, str) else str(value)))
     return out
 
 

@@ -20,7 +20,7 @@ from referral.accounts.enrolment import IssuedLink, issue_link
 from referral.accounts.models import EnrolmentKind, Gender, Role, User
 from referral.audit.service import record
 from referral.db import utcnow
-from referral.errors import N_, Conflict, Forbidden, ValidationFailed
+from referral.errors import N_, Conflict, Forbidden, Message, ValidationFailed
 from referral.extensions import db
 from referral.reference.models import Organisation, OrganisationKind, Unit
 from referral.security import passwords
@@ -69,12 +69,12 @@ def _new_account(data: NewUser, *, password: str | None, actor: User | None = No
     try:
         role = Role(data.role)
     except ValueError:
-        errors["role"] = [f"Must be one of: {', '.join(r.value for r in Role)}."]
+        errors["role"] = [Message(N_("Must be one of: %(choices)s."), choices=", ".join(r.value for r in Role))]
         role = None
     try:
         gender = Gender(data.gender or Gender.unspecified.value)
     except ValueError:
-        errors["gender"] = [f"Must be one of: {', '.join(g.value for g in Gender)}."]
+        errors["gender"] = [Message(N_("Must be one of: %(choices)s."), choices=", ".join(g.value for g in Gender))]
         gender = Gender.unspecified
     if not data.name or not data.name.strip():
         errors["name"] = [N_("A name is required.")]
@@ -84,7 +84,8 @@ def _new_account(data: NewUser, *, password: str | None, actor: User | None = No
             errors["password"] = problems
     bad_languages = [code for code in data.languages if code not in LANGUAGES]
     if bad_languages:
-        errors["languages"] = [f"Unknown language codes: {', '.join(bad_languages)}; use {', '.join(LANGUAGES)}."]
+        errors["languages"] = [Message(N_("Unknown language codes: %(codes)s; use %(languages)s."),
+                                       codes=", ".join(bad_languages), languages=", ".join(LANGUAGES))]
     phone = None
     if data.phone:
         try:

@@ -16,7 +16,7 @@ from referral.audit.models import AuditEvent
 from referral.audit.service import DENIED, record
 from referral.notify import events
 from referral.db import local_zone, utcnow
-from referral.errors import N_, Conflict, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, Message, NotFound, ValidationFailed
 from referral.oversight.models import BreakGlassGrant
 from referral.referrals import crypto
 from referral.referrals.models import Referral, parse_case_id
@@ -116,7 +116,7 @@ def open_break_glass(session: Session, actor: User, case_id_raw: str, justificat
     now = now or utcnow()
     max_hours = current_app.config["BREAK_GLASS_MAX_HOURS"]
     if not 0 < hours <= max_hours:
-        raise ValidationFailed(fields={"hours": [f"Between a few minutes and {max_hours} hours."]})
+        raise ValidationFailed(fields={"hours": [Message(N_("Between a few minutes and %(hours)s hours."), hours=max_hours)]})
     case_id = parse_case_id(case_id_raw)
     referral = session.get(Referral, case_id) if case_id else None
     if referral is None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from referral.accounts.models import User
 from referral.audit.service import DENIED, record
-from referral.errors import N_, NotFound, ValidationFailed
+from referral.errors import N_, Message, NotFound, ValidationFailed
 from referral.reference.models import Area, Organisation, RoutingMode, Unit
 from referral.security.permissions import Permission, require
 
@@ -79,7 +79,7 @@ def set_routing_mode(session: Any, actor: User, unit_code: str, mode: str) -> Un
     try:
         wanted = RoutingMode(mode)
     except ValueError:
-        raise ValidationFailed(fields={"routing": [f"Must be one of: {', '.join(m.value for m in RoutingMode)}."]}) \
+        raise ValidationFailed(fields={"routing": [Message(N_("Must be one of: %(choices)s."), choices=", ".join(m.value for m in RoutingMode))]}) \
             from None
     # A code never holds a NUL (PostgreSQL could not even compare one): such a code is simply unknown.
     unit = None if "\x00" in unit_code else session.scalar(select(Unit).where(Unit.code == unit_code))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import N_, Conflict, Forbidden, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, Forbidden, Message, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
 from referral.referrals.models import Referral, Status, parse_case_id
@@ -100,7 +100,7 @@ def change_consent(session: Session, actor: User, referral_id: str, data: dict[s
         raise NotFound(N_("No such referral."))
     scope, given_by = data["scope"], GivenBy(data["given_by"])
     if scope not in SCOPES:
-        raise ValidationFailed(fields={"scope": [f"Use one of: {', '.join(SCOPES)}."]})
+        raise ValidationFailed(fields={"scope": [Message(N_("Use one of: %(choices)s."), choices=", ".join(SCOPES))]})
     if data.get("expires_at") is not None and data["expires_at"] <= now:
         raise ValidationFailed(fields={"expires_at": [N_("Must be in the future.")]})
     child = referral.age_group in CHILD_AGE_GROUPS

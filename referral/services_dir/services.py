@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from referral.accounts.models import User
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
-from referral.errors import N_, InvalidTransition, NotFound, ValidationFailed
+from referral.errors import N_, InvalidTransition, Message, NotFound, ValidationFailed
 from referral.notify import events
 from referral.reference.models import Area, Organisation, OrganisationKind, OrganisationService, ServiceType, organisation_areas
 from referral.referrals import crypto
@@ -152,14 +152,17 @@ def create_service_referral(session: Session, actor: User, referral_id: str, dat
     if unknown:
         # Not echoed: a mistyped entry may be case text pasted into the wrong place.
         raise ValidationFailed(fields={"share": [
-            f"{len(unknown)} entr{'y is' if len(unknown) == 1 else 'ies are'} not a shareable field path; "
-            f"use: {', '.join(SHAREABLE)}."]})
+            Message(N_("1 entry is not a shareable field path; use: %(paths)s."), paths=", ".join(SHAREABLE))
+            if len(unknown) == 1 else
+            Message(N_("%(count)s entries are not a shareable field path; use: %(paths)s."), count=len(unknown),
+                    paths=", ".join(SHAREABLE))]})
     if data["share"] and not consent.is_active(session, referral.id, scope, now):
         record(session, actor, "service_referral.create", object_type="referral", object_id=referral.id,
                outcome=DENIED, reason=f"no active consent for {scope}")
         raise ValidationFailed(N_("The survivor has not consented to sharing with %(service)s services."),
                                params={"service": service_type},
-                               fields={"share": [f"Not covered by consent ({scope})."]}, code="consent_required")
+                               fields={"share": [Message(N_("Not covered by consent (%(scope)s)."), scope=scope)]},
+                               code="consent_required")
     if referral.status in (Status.withdrawn, Status.closed):
         raise InvalidTransition(N_("A withdrawn or closed case cannot be referred."))
     row = ServiceReferral(referral_id=referral.id, provider_id=provider.id, service_type=service_type,

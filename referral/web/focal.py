@@ -64,7 +64,7 @@ def new_referral():  # type: ignore[no-untyped-def]
             problem = err.translated() if err.status < 500 else _("Something went wrong.")
             survivor = err.fields.get("survivor")
             if isinstance(survivor, dict) and survivor.get("phone"):  # say it at the field too
-                form.phone.errors = [translate(str(m)) for m in survivor["phone"]]
+                form.phone.errors = [translate(m if isinstance(m, str) else str(m)) for m in survivor["phone"]]
     status = 200 if not form.is_submitted() else 422
     return _no_store(make_response(render_template("focal/new.html", form=form, problem=problem,
                                                    logout_form=LogoutForm()), status))

@@ -51,6 +51,20 @@ def test_a_connection_lost_while_idle_is_replaced_only_once_it_has_idled_past_th
         engine.dispose()
 
 
-def test_the_app_pings_only_idle_connections_by_default(committed_app):
+def test_the_apps_engine_replaces_a_connection_lost_while_idle(committed_app, monkeypatch):
+    """create_app installs the idle ping on its engine: a connection that sat in the pool past the threshold
+    (the clock moved on) and died meanwhile is replaced before use."""
+    import referral.extensions as extensions
+    from referral.extensions import db
+
     assert committed_app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping") is False
     assert committed_app.config["DB_PING_AFTER_IDLE_SECONDS"] == 5
+    with committed_app.app_context():
+        engine = db.engine
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        terminate(committed_app.config["SQLALCHEMY_DATABASE_URI"], first)
+        later = time.monotonic() + 6
+        monkeypatch.setattr(extensions.time, "monotonic", lambda: later)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != first

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import LargeBinary, bindparam, event, func, select, text
+from sqlalchemy import LargeBinary, String, bindparam, event, func, select, text
 from sqlalchemy.orm import Session
 
 from referral.audit.chain import canonical_fields, link_hash, payload, row_payload
@@ -28,6 +28,7 @@ from referral.db import UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 PENDING = "amanat_audit_pending"
+REASON_LENGTH = AuditEvent.__table__.c.reason.type.length  # 300
 ALLOWED, DENIED, ERROR = "allowed", "denied", "error"
 
 
@@ -60,6 +61,10 @@ def record(session: Session, actor: Any, action: str, *, object_type: str | None
     """
     if outcome not in (ALLOWED, DENIED, ERROR):
         raise ValueError(f"unknown audit outcome {outcome!r}")
+    if reason is not None and len(reason) > REASON_LENGTH:
+        # A reason that names many things (every missing course, say) is shortened, not refused: the event
+        # must be written for the action to stand, and it is hashed as stored.
+        reason = reason[:REASON_LENGTH - 1] + "…"
     ip = req_id = None
     if has_request_context():
         ip = request.remote_addr
@@ -125,10 +130,13 @@ def _pg_append(n: int) -> Any:
              f"amanat_chain(head.prev_hash, head.seq - {n - 1}, :body0) AS hash FROM head)"]
     links += [f"e{k} AS (SELECT e{k - 1}.seq + 1 AS seq, e{k - 1}.hash AS prev, "
               f"amanat_chain(e{k - 1}.hash, e{k - 1}.seq + 1, :body{k}) AS hash FROM e{k - 1})" for k in range(1, n)]
-    # Typed: in a UNION a NULL parameter would otherwise be taken for text.
+    # Typed: in a UNION a NULL parameter would otherwise be taken for text. Strings as unbounded VARCHAR: an
+    # explicit cast to VARCHAR(n) cuts a longer value silently, and the row would not match the hash computed
+    # over the whole value; the INSERT's own conversion refuses it instead, as a plain INSERT does.
     from sqlalchemy.dialects import postgresql
 
-    sql_types = {c: AuditEvent.__table__.c[c].type.compile(dialect=postgresql.dialect()) for c in _COLUMNS}
+    sql_types = {c: "VARCHAR" if isinstance(AuditEvent.__table__.c[c].type, String)
+                 else AuditEvent.__table__.c[c].type.compile(dialect=postgresql.dialect()) for c in _COLUMNS}
     rows = " UNION ALL ".join(
         f"SELECT e{k}.seq, " + ", ".join(f"CAST(:{c}{k} AS {sql_types[c]})" for c in _COLUMNS)
         + f", e{k}.prev, e{k}.hash FROM e{k}" for k in range(n))

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
 from referral.extensions import db
 
+log = logging.getLogger(__name__)
 outbox_cli = AppGroup("outbox", help="Notifications.")
 
 
@@ -23,7 +26,17 @@ def deliver_command(once: bool, interval: float, limit: int | None) -> None:
 
     adapters = adapters_from_settings()
     while True:
-        counts = deliver(db.session, adapters, limit=limit)
+        try:
+            counts = deliver(db.session, adapters, limit=limit)
+        except DBAPIError as exc:
+            if once or not exc.connection_invalidated:
+                raise
+            # The database went away (a restart, a dropped link): the pool has thrown the connection away;
+            # poll again after the interval on a new one. What was being delivered was not committed.
+            db.session.rollback()
+            log.warning("outbox worker: database connection lost; retrying in %.0f s", interval)
+            time.sleep(interval)
+            continue
         if once:
             click.echo(json.dumps(counts))
             return

@@ -90,6 +90,28 @@ def test_a_transactions_events_append_in_order_whole_and_linked(db_session, make
     assert verify(db.session).ok
 
 
+def test_a_long_reason_is_shortened_and_an_overlong_value_is_refused_never_cut_unhashed(db_session):
+    """A reason naming many things is shortened before it is hashed; a value longer than its column is
+    refused by PostgreSQL (nothing written), never stored cut short under the hash of the whole value."""
+    from sqlalchemy.exc import DBAPIError as AnyDBError
+
+    from referral.audit.service import REASON_LENGTH
+
+    start = base_seq()
+    record(db.session, None, "test.long", object_type="referral", object_id="case-1", reason="x" * 1000)
+    db.session.commit()
+    stored = events()[-1]
+    assert stored.seq == start + 1 and len(stored.reason) == REASON_LENGTH and stored.reason.endswith("…")
+    assert verify(db.session).ok
+    if db.engine.dialect.name == "postgresql":
+        record(db.session, None, "test.long", object_type="referral", object_id="o" * 65)
+        with pytest.raises(AnyDBError):
+            db.session.commit()
+        db.session.rollback()
+        assert base_seq() == start + 1
+    assert verify(db.session).ok
+
+
 def test_events_of_a_rolled_back_transaction_vanish_with_it(db_session):
     start = base_seq()
     record(db.session, None, "test.event")

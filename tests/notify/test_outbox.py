@@ -402,3 +402,38 @@ def test_sla_tick_tells_the_supervisor_of_a_missed_deadline_and_officers_of_expi
 
     expires = db.session.scalar(select(Certification.expires_on).where(Certification.user_id == soon.id))
     assert json.loads(reminder.params) == {"date": expires.isoformat()}
+
+
+def test_the_polling_worker_outlives_a_lost_database_connection(runner, monkeypatch):
+    """A database restart between polls: the pool has thrown the connection away; the worker says so and
+    polls again instead of dying. Any other database error still ends it."""
+    from sqlalchemy.exc import OperationalError
+
+    from referral.notify import outbox
+
+    class Stop(Exception):
+        pass
+
+    calls: list[str] = []
+
+    def flaky(session, adapters, *, limit=None):  # type: ignore[no-untyped-def]
+        calls.append("poll")
+        if len(calls) == 1:
+            raise OperationalError("SELECT …", {}, Exception("server closed the connection"),
+                                   connection_invalidated=True)
+        if len(calls) == 2:
+            return {"sent": 1, "retry": 0, "dead": 0}
+        raise Stop()
+
+    slept: list[float] = []
+    monkeypatch.setattr(outbox, "deliver", flaky)
+    monkeypatch.setattr("referral.notify.cli.time.sleep", slept.append)
+    result = runner.invoke(args=["outbox", "deliver", "--interval", "2"])
+    assert isinstance(result.exception, Stop) and calls == ["poll", "poll", "poll"] and slept == [2.0]
+
+    def broken(session, adapters, *, limit=None):  # type: ignore[no-untyped-def]
+        raise OperationalError("SELECT …", {}, Exception("relation does not exist"))
+
+    monkeypatch.setattr(outbox, "deliver", broken)
+    result = runner.invoke(args=["outbox", "deliver", "--interval", "2"])
+    assert isinstance(result.exception, OperationalError) and slept == [2.0]

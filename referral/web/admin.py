@@ -38,14 +38,13 @@ from referral.security.permissions import Permission, requires
 from referral.standards import services as standards
 from referral.web.actions import run_page_action
 from referral.web.forms import CsrfForm
+from referral.web.labels import ROLE_NAMES
 from referral.web.referral_forms import choices
 from referral.web.views import web
 
 PER_PAGE = 20
 AREAS_PER_PAGE = 100
 COURSES_PER_PAGE = 100  # the certification form offers the courses listed on the page
-ROLE_NAMES = {"focal_point": _l("Focal point"), "officer": _l("Police officer"), "supervisor": _l("Police supervisor"),
-              "service_provider": _l("Service provider"), "oversight": _l("Oversight"), "admin": _l("Administrator")}
 GENDER_NAMES = {"female": _l("Female"), "male": _l("Male"), "other": _l("Other"), "unspecified": _l("Not stated")}
 REQUIREMENT_NAMES = {"all": _l("Every case"), "child": _l("Cases with a child survivor"),
                      "none": _l("No case (recorded only)")}

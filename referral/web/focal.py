@@ -33,7 +33,9 @@ def _area_choices(user) -> list:  # type: ignore[no-untyped-def]
             stack.extend(sorted(area.children, key=lambda a: a.code))
     from wtforms import SelectChoice
 
-    return [SelectChoice(a.code, a.name) for a in seen]
+    from referral.web.referral_forms import CHOOSE
+
+    return [SelectChoice(*CHOOSE), *(SelectChoice(a.code, a.name) for a in seen)]
 
 
 def _no_store(response):  # type: ignore[no-untyped-def]
@@ -56,18 +58,41 @@ def new_referral():  # type: ignore[no-untyped-def]
             return redirect(url_for("web.referral_status", referral_id=referral.id, new=1))
         except ValidationError as err:
             problem = _("Some answers are not valid. Please check the form.")
-            survivor = err.messages.get("survivor") if isinstance(err.messages, dict) else None
-            if isinstance(survivor, dict) and "phone" in survivor:
-                form.phone.errors = [_("Give her phone number for contact by phone or SMS.")]
+            _at_fields(form, err.messages if isinstance(err.messages, dict) else {}, schema=True)
         except DomainError as err:
             db.session.rollback()
             problem = err.translated() if err.status < 500 else _("Something went wrong.")
-            survivor = err.fields.get("survivor")
-            if isinstance(survivor, dict) and survivor.get("phone"):  # say it at the field too
-                form.phone.errors = [translate(m if isinstance(m, str) else str(m)) for m in survivor["phone"]]
+            _at_fields(form, err.fields, schema=False)
+    elif form.is_submitted() and set(form.errors) - {"csrf_token"}:
+        problem = _("Some answers are not valid. Please check the form.")  # a long form: say so at the top
     status = 200 if not form.is_submitted() else 422
     return _no_store(make_response(render_template("focal/new.html", form=form, problem=problem,
                                                    logout_form=LogoutForm()), status))
+
+
+# Where the service's answer about a part of the submission is shown on the form.
+_FIELDS = {("area",): "area", ("survivor", "phone"): "phone", ("survivor", "age_group"): "age_group",
+           ("incident", "date"): "incident_date", ("survivor", "safe_contact", "method"): "contact_method"}
+
+
+def _at_fields(form: ReferralForm, messages: dict, *, schema: bool) -> None:  # type: ignore[type-arg]
+    """Each message the form has a field for, at that field too, in the reader's language. The service's
+    messages are marked for translation; the schema's are English, so a plain sentence stands for them."""
+    for path, name in _FIELDS.items():
+        found: object = messages
+        for key in path:
+            found = found.get(key) if isinstance(found, dict) else None
+        if not isinstance(found, list) or not found:
+            continue
+        if not schema:
+            texts = [translate(m if isinstance(m, str) else str(m)) for m in found]
+        elif name == "phone" and any("Needed when" in str(m) for m in found):
+            texts = [_("Give her phone number for contact by phone or SMS.")]
+        elif name == "phone":
+            texts = [_("Give the number in international form, e.g. +996555123456.")]
+        else:
+            texts = [_("Answer this question.")]
+        getattr(form, name).errors = texts
 
 
 @web.get("/referrals/<referral_id>")

@@ -53,6 +53,14 @@ LABELS = {
 }
 
 
+ROLE_NAMES = {"focal_point": _l("Focal point"), "officer": _l("Police officer"), "supervisor": _l("Police supervisor"),
+              "service_provider": _l("Service provider"), "oversight": _l("Oversight"), "admin": _l("Administrator")}
+
+
+def role_name(code: str | None) -> str:
+    return "" if code is None else str(ROLE_NAMES.get(code, code.replace("_", " ")))
+
+
 def label(code: str | None) -> str:
     if code is None:
         return ""
@@ -61,3 +69,4 @@ def label(code: str | None) -> str:
 
 def init_labels(app: Flask) -> None:
     app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["role_name"] = role_name

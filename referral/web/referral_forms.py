@@ -12,7 +12,12 @@ def choices(*pairs):  # type: ignore[no-untyped-def]
 
 YES_NO = choices(("yes", _l("Yes")), ("no", _l("No")))
 
-AGE_GROUPS = choices(("0-5", "0–5"), ("6-11", "6–11"), ("12-14", "12–14"), ("15-17", "15–17"), ("18-25", "18–25"),
+# A question not yet answered has no value: a first option the browser would pre-select (0–5) filed an
+# untouched form as a small child's case.
+CHOOSE = ("", _l("Choose…"))
+ANSWER = _l("Answer this question.")
+
+AGE_GROUPS = choices(CHOOSE, ("0-5", "0–5"), ("6-11", "6–11"), ("12-14", "12–14"), ("15-17", "15–17"), ("18-25", "18–25"),
                      ("26-40", "26–40"), ("41-60", "41–60"), ("61+", "61+"))
 
 QUESTIONS = {
@@ -26,8 +31,8 @@ QUESTIONS = {
 
 
 class ReferralForm(FlaskForm):
-    area = SelectField(_l("Where did it happen (village or district)?"), validators=[DataRequired()])
-    age_group = SelectField(_l("Her age"), choices=AGE_GROUPS, validators=[DataRequired()])
+    area = SelectField(_l("Where did it happen (village or district)?"), validators=[DataRequired(ANSWER)])
+    age_group = SelectField(_l("Her age"), choices=AGE_GROUPS, validators=[DataRequired(ANSWER)], default="")
     sex = SelectField(_l("Sex"), choices=choices(("female", _l("Female")), ("male", _l("Male")), ("other", _l("Other"))),
                       default="female")
     name = StringField(_l("Her name (optional)"), validators=[Optional(), Length(max=200)])

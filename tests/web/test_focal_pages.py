@@ -9,6 +9,7 @@ from referral.extensions import db
 from referral.referrals.models import Referral
 from tests.factories import PASSWORD
 from tests.web.helpers import csrf_token, web_login
+from tests.web.test_error_language import catalog
 
 FORM = {"age_group": "26-40", "sex": "female", "name": "CanaryFormName", "phone": "+996555777888",
         "contact_method": "sms", "contact_notes": "CanaryFormNotes", "incident_date": "2026-11-20",
@@ -221,3 +222,59 @@ def test_every_form_with_free_text_outlives_the_idle_limit(client, place, people
         assert page.count("data-keep-alive=") == 1 and "keep-alive.js" in page
         assert 'class="error session-ended"' in page and 'class="error connection-lost"' in page
     assert "Написанное осталось здесь" in status
+
+
+def test_an_untouched_age_or_place_question_is_asked_again_not_guessed(client, place, people):
+    """The age and place selects start on "Choose…": an untouched form is refused at those fields, never filed
+    as a child aged 0–5 in the first district listed."""
+    import re
+
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new?lang=ru").get_data(as_text=True)
+    for name in ("area", "age_group"):
+        select_html = re.search(rf'<select[^>]*name="{name}".*?</select>', html, re.S).group(0)
+        first = re.search(r"<option[^>]*>([^<]*)", select_html)
+        assert 'value=""' in first.group(0) and first.group(1) == catalog("ru")["Choose…"]
+    assert re.search(r'<form[^>]*action="/referrals/new"[^>]*autocomplete="off"', html)
+    untouched = {k: v for k, v in FORM.items() if k != "age_group"}
+    resp = client.post("/referrals/new", data={**untouched, "area": "", "csrf_token": csrf_token(html)})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and db.session.scalar(select(Referral)) is None
+    assert page.count(catalog("ru")["Answer this question."]) == 2 and "This field is required" not in page
+    assert re.search(r'<select[^>]*aria-invalid="true"[^>]*name="age_group"|<select[^>]*name="age_group"[^>]*aria-invalid="true"', page)
+    assert "CanaryFormStory" in page  # what she typed is still there
+
+
+def test_the_service_s_answers_are_shown_at_their_fields(client, place, people):
+    """A future incident date and a phone number too short are told at those fields, in her language."""
+    import re
+
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new?lang=ru").get_data(as_text=True)
+    future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    resp = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "incident_date": future,
+                                               "csrf_token": csrf_token(html)})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and db.session.scalar(select(Referral)) is None
+    date_input = re.search(r'<input[^>]*name="incident_date"[^>]*>', page).group(0)
+    assert 'aria-invalid="true"' in date_input
+    assert page.count(catalog("ru")["The incident date cannot be in the future."]) == 2  # at the top and the field
+    short = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "phone": "12",
+                                                "csrf_token": csrf_token(html)})
+    page = short.get_data(as_text=True)
+    phone_input = re.search(r'<input[^>]*name="phone"[^>]*>', page).group(0)
+    assert short.status_code == 422 and 'aria-invalid="true"' in phone_input
+    assert catalog("ru")["Give the number in international form, e.g. +996555123456."] in page
+    assert catalog("ru")["Give her phone number for contact by phone or SMS."] not in page
+
+
+def test_the_home_page_names_the_role_in_words(client, people):
+    import re
+
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    home = client.get("/?lang=ru").get_data(as_text=True)
+    who = re.search(r'<p class="who">.*?</p>', home, re.S).group(0)
+    assert f' · {catalog("ru")["Focal point"]}' in who and "· focal_point" not in who

@@ -127,9 +127,12 @@ def deliver_one(session: Session, adapters: dict[str, Adapter], *, now: dt.datet
     except DeliveryFailed as exc:
         _retry_later(message, str(exc), now, max_attempts)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the queue behind it
-        session.rollback()
+        session.rollback()  # releases the row: another worker may take it meanwhile
         message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id)
                                  .with_for_update().execution_options(populate_existing=True))
+        if message is None or message.status is not MessageStatus.pending or message.next_attempt_at > now:
+            session.rollback()  # another worker sent it, gave up on it or set its next try: theirs stands
+            return message
         message.attempts += 1
         _retry_later(message, f"unexpected {type(exc).__name__}", now, max_attempts)  # the type only: no content
     else:

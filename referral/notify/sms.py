@@ -138,10 +138,12 @@ def _sender(session: Session, raw_phone: str) -> User:
     return user
 
 
-def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datetime) -> dict[str, Any]:
-    """Act on one verified message from a focal point; the reply goes through the outbox."""
+def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datetime,
+                   message_id: str | None = None) -> dict[str, Any]:
+    """Act on one verified message from a focal point; the reply goes through the outbox. ``message_id``: the
+    gateway's own id of the message, when it sends one: a retry it signed afresh files no second case."""
     from referral.referrals.models import Referral
-    from referral.referrals.services import create_referral
+    from referral.referrals.services import submit_referral
 
     user = _sender(session, raw_phone)
     parsed = parse(text[:480])
@@ -151,13 +153,18 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
         enqueue(session, template, params, channel=Channel.sms, address=user.phone, user=user, language=language)
 
     if parsed.kind == "report":
+        # The gateway's id as the submission's key (its hash: the key is opaque to us either way).
+        key = None if message_id is None else "sms_" + hashlib.sha256(message_id.encode()).hexdigest()
         try:
             with savepoint(session):
-                referral = create_referral(session, user, parsed.data or {}, now=now)
+                referral, repeat = submit_referral(session, user, parsed.data or {}, key=key, now=now)
+        except Conflict:
+            raise  # the gateway sent another text under an id it had used: its fault, told with 409
         except DomainError:  # e.g. an unknown area code: the format reminder, nothing stored
             reply("sms_format")
             return {"result": "malformed"}
-        reply("sms_received", reference=referral.reference)
+        if not repeat:  # a retry's reply went out with the first copy
+            reply("sms_received", reference=referral.reference)
         return {"result": "created", "reference": referral.reference}
     if parsed.kind == "status":
         referral = session.scalar(select(Referral).where(Referral.reference == parsed.reference,

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import jsonify, request
+from sqlalchemy.exc import IntegrityError
 
 from referral.api import api
 from referral.db import utcnow
-from referral.errors import Forbidden, ValidationFailed
+from referral.errors import Conflict, Forbidden, ValidationFailed
 from referral.extensions import db
 from referral.notify import sms
 from referral.security.permissions import public
@@ -20,18 +21,28 @@ def sms_inbound():  # type: ignore[no-untyped-def]
     timestamp = request.headers.get("X-Amanat-Timestamp", "")
     mac = sms.verify_signature(raw, timestamp, request.headers.get("X-Amanat-Signature", ""), now=now)
     sender, text = request.form.get("from", ""), request.form.get("text", "")
+    message_id = request.form.get("message_id") or None
     if not sender or len(sender) > 32:
         raise ValidationFailed(fields={"from": ["Give the sender's number."]})
     if len(text) > 1600:
         raise ValidationFailed(fields={"text": ["At most 1,600 characters."]})
+    if message_id is not None and (len(message_id) > 128 or not message_id.isprintable()):
+        raise ValidationFailed(fields={"message_id": ["At most 128 printable characters."]})
     sms.refuse_replay(db.session, timestamp, mac)
     try:
-        result = sms.handle_inbound(db.session, sender, text, now=now)
+        result = sms.handle_inbound(db.session, sender, text, now=now, message_id=message_id)
     except Forbidden:
         # An unregistered phone: nothing was done but the receipt and the denied event, and both stay, so
         # the same signed message again is a replay (409), not another refusal in the log. (Other failures
         # roll the receipt back: the gateway may retry a message that failed on our side.)
         db.session.commit()
         raise
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        if "submission_keys" not in str(exc.orig):
+            raise
+        # Two copies of one gateway message at once: the other copy filed the case and replied.
+        db.session.rollback()
+        raise Conflict("This message was already received.", code="replay") from None
     return jsonify(result)

@@ -122,3 +122,50 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_once(committed_app
 class _Null:
     def send(self, key, address, text):
         pass
+
+
+def test_a_worker_that_failed_unexpectedly_leaves_alone_what_another_worker_sent_meanwhile(committed_app):
+    """A bug in one worker's send: it rolls back (freeing the row), another worker sends the message in that
+    moment, and the first must not count its failed attempt on the sent message, nor dead-letter it."""
+    from referral.notify.outbox import deliver_one
+
+    with committed_app.app_context():
+        key = enqueue(db.session, "sms_received", {"reference": "R-AAAA-BBBB"}, channel=Channel.sms,
+                      address="+996555000111", language="ky").key
+        db.session.commit()
+    delivered: list[str] = []
+
+    class Broken:
+        def send(self, key, address, text):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug in this adapter")
+
+    class Working:
+        def send(self, key, address, text):  # type: ignore[no-untyped-def]
+            delivered.append(key)
+
+    def other_worker() -> None:
+        with committed_app.app_context():
+            deliver_one(db.session, {"sms": Working(), "email": Working()})
+            db.session.remove()
+
+    with committed_app.app_context():
+        rollback, ran = db.session.rollback, []
+
+        def rollback_and_let_the_other_worker_in():  # type: ignore[no-untyped-def]
+            rollback()
+            if not ran:
+                ran.append(True)
+                worker = threading.Thread(target=other_worker)
+                worker.start()
+                worker.join(timeout=60)
+
+        db.session.rollback = rollback_and_let_the_other_worker_in
+        try:
+            deliver_one(db.session, {"sms": Broken(), "email": Broken()}, max_attempts=2)
+        finally:
+            db.session.rollback = rollback
+        db.session.expire_all()
+        row = db.session.scalar(select(OutboxMessage).where(OutboxMessage.key == key))
+        assert delivered == [key] and ran
+        assert (row.status, row.attempts, row.last_error) == (MessageStatus.sent, 1, None) and row.sent_at
+        db.session.remove()

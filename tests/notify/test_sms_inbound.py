@@ -241,3 +241,34 @@ def test_retention_prunes_receipts_only_once_no_replay_could_match_them(client, 
     applied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "retention.apply")
                                  .order_by(AuditEvent.seq.desc())).first()
     assert "pruned 1 SMS receipt(s)" in applied.reason
+
+
+def send_with_id(client, text, message_id, *, ts=None):  # type: ignore[no-untyped-def]
+    body = urlencode({"from": PHONE, "text": text, "message_id": message_id}).encode()
+    ts = str(int(time.time()) if ts is None else ts)
+    mac = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return client.post("/api/v1/sms/inbound", data=body, headers={
+        "X-Amanat-Timestamp": ts, "X-Amanat-Signature": f"sha256={mac}",
+        "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_a_gateway_retry_signed_afresh_files_no_second_case(client, sms_app, place, focal_phone, officers):
+    """The gateway lost our answer and sends the message again, signed a few seconds later: with its own
+    message id, the same case is answered and no second reply goes out."""
+    text = f"GBV {place['district'].code} P 26-40 N"
+    now = int(time.time())
+    first = send_with_id(client, text, "gw-7781", ts=now - 30)
+    again = send_with_id(client, text, "gw-7781", ts=now)
+    assert first.status_code == again.status_code == 200, again.get_json()
+    assert again.get_json() == first.get_json() and first.get_json()["result"] == "created"
+    assert db.session.scalar(select(func.count()).select_from(Referral)) == 1
+    assert [m.template for m in replies()] == ["sms_received"]
+    # Two women reported with the same code at once are two messages, with two ids: two cases.
+    other = send_with_id(client, text, "gw-7782", ts=now)
+    assert other.status_code == 200 and other.get_json()["reference"] != first.get_json()["reference"]
+    assert db.session.scalar(select(func.count()).select_from(Referral)) == 2
+    # Another text under an id already used is the gateway's mistake: refused, nothing filed.
+    reused = send_with_id(client, f"GBV {place['district'].code} F 12-14 Y", "gw-7781", ts=now)
+    assert reused.status_code == 409 and db.session.scalar(select(func.count()).select_from(Referral)) == 2
+    too_long = send_with_id(client, text, "x" * 129, ts=now)
+    assert too_long.status_code == 422 and list(too_long.get_json()["error"]["fields"]) == ["message_id"]

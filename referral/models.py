@@ -5,7 +5,7 @@ from referral.standards.models import (  # noqa: F401
     CaseTiming, Certification, CertificationReminder, Course, Standard, StepBreach, StepStatus,
 )
 from referral.audit.models import AuditCheckpoint, AuditEvent, AuditHead  # noqa: F401
-from referral.referrals.models import CaseNote, Referral  # noqa: F401
+from referral.referrals.models import CaseNote, Referral, SubmissionKey  # noqa: F401
 from referral.referrals.workflow_models import Alert, CaseAction, Offer, ProtectionOrder  # noqa: F401
 from referral.services_dir.models import Consent, ServiceReferral  # noqa: F401
 from referral.oversight.models import BreakGlassGrant  # noqa: F401

@@ -10,7 +10,7 @@ import threading
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from referral.accounts.models import User
 from referral.accounts.services import NewUser, create_user
@@ -215,4 +215,29 @@ def test_racing_ticks_raise_each_reminder_once_and_never_crash(world):
     with app.app_context():
         assert db.session.scalar(select(CertificationReminder).where(
             CertificationReminder.certification_id == cert_id)) is not None
+        db.session.remove()
+
+
+def test_one_submission_sent_many_times_at_once_files_one_case(world):
+    """A focal point's phone resends while the first copy is still being filed: every copy is answered with
+    the one case (the unique key refuses the later copies' rows; they answer the case the first filed)."""
+    from referral.referrals.models import SubmissionKey
+
+    body = minimal("CX-D")
+    body["incident"]["answers"]["physical_assault"] = True
+    headers = {**world["tokens"]["fp@race.example"], "Idempotency-Key": "race-key-0123456789"}
+
+    def send(_i):
+        resp = world["app"].test_client().post("/api/v1/referrals", json=body, headers=headers)
+        return resp.status_code, (resp.get_json() or {}).get("id")
+
+    answers = run_threads(send, 6)
+    assert {status for status, _ in answers} == {201}, answers
+    ids = {case_id for _, case_id in answers}
+    assert len(ids) == 1
+    with world["app"].app_context():
+        keyed = db.session.scalars(select(SubmissionKey).where(SubmissionKey.referral_id.in_(ids))).all()
+        assert len(keyed) == 1
+        assert db.session.scalar(select(func.count()).select_from(Referral).where(Referral.id.in_(ids))) == 1
+        assert verify(db.session).ok
         db.session.remove()

@@ -107,6 +107,9 @@ def _operation(endpoint: str, op: Op, access: Any, path_parameters: list[dict[st
     parameters: list[Any] = list(path_parameters)
     parameters += [{"in": "header", "name": name, "required": True, "schema": {"type": "string"},
                     "description": text} for name, text in op.headers]
+    parameters += [{"in": "header", "name": name, "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"},
+                    "description": text} for name, text in op.optional_headers]
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
     if parameters:

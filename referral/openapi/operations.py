@@ -42,6 +42,7 @@ class Op:
     answer_type: str = "application/json"
     form: dict[str, Any] | None = None         # form-encoded request body (the SMS webhook)
     headers: tuple[tuple[str, str], ...] = ()  # required request headers: (name, description)
+    optional_headers: tuple[tuple[str, str], ...] = ()  # request headers a client may send
 
 
 def _state(summary: str, answer: str = "CaseState", **kw: Any) -> Op:
@@ -82,7 +83,10 @@ OPERATIONS: dict[str, Op] = {
                                    answer=ref("CertificationRecorded"), body=CertificationIn, refusals=(404, 409)),
     # referrals
     "api.submit_referral": Op("Submit a referral (focal points)", "referrals", status=201,
-                              answer=ref("CaseCreated"), body=Submission),
+                              answer=ref("CaseCreated"), body=Submission, refusals=(409,), optional_headers=(
+                                  ("Idempotency-Key", "16 to 128 letters, digits, '-' or '_', new for each referral: "
+                                   "the same submission sent again with it answers the case it filed (and "
+                                   "Idempotent-Replayed: true); other answers with it are refused (409)"),)),
     "api.list_referrals": Op("Cases the caller may see, stage only, newest first", "referrals",
                              answer=page_of(ref("CaseStatus")), query=PageArgs),
     "api.read_referral": Op("One case, as much of it as the caller may see", "referrals", answer=ref("Case")),
@@ -148,5 +152,8 @@ OPERATIONS: dict[str, Op] = {
         answer=ref("SmsResult"), refusals=(401, 403, 409, 422, 503), headers=SMS_HEADERS,
         form={"type": "object", "required": ["from", "text"], "additionalProperties": False,
               "properties": {"from": {"type": "string", "maxLength": 32, "description": "E.164"},
-                             "text": {"type": "string", "maxLength": 1600}}}),
+                             "text": {"type": "string", "maxLength": 1600},
+                             "message_id": {"type": "string", "maxLength": 128,
+                                            "description": "the gateway's own id of the message: a retry it "
+                                                           "signs afresh files no second case"}}}),
 }

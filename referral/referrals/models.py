@@ -5,7 +5,7 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referral.accounts.models import User
@@ -167,3 +167,20 @@ class CaseNote(Base):
 
     referral: Mapped[Referral] = relationship(back_populates="notes")
     author: Mapped[User] = relationship()
+
+
+class SubmissionKey(Base):
+    """A submission's idempotency key (a web form's hidden key, an API client's ``Idempotency-Key``): the same
+    submission sent twice (a double tap, a retry after a slow network) files one case. Only hashes are
+    kept: of the key, and a keyed digest of the submission (it is case content), to tell a repeat from a
+    different referral sent with the same key."""
+
+    __tablename__ = "submission_keys"
+    __table_args__ = (UniqueConstraint("submitter_id", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submitter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    body_digest: Mapped[str] = mapped_column(String(64))
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[created_at]

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import json
+import re
 import secrets
 from typing import Any
 
@@ -15,12 +18,13 @@ from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
 from referral.db import Combined, combine, latest_today, local_today, run_combined, utcnow
-from referral.errors import N_, NotFound, ValidationFailed
+from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind, ProtectionOrder
-from referral.referrals.models import QUEUED, SEALED_FIELDS, CaseNote, Referral, Status, new_id, parse_case_id
+from referral.referrals.models import (QUEUED, SEALED_FIELDS, CaseNote, Referral, Status, SubmissionKey, new_id,
+                                      parse_case_id)
 from referral.security.keyring import keyring_for
 from referral.security.permissions import CaseView, Permission, case_view, is_submitter, require
 from referral.security.sealed import blind_index, normalise_identifier
@@ -142,6 +146,55 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     # Last, in one statement: the insert flushes the case, already routed, before them.
     consent_records.insert_consents(session, consents)
     return referral
+
+
+# An idempotency key: what a web form or an API client sends with a submission so that sending it twice
+# files one case. Opaque to us; long enough not to be guessed within one account.
+SUBMISSION_KEY = re.compile(r"[A-Za-z0-9_\-]{16,128}")
+
+
+def submit_referral(session: Session, actor: User, data: dict[str, Any], *, key: str | None = None,
+                    now: dt.datetime | None = None) -> tuple[Referral, bool]:
+    """``create_referral``, once per ``key``: the same submission sent again with its key (a double tap, a
+    retry after a slow network) answers the case it filed, and True. The same key with a different
+    submission is refused (409): that is another referral, and guessing would lose one of them."""
+    if key is None:
+        return create_referral(session, actor, data, now=now), False
+    key_hash, digest = _submission_hashes(key, data)
+    earlier = _earlier_submission(session, actor, key_hash, digest)
+    if earlier is not None:
+        return earlier, True
+    referral = create_referral(session, actor, data, now=now)
+    session.add(SubmissionKey(submitter_id=actor.id, key_hash=key_hash, body_digest=digest, referral_id=referral.id))
+    return referral, False
+
+
+def repeated_submission(session: Session, actor: User, data: dict[str, Any], key: str) -> Referral | None:
+    """The case a racing copy of this submission filed, after the unique key refused ours; None if none."""
+    return _earlier_submission(session, actor, *_submission_hashes(key, data))
+
+
+def _submission_hashes(key: str, data: dict[str, Any]) -> tuple[str, str]:
+    # The submission is case content: only a digest keyed like the blind indexes is kept, to compare.
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False).encode()
+    digest = hmac.new(keyring_for(current_app).blind_index_key(), b"submission\0" + body, hashlib.sha256)
+    return hashlib.sha256(key.encode()).hexdigest(), digest.hexdigest()
+
+
+def _earlier_submission(session: Session, actor: User, key_hash: str, digest: str) -> Referral | None:
+    row = session.execute(select(SubmissionKey.body_digest, Referral)
+                          .join(Referral, Referral.id == SubmissionKey.referral_id)
+                          .where(SubmissionKey.submitter_id == actor.id, SubmissionKey.key_hash == key_hash)).first()
+    if row is None:
+        return None
+    if not hmac.compare_digest(row.body_digest, digest):
+        record(session, actor, "referral.create", object_type="referral", outcome=DENIED,
+               reason="submission key already used for another submission")
+        raise Conflict(N_("This submission was already sent with other answers. Start a new referral."),
+                       code="submission_key_reused")
+    record(session, actor, "referral.create", object_type="referral", object_id=row.Referral.id,
+           reason="the same submission again: the case it filed", fields=["reference", "status"])
+    return row.Referral
 
 
 def load_visible(session: Session, actor: User, referral_id: str, action: str) -> tuple[Referral, CaseView]:

@@ -1,9 +1,13 @@
 """API: submit, list and read referrals; add information. Thin: rules live in services."""
 from __future__ import annotations
 
-from flask import jsonify
+from typing import Any
+
+from flask import jsonify, request
+from sqlalchemy.exc import IntegrityError
 
 from referral.api import acting_user, PageArgs, api, load_args, load_json, page_body
+from referral.errors import N_, ValidationFailed
 from referral.extensions import db
 from referral.referrals import services, workflow
 from referral.referrals.schemas import ActionIn, CloseIn, DeclineIn, EmptyIn, NoteIn, ReassignIn, Submission
@@ -11,15 +15,40 @@ from referral.security.permissions import Permission, requires
 
 
 
+def submit_and_commit(actor: Any, data: dict[str, Any], key: str | None) -> tuple[dict[str, Any], bool]:
+    """File a submission and commit (the API and the focal point's form): the case's answer and whether it
+    repeats an earlier submission with the same key. Two copies sent at once: the unique key refuses the
+    second copy's insert, which then answers the case the first filed."""
+    try:
+        referral, repeat = services.submit_referral(db.session, actor, data, key=key)
+        body = {"id": referral.id, "reference": referral.reference, "status": referral.status.value,
+                "gbv_type": referral.gbv_type, "flags": referral.flag_list}  # before the commit expires the row
+        db.session.commit()
+    except IntegrityError as exc:
+        if key is None or "submission_keys" not in str(exc.orig):
+            raise
+        db.session.rollback()
+        earlier = services.repeated_submission(db.session, actor, data, key)
+        if earlier is None:
+            raise
+        body, repeat = {"id": earlier.id, "reference": earlier.reference, "status": earlier.status.value,
+                        "gbv_type": earlier.gbv_type, "flags": earlier.flag_list}, True
+        db.session.commit()
+    return body, repeat
+
+
 @api.post("/referrals")
 @requires(Permission.REFERRAL_SUBMIT)
 def submit_referral():  # type: ignore[no-untyped-def]
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not services.SUBMISSION_KEY.fullmatch(key):
+        raise ValidationFailed(fields={"Idempotency-Key": [N_("Use 16 to 128 letters, digits, '-' or '_'.")]})
     data = load_json(Submission)
-    referral = services.create_referral(db.session, acting_user(), data)
-    body = jsonify(id=referral.id, reference=referral.reference, status=referral.status.value,
-                   gbv_type=referral.gbv_type, flags=referral.flag_list)  # before the commit expires the row
-    db.session.commit()
-    return body, 201
+    body, repeat = submit_and_commit(acting_user(), data, key)
+    response = jsonify(body)
+    if repeat:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 201
 
 
 @api.get("/referrals")

@@ -1,24 +1,26 @@
 """Focal-point pages: refer a survivor, follow the stage of what you referred."""
 from __future__ import annotations
 
-from flask import make_response, redirect, render_template, url_for
+from flask import make_response, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import TextAreaField
+from wtforms import BooleanField, TextAreaField
 from wtforms.validators import Length, Optional
 from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import ValidationError
 
+from referral.audit.service import keep_only_refusals_after_failure
 from referral.errors import DomainError, ValidationFailed, translate
 from referral.extensions import db
 from referral.reference.models import Area
 from referral.referrals import services
+from referral.referrals.views import submit_and_commit
 from referral.referrals.schemas import Submission
 from referral.security.permissions import Permission, requires
 from referral.web.forms import LogoutForm
 from referral.web.actions import run_page_action
-from referral.web.referral_forms import ReferralForm
+from referral.web.referral_forms import ReferralForm, new_submission_key
 from referral.web.views import web
 
 
@@ -50,19 +52,29 @@ def new_referral():  # type: ignore[no-untyped-def]
     form = ReferralForm()
     form.area.choices = _area_choices(user)
     problem = None
+    if form.is_submitted() and request.form.get("switch_language"):
+        # Another language was chosen (?lang= has set it): the same answers again, nothing sent, no errors.
+        return _no_store(make_response(render_template("focal/new.html", form=form, problem=None,
+                                                       logout_form=LogoutForm())))
     if form.validate_on_submit():
         try:
             data = Submission().load(form.to_submission())
-            referral = services.create_referral(db.session, user, data)
-            db.session.commit()
-            return redirect(url_for("web.referral_status", referral_id=referral.id, new=1))
+            key = form.submission_key.data if services.SUBMISSION_KEY.fullmatch(form.submission_key.data or "") \
+                else None
+            case, _repeat = submit_and_commit(user, data, key)
+            return redirect(url_for("web.referral_status", referral_id=case["id"], new=1))
         except ValidationError as err:
             problem = _("Some answers are not valid. Please check the form.")
             _at_fields(form, err.messages if isinstance(err.messages, dict) else {}, schema=True)
         except DomainError as err:
-            db.session.rollback()
+            if keep_only_refusals_after_failure(db.session):
+                db.session.commit()
             problem = err.translated() if err.status < 500 else _("Something went wrong.")
             _at_fields(form, err.fields, schema=False)
+            if err.code == "submission_key_reused":
+                form.submission_key.data = new_submission_key()  # sent again, these answers are a new referral
+                problem = _("This form was already sent once with other answers. Press “Send referral” again "
+                            "to send these answers as a new referral.")
     elif form.is_submitted() and set(form.errors) - {"csrf_token"}:
         problem = _("Some answers are not valid. Please check the form.")  # a long form: say so at the top
     status = 200 if not form.is_submitted() else 422
@@ -106,6 +118,9 @@ def referral_status(referral_id: str):  # type: ignore[no-untyped-def]
 
 class FocalActionForm(FlaskForm):
     text = TextAreaField(_l("More information"), validators=[Optional(), Length(max=5000)])
+    # Withdrawing stops all work on the case and its button sits under "Add information": a tap alone
+    # must not do it.
+    confirm_withdraw = BooleanField(_l("Yes, she asked me to withdraw it"))
 
 
 def _focal_act(referral_id: str, call):  # type: ignore[no-untyped-def]
@@ -130,4 +145,9 @@ def referral_add_information(referral_id: str):  # type: ignore[no-untyped-def]
 def referral_withdraw(referral_id: str):  # type: ignore[no-untyped-def]
     from referral.referrals import workflow
 
-    return _focal_act(referral_id, lambda user, form: workflow.withdraw(db.session, user, referral_id))
+    def withdraw(user, form):  # type: ignore[no-untyped-def]
+        if not form.confirm_withdraw.data:
+            raise ValidationFailed(_("Nothing was withdrawn: tick the box to confirm that she asked for it."))
+        workflow.withdraw(db.session, user, referral_id)
+
+    return _focal_act(referral_id, withdraw)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, RadioField, SelectChoice, SelectField, StringField, TextAreaField
+import secrets
+
+from wtforms import (BooleanField, DateField, HiddenField, RadioField, SelectChoice, SelectField, StringField,
+                     TextAreaField)
 from wtforms.validators import DataRequired, Length, Optional
 
 def choices(*pairs):  # type: ignore[no-untyped-def]
@@ -30,7 +33,25 @@ QUESTIONS = {
 }
 
 
+class DayField(DateField):
+    """A date, told in every language when it cannot be read (a phone without a date picker shows a text
+    box; WTForms' own message has no Kyrgyz, Tajik or Uzbek)."""
+
+    def process_formdata(self, valuelist):  # type: ignore[no-untyped-def]
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(_l("Write the date as year-month-day, e.g. 2026-11-20.")) from None
+
+
+def new_submission_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class ReferralForm(FlaskForm):
+    # Sent back with the answers: the same form sent twice (a double tap, a resend after a slow network)
+    # files one case. Kept when the form comes back with errors.
+    submission_key = HiddenField(default=new_submission_key)
     area = SelectField(_l("Where did it happen (village or district)?"), validators=[DataRequired(ANSWER)])
     age_group = SelectField(_l("Her age"), choices=AGE_GROUPS, validators=[DataRequired(ANSWER)], default="")
     sex = SelectField(_l("Sex"), choices=choices(("female", _l("Female")), ("male", _l("Male")), ("other", _l("Other"))),
@@ -42,7 +63,7 @@ class ReferralForm(FlaskForm):
         ("sms", _l("By SMS")), ("in_person", _l("In person"))), default="via_focal_point")
     contact_notes = TextAreaField(_l("Safe contact notes (when, who must not know)"),
                                   validators=[Optional(), Length(max=2000)])
-    incident_date = DateField(_l("When did it happen?"), validators=[Optional()])
+    incident_date = DayField(_l("When did it happen?"), validators=[Optional()])
     penetration = RadioField(QUESTIONS["penetration"], choices=YES_NO, default="no")
     sexual_contact = RadioField(QUESTIONS["sexual_contact"], choices=YES_NO, default="no")
     physical_assault = RadioField(QUESTIONS["physical_assault"], choices=YES_NO, default="no")

@@ -278,3 +278,21 @@ def test_a_ping_that_is_not_ours_sends_nothing_and_says_so(browser, live_app, li
         button.evaluate("b => { b.click(); b.click(); b.click(); }")
         expect(page.get_by_role("status")).to_contain_text("Keep this reference")
         assert _referrals_of(live_app, user_id) == before + 1
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["with-js", "without-js"])
+def test_choosing_another_language_on_the_form_keeps_what_she_typed(browser, live_server, focal, javascript):
+    context = browser.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, focal)
+        page.goto(f"{live_server}/referrals/new?lang=en")
+        page.get_by_label("Her name (optional)").fill("Synthetic Browsername")
+        page.get_by_label("Her age").select_option("18-25")
+        page.get_by_role("button", name="Русский").click()
+        expect(page.get_by_role("heading", name="Новое обращение")).to_be_visible()
+        expect(page.get_by_label("Её имя (необязательно)")).to_have_value("Synthetic Browsername")
+        expect(page.locator("select[name=age_group]")).to_have_value("18-25")
+        page.goto(f"{live_server}/?lang=en")  # leave the language as the other tests expect it
+    finally:
+        context.close()

@@ -113,7 +113,12 @@ def test_focal_point_adds_information_and_withdraws_on_the_web(client, place, pe
     db.session.refresh(row)
     assert len(row.notes) == 1 and b"CanaryMoreInfo" not in bytes(row.notes[0].body_sealed)
     assert "CanaryMoreInfo" not in client.get(status_url).get_data(as_text=True)  # stage only, even for her
-    client.post(status_url + "/withdraw", data={"csrf_token": token})
+    client.post(status_url + "/withdraw", data={"csrf_token": token})  # a tap alone: nothing happens
+    page = client.get(status_url).get_data(as_text=True)
+    assert "Nothing was withdrawn: tick the box" in page and "Withdraw the referral" in page
+    db.session.refresh(row)
+    assert row.status.value != "withdrawn"
+    client.post(status_url + "/withdraw", data={"csrf_token": token, "confirm_withdraw": "y"})
     page = client.get(status_url).get_data(as_text=True)
     assert "Withdrawn" in page and "Withdraw the referral" not in page
 
@@ -278,3 +283,31 @@ def test_the_home_page_names_the_role_in_words(client, people):
     home = client.get("/?lang=ru").get_data(as_text=True)
     who = re.search(r'<p class="who">.*?</p>', home, re.S).group(0)
     assert f' · {catalog("ru")["Focal point"]}' in who and "· focal_point" not in who
+
+
+def test_changing_the_language_keeps_what_she_typed(client, place, people):
+    """The languages on the form send it back to be shown again in the one chosen: nothing typed is lost,
+    nothing is sent, no field is marked wrong."""
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new").get_data(as_text=True)
+    assert 'form="referral-form"' in html and 'name="switch_language" value="ru"' in html
+    typed = {**FORM, "area": place["village"].code, "age_group": "", "csrf_token": csrf_token(html)}
+    resp = client.post("/referrals/new?lang=ru", data={**typed, "switch_language": "ru"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and '<html lang="ru">' in page and db.session.scalar(select(Referral)) is None
+    assert "CanaryFormName" in page and "CanaryFormStory" in page and "CanaryFormNotes" in page
+    assert 'aria-invalid' not in page and catalog("ru")["Answer this question."] not in page
+    assert catalog("ru")["New referral"] in page
+
+
+def test_a_date_that_cannot_be_read_is_told_in_her_language(client, place, people):
+    focal, _ = people["focal"]
+    web_login(client, focal.email, PASSWORD)
+    html = client.get("/referrals/new?lang=ky").get_data(as_text=True)
+    resp = client.post("/referrals/new", data={**FORM, "area": place["village"].code, "incident_date": "20/11/2026",
+                                               "csrf_token": csrf_token(html)})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and db.session.scalar(select(Referral)) is None
+    assert catalog("ky")["Write the date as year-month-day, e.g. 2026-11-20."] in page
+    assert "Not a valid date value" not in page and "CanaryFormStory" in page

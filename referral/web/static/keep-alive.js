@@ -69,11 +69,21 @@
       event.preventDefault();
       if (busy) return;  // one send at a time: a second press must not send it twice
       busy = true;
+      var submitter = event.submitter;  // e.g. a language, which sends the form elsewhere, named
       check().then(function (kind) {
         show(form, kind);
         if (kind) {
           busy = false;
         } else {
+          // form.submit() sends neither the pressed button's name nor its formaction: carry both.
+          if (submitter && submitter.name) {
+            var carried = document.createElement("input");
+            carried.type = "hidden";
+            carried.name = submitter.name;
+            carried.value = submitter.value;
+            form.appendChild(carried);
+          }
+          if (submitter && submitter.hasAttribute("formaction")) form.action = submitter.formAction;
           form.submit();  // busy stays set: the page is leaving
         }
       });

@@ -158,6 +158,11 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
         try:
             with savepoint(session):
                 referral, repeat = submit_referral(session, user, parsed.data or {}, key=key, now=now)
+        except IntegrityError as exc:
+            if key is None or "submission_keys" not in str(exc.orig):
+                raise
+            # Another copy of this gateway message, arriving at the same moment, filed the case and replied.
+            raise Conflict("This message was already received.", code="replay") from None
         except Conflict:
             raise  # the gateway sent another text under an id it had used: its fault, told with 409
         except DomainError:  # e.g. an unknown area code: the format reminder, nothing stored

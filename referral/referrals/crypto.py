@@ -90,6 +90,12 @@ def crypto_erase(session: Session, actor: User | None, referral: Referral, *, re
         setattr(referral, column, None)
     # The blind indexes are keyed hashes of her phone and the perpetrator's name: linkable, so they go too.
     referral.survivor_phone_bidx = referral.perpetrator_bidx = None
+    # So is the digest of her submission kept to recognise a resend (keyed like them, over every field).
+    from sqlalchemy import delete
+
+    from referral.referrals.models import SubmissionKey
+
+    session.execute(delete(SubmissionKey).where(SubmissionKey.referral_id == referral.id))
     for note in referral.notes:
         note.body_sealed = None
     # Every other text sealed under this key: useless now, and not to be left lying in the database.

@@ -102,6 +102,8 @@ def _at_fields(form: ReferralForm, messages: dict, *, schema: bool) -> None:  # 
             texts = [_("Give her phone number for contact by phone or SMS.")]
         elif name == "phone":
             texts = [_("Give the number in international form, e.g. +996555123456.")]
+        elif name == "incident_date":
+            texts = [_("Write the date as year-month-day, e.g. 2026-11-20.")]
         else:
             texts = [_("Answer this question.")]
         getattr(form, name).errors = texts

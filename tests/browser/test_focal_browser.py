@@ -293,6 +293,11 @@ def test_choosing_another_language_on_the_form_keeps_what_she_typed(browser, liv
         expect(page.get_by_role("heading", name="Новое обращение")).to_be_visible()
         expect(page.get_by_label("Её имя (необязательно)")).to_have_value("Synthetic Browsername")
         expect(page.locator("select[name=age_group]")).to_have_value("18-25")
+        # Enter in a field sends the form (its default button), never switches the language.
+        page.get_by_label("Её имя (необязательно)").press("Enter")
+        expect(page.get_by_role("heading", name="Новое обращение")).to_be_visible()
+        assert "lang=ky" not in page.url and "lang=en" not in page.url
+        expect(page.locator("html")).to_have_attribute("lang", "ru")
         page.goto(f"{live_server}/?lang=en")  # leave the language as the other tests expect it
     finally:
         context.close()

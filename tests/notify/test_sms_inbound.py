@@ -272,3 +272,44 @@ def test_a_gateway_retry_signed_afresh_files_no_second_case(client, sms_app, pla
     assert reused.status_code == 409 and db.session.scalar(select(func.count()).select_from(Referral)) == 2
     too_long = send_with_id(client, text, "x" * 129, ts=now)
     assert too_long.status_code == 422 and list(too_long.get_json()["error"]["fields"]) == ["message_id"]
+
+
+@pytest.mark.postgres
+def test_copies_of_one_gateway_message_at_once_file_one_case_without_errors(committed_app):
+    """The gateway sends one message several times at once, each signed afresh: one case, one reply, the
+    other copies told it was received (409), none a server error."""
+    import threading
+
+    from tests.referrals.helpers import committed_focal_point
+
+    committed_app.config["SMS_SECRET"] = SECRET
+    committed_focal_point(committed_app, "SR", "sms race passphrase")
+    with committed_app.app_context():
+        from referral.accounts.models import User
+
+        user = db.session.scalar(select(User).where(User.email == "fp@sr.example"))
+        user.phone = "+996555123077"
+        db.session.commit()
+    now, statuses, barrier = int(time.time()), [], threading.Barrier(6)
+
+    def post(i):  # type: ignore[no-untyped-def]
+        body = urlencode({"from": "+996555123077", "text": "GBV SR-D P 26-40 N", "message_id": "gw-race-1"}).encode()
+        ts = str(now - i)
+        mac = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        barrier.wait()
+        statuses.append(committed_app.test_client().post("/api/v1/sms/inbound", data=body, headers={
+            "X-Amanat-Timestamp": ts, "X-Amanat-Signature": f"sha256={mac}",
+            "Content-Type": "application/x-www-form-urlencoded"}).status_code)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    committed_app.config["SMS_SECRET"] = None
+    assert 500 not in statuses and 200 in statuses and set(statuses) <= {200, 409}, statuses
+    with committed_app.app_context():
+        submitter = select(User.id).where(User.email == "fp@sr.example").scalar_subquery()
+        assert db.session.scalar(select(func.count()).select_from(Referral)
+                                 .where(Referral.submitter_id == submitter)) == 1
+        db.session.remove()

@@ -105,3 +105,17 @@ def test_the_form_sent_again_with_other_answers_says_so_and_files_them_when_sent
     assert re.search(r'<option[^>]*selected[^>]*value="41-60"|<option[^>]*value="41-60"[^>]*selected', page)
     again = client.post("/referrals/new", data={**form, "age_group": "41-60", "submission_key": new_key})
     assert again.status_code == 302 and cases() == 2
+
+
+def test_erasing_a_case_drops_the_digest_of_its_submission(client, place, people):
+    """The digest is keyed like the blind indexes and covers her phone: linkable, so it goes with them."""
+    from referral.referrals import crypto
+
+    _focal, headers = people["focal"]
+    body = submission(place["village"].code, canaries())
+    case = client.post("/api/v1/referrals", json=body, headers={**headers, "Idempotency-Key": KEY}).get_json()
+    other = client.post("/api/v1/referrals", json=body, headers={**headers, "Idempotency-Key": KEY + "2"}).get_json()
+    assert db.session.scalar(select(func.count()).select_from(SubmissionKey)) == 2
+    crypto.crypto_erase(db.session, None, db.session.get(Referral, case["id"]), reason="test")
+    db.session.flush()
+    assert db.session.scalars(select(SubmissionKey.referral_id)).all() == [other["id"]]

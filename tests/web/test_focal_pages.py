@@ -291,7 +291,9 @@ def test_changing_the_language_keeps_what_she_typed(client, place, people):
     focal, _ = people["focal"]
     web_login(client, focal.email, PASSWORD)
     html = client.get("/referrals/new").get_data(as_text=True)
-    assert 'form="referral-form"' in html and 'name="switch_language" value="ru"' in html
+    form_html = html[html.index('<form id="referral-form"'):]
+    assert 'name="switch_language" value="ru"' in form_html  # buttons of the form, after its default one
+    assert form_html.index('class="default-submit"') < form_html.index('name="switch_language"')
     typed = {**FORM, "area": place["village"].code, "age_group": "", "csrf_token": csrf_token(html)}
     resp = client.post("/referrals/new?lang=ru", data={**typed, "switch_language": "ru"})
     page = resp.get_data(as_text=True)

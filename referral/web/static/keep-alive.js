@@ -75,10 +75,15 @@
         if (kind) {
           busy = false;
         } else {
-          // form.submit() sends neither the pressed button's name nor its formaction: carry both.
+          // form.submit() sends neither the pressed button's name nor its formaction: carry both (and only
+          // this press's: a page kept by the browser must not resend an earlier choice).
+          var earlier = form.querySelectorAll("input[data-carried]");
+          for (var j = 0; j < earlier.length; j++) earlier[j].remove();
+          form.action = form.getAttribute("action");
           if (submitter && submitter.name) {
             var carried = document.createElement("input");
             carried.type = "hidden";
+            carried.setAttribute("data-carried", "");
             carried.name = submitter.name;
             carried.value = submitter.value;
             form.appendChild(carried);

@@ -15,14 +15,18 @@ from referral.security.permissions import Permission, requires
 
 
 
+def _created(referral: Any) -> dict[str, Any]:
+    return {"id": referral.id, "reference": referral.reference, "status": referral.status.value,
+            "gbv_type": referral.gbv_type, "flags": referral.flag_list}
+
+
 def submit_and_commit(actor: Any, data: dict[str, Any], key: str | None) -> tuple[dict[str, Any], bool]:
     """File a submission and commit (the API and the focal point's form): the case's answer and whether it
     repeats an earlier submission with the same key. Two copies sent at once: the unique key refuses the
     second copy's insert, which then answers the case the first filed."""
     try:
         referral, repeat = services.submit_referral(db.session, actor, data, key=key)
-        body = {"id": referral.id, "reference": referral.reference, "status": referral.status.value,
-                "gbv_type": referral.gbv_type, "flags": referral.flag_list}  # before the commit expires the row
+        body = _created(referral)  # before the commit expires the row
         db.session.commit()
     except IntegrityError as exc:
         if key is None or "submission_keys" not in str(exc.orig):
@@ -31,8 +35,7 @@ def submit_and_commit(actor: Any, data: dict[str, Any], key: str | None) -> tupl
         earlier = services.repeated_submission(db.session, actor, data, key)
         if earlier is None:
             raise
-        body, repeat = {"id": earlier.id, "reference": earlier.reference, "status": earlier.status.value,
-                        "gbv_type": earlier.gbv_type, "flags": earlier.flag_list}, True
+        body, repeat = _created(earlier), True
         db.session.commit()
     return body, repeat
 

@@ -116,7 +116,8 @@ def open_break_glass(session: Session, actor: User, case_id_raw: str, justificat
     now = now or utcnow()
     max_hours = current_app.config["BREAK_GLASS_MAX_HOURS"]
     if not 0 < hours <= max_hours:
-        raise ValidationFailed(fields={"hours": [Message(N_("Between a few minutes and %(hours)s hours."), hours=max_hours)]})
+        raise ValidationFailed(fields={"hours": [Message(N_("Between a few minutes and %(hours)s hours."),
+                                                         hours=max_hours)]})
     case_id = parse_case_id(case_id_raw)
     referral = session.get(Referral, case_id) if case_id else None
     if referral is None:

@@ -79,7 +79,8 @@ def set_routing_mode(session: Any, actor: User, unit_code: str, mode: str) -> Un
     try:
         wanted = RoutingMode(mode)
     except ValueError:
-        raise ValidationFailed(fields={"routing": [Message(N_("Must be one of: %(choices)s."), choices=", ".join(m.value for m in RoutingMode))]}) \
+        raise ValidationFailed(fields={"routing": [Message(N_("Must be one of: %(choices)s."),
+                                                           choices=", ".join(m.value for m in RoutingMode))]}) \
             from None
     # A code never holds a NUL (PostgreSQL could not even compare one): such a code is simply unknown.
     unit = None if "\x00" in unit_code else session.scalar(select(Unit).where(Unit.code == unit_code))

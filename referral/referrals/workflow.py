@@ -151,7 +151,8 @@ def decline(session: Session, actor: User, referral_id: str, reason: str, *,
     # The case first: a probe of someone else's case is a 404 and a denied event, whatever its body said.
     referral, _level = _locked(session, actor, referral_id, "referral.decline")
     if reason not in DECLINE_REASONS:
-        raise ValidationFailed(fields={"reason": [Message(N_("Give one of: %(choices)s."), choices=", ".join(DECLINE_REASONS))]})
+        raise ValidationFailed(fields={"reason": [Message(N_("Give one of: %(choices)s."),
+                                                          choices=", ".join(DECLINE_REASONS))]})
     offer = _open_offer(session, referral, actor)
     if referral.status is not Status.offered or offer is None:
         raise InvalidTransition(N_("This case is not offered to you."))
@@ -173,7 +174,8 @@ def recuse(session: Session, actor: User, referral_id: str, reason: str, *,
     # The case first: a probe of someone else's case is a 404 and a denied event, whatever its body said.
     referral, _level = _locked(session, actor, referral_id, "referral.recuse")
     if reason not in DECLINE_REASONS:
-        raise ValidationFailed(fields={"reason": [Message(N_("Give one of: %(choices)s."), choices=", ".join(DECLINE_REASONS))]})
+        raise ValidationFailed(fields={"reason": [Message(N_("Give one of: %(choices)s."),
+                                                          choices=", ".join(DECLINE_REASONS))]})
     if referral.status not in WORKING or referral.assigned_officer_id != actor.id:
         raise _transition_error(referral, P_("handed back by you"))
     accepted_at = referral.accepted_at
@@ -263,7 +265,8 @@ def close(session: Session, actor: User, referral_id: str, outcome: str, *,
     require(actor, Permission.REFERRAL_WORK)
     referral, level = _locked(session, actor, referral_id, "referral.close")  # the case first, as for a decline
     if outcome not in CLOSE_OUTCOMES:
-        raise ValidationFailed(fields={"outcome": [Message(N_("Give one of: %(choices)s."), choices=", ".join(CLOSE_OUTCOMES))]})
+        raise ValidationFailed(fields={"outcome": [Message(N_("Give one of: %(choices)s."),
+                                                           choices=", ".join(CLOSE_OUTCOMES))]})
     if level is CaseView.OFFER:
         raise InvalidTransition(N_("Accept the case before closing it."))
     if not may_work(actor, referral, level):

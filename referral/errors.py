@@ -51,12 +51,13 @@ class Stage(str):
     """A case status code as a parameter: the API says the code, a page the stage's name."""
 
 
-def translate(message: str) -> str:
-    """A marked message in the page's language (unmarked text comes back as it is)."""
+def translate(message: Any) -> str:
+    """A marked message in the page's language (unmarked text comes back as it is; anything else as text)."""
     from flask_babel import gettext
 
     if isinstance(message, Message):
         return gettext(message.template, **message.params)
+    message = message if isinstance(message, str) else str(message)
     return gettext(message) if message else message
 
 
@@ -97,9 +98,9 @@ def field_messages(fields: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):
             out.extend(field_messages(value))
         elif isinstance(value, list):
-            out.extend(translate(v if isinstance(v, str) else str(v)) for v in value)
+            out.extend(translate(v) for v in value)
         else:
-            out.append(translate(value if isinstance(value, str) else str(value)))
+            out.append(translate(value))
     return out
 
 

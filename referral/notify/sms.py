@@ -143,7 +143,7 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
     """Act on one verified message from a focal point; the reply goes through the outbox. ``message_id``: the
     gateway's own id of the message, when it sends one: a retry it signed afresh files no second case."""
     from referral.referrals.models import Referral
-    from referral.referrals.services import submit_referral
+    from referral.referrals.services import is_repeated_key, submit_referral
 
     user = _sender(session, raw_phone)
     parsed = parse(text[:480])
@@ -159,7 +159,7 @@ def handle_inbound(session: Session, raw_phone: str, text: str, *, now: dt.datet
             with savepoint(session):
                 referral, repeat = submit_referral(session, user, parsed.data or {}, key=key, now=now)
         except IntegrityError as exc:
-            if key is None or "submission_keys" not in str(exc.orig):
+            if key is None or not is_repeated_key(exc):
                 raise
             # Another copy of this gateway message, arriving at the same moment, filed the case and replied.
             raise Conflict("This message was already received.", code="replay") from None

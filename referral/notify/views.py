@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from flask import jsonify, request
-from sqlalchemy.exc import IntegrityError
 
 from referral.api import api
 from referral.db import utcnow
-from referral.errors import Conflict, Forbidden, ValidationFailed
+from referral.errors import Forbidden, ValidationFailed
 from referral.extensions import db
 from referral.notify import sms
 from referral.security.permissions import public
@@ -37,12 +36,5 @@ def sms_inbound():  # type: ignore[no-untyped-def]
         # roll the receipt back: the gateway may retry a message that failed on our side.)
         db.session.commit()
         raise
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        if "submission_keys" not in str(exc.orig):
-            raise
-        # Two copies of one gateway message at once: the other copy filed the case and replied.
-        db.session.rollback()
-        raise Conflict("This message was already received.", code="replay") from None
+    db.session.commit()
     return jsonify(result)

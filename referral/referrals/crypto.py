@@ -5,12 +5,12 @@ import datetime as dt
 from collections.abc import Callable
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import User
 from referral.db import utcnow
-from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral
+from referral.referrals.models import SEALED_FIELDS, CaseNote, Referral, SubmissionKey
 from referral.security.keyring import KeyProvider, keyring_for
 from referral.security.sealed import open_field, seal_field
 
@@ -91,10 +91,6 @@ def crypto_erase(session: Session, actor: User | None, referral: Referral, *, re
     # The blind indexes are keyed hashes of her phone and the perpetrator's name: linkable, so they go too.
     referral.survivor_phone_bidx = referral.perpetrator_bidx = None
     # So is the digest of her submission kept to recognise a resend (keyed like them, over every field).
-    from sqlalchemy import delete
-
-    from referral.referrals.models import SubmissionKey
-
     session.execute(delete(SubmissionKey).where(SubmissionKey.referral_id == referral.id))
     for note in referral.notes:
         note.body_sealed = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from referral.accounts.models import User
@@ -167,6 +168,11 @@ def submit_referral(session: Session, actor: User, data: dict[str, Any], *, key:
     referral = create_referral(session, actor, data, now=now)
     session.add(SubmissionKey(submitter_id=actor.id, key_hash=key_hash, body_digest=digest, referral_id=referral.id))
     return referral, False
+
+
+def is_repeated_key(exc: IntegrityError) -> bool:
+    """Whether the database refused a row because this submitter's key was already taken (a racing copy)."""
+    return "submission_keys" in str(exc.orig)
 
 
 def repeated_submission(session: Session, actor: User, data: dict[str, Any], key: str) -> Referral | None:

@@ -29,7 +29,7 @@ def submit_and_commit(actor: Any, data: dict[str, Any], key: str | None) -> tupl
         body = _created(referral)  # before the commit expires the row
         db.session.commit()
     except IntegrityError as exc:
-        if key is None or "submission_keys" not in str(exc.orig):
+        if key is None or not services.is_repeated_key(exc):
             raise
         db.session.rollback()
         earlier = services.repeated_submission(db.session, actor, data, key)

@@ -144,8 +144,7 @@ def _show_errors(form: FlaskForm, err: DomainError) -> str:
     unplaced = [] if err.fields else [err.translated(with_fields=False)]
     for name, messages in err.fields.items():
         if name in form._fields and isinstance(messages, list):
-            form[name].errors = [*form[name].errors,
-                                 *(translate(m if isinstance(m, str) else str(m)) for m in messages)]
+            form[name].errors = [*form[name].errors, *(translate(m) for m in messages)]
         else:
             unplaced.append(err.translated(with_fields=False))
     return " ".join(dict.fromkeys([str(CHECK_FORM), *unplaced]))

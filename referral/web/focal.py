@@ -97,7 +97,7 @@ def _at_fields(form: ReferralForm, messages: dict, *, schema: bool) -> None:  # 
         if not isinstance(found, list) or not found:
             continue
         if not schema:
-            texts = [translate(m if isinstance(m, str) else str(m)) for m in found]
+            texts = [translate(m) for m in found]
         elif name == "phone" and any("Needed when" in str(m) for m in found):
             texts = [_("Give her phone number for contact by phone or SMS.")]
         elif name == "phone":

@@ -158,13 +158,21 @@ class LocalKeyring(KeyProvider):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, "keks": [self._new_kek(1)],
                    "blind_index_key": base64.b64encode(os.urandom(32)).decode()}
-        # O_EXCL: two processes starting at once must not both write a keyring.
+        # Written whole under a name of its own, then published with link(), which refuses an existing
+        # name: two processes or threads starting at once never both write a keyring, and none reads one
+        # half-written (an O_EXCL create of the file itself was visible, empty, before it was filled).
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(json.dumps(payload, indent=2).encode())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, self.path)
         except FileExistsError:
-            return
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps(payload, indent=2).encode())
+            pass  # another one was published first: it stands
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @contextmanager
     def _update(self) -> Iterator[None]:

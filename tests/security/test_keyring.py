@@ -132,3 +132,31 @@ def test_two_processes_updating_the_keyring_do_not_undo_each_other(tmp_path):
     second.retention_kek("2031-05")
     final = LocalKeyring(path)
     assert [(k.version, k.state) for k in final.versions] == [(1, "decrypt_only"), (2, "active"), (3, "retention")]
+
+
+def test_a_keyring_created_by_many_threads_at_once_is_one_and_whole(tmp_path):
+    """The first requests of a fresh development server arrive together: each finds no keyring and makes
+    one. Exactly one is published, and no thread reads it half-written."""
+    import threading
+
+    from referral.security.keyring import LocalKeyring
+
+    for attempt in range(5):
+        path = tmp_path / f"ring-{attempt}" / "keyring.json"
+        barrier, found, errors = threading.Barrier(12), [], []
+
+        def load() -> None:
+            barrier.wait()
+            try:
+                found.append(LocalKeyring(path).blind_index_key())
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=load) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == [] and len(found) == 12 and len(set(found)) == 1
+        assert sorted(p.name for p in path.parent.iterdir()) == ["keyring.json"]  # no temporary file left
+        assert path.stat().st_mode & 0o777 == 0o600

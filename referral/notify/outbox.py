@@ -5,19 +5,23 @@
 PostgreSQL — several workers side by side never take the same one — sends it
 and commits. A worker killed mid-delivery never commits: its lock goes with its
 connection and the message is due again, re-sent with the same idempotency key.
+On SQLite, whose one lock covers the whole database, a worker claims a message
+for a while (a lease), sends it holding no lock, then records the outcome.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Role, User
-from referral.db import utcnow
+from referral.db import UTCDateTime, utcnow
 from referral.notify.adapters import Adapter, DeliveryFailed
 from referral.notify.models import Channel, MessageStatus, OutboxMessage
 from referral.notify.templates import LANGUAGES, check_params, render
@@ -103,42 +107,126 @@ def _address(session: Session, message: OutboxMessage) -> str | None:
     return crypto.open_referral_field(referral, data_key, "survivor.phone")
 
 
+# How long a message claimed on SQLite is left to its worker before another may take it (a worker killed
+# mid-send); well over the adapters' timeouts (10 s), so a send still under way is never taken.
+SQLITE_LEASE = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one delivery attempt did: ``outcome`` is sent, retry or dead; skipped when another worker had
+    dealt with the message meanwhile (its outcome stands and is theirs to count)."""
+
+    message: OutboxMessage | None
+    outcome: str
+
+
 def deliver_one(session: Session, adapters: dict[str, Adapter], *, now: dt.datetime | None = None,
-                max_attempts: int = MAX_ATTEMPTS) -> OutboxMessage | None:
-    """Deliver the next due message, if any, and commit. Returns it (sent, retried later or dead)."""
+                max_attempts: int = MAX_ATTEMPTS) -> Attempt | None:
+    """Deliver the next due message, if any, and commit; None when nothing is due.
+
+    PostgreSQL keeps the message's row locked (``FOR UPDATE SKIP LOCKED``) while it is sent: other workers
+    skip it, and a worker killed mid-send frees it at once. SQLite has one lock for the whole database, and
+    holding it through a slow gateway stopped every request that writes (``_deliver_leased``)."""
     now = now or utcnow()
-    message = session.scalar(select(OutboxMessage).where(
-        OutboxMessage.status == MessageStatus.pending, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1)
-        .with_for_update(skip_locked=True))
+    if session.get_bind().dialect.name == "sqlite":
+        return _deliver_leased(session, adapters, now, max_attempts)
+    message = session.scalar(_next_due().with_for_update(skip_locked=True), {"now": now})
     if message is None:
         session.rollback()
         return None
     message_id = message.id
     message.attempts += 1
     try:
-        address = _address(session, message)
-        if not address:
-            raise Undeliverable("no address")
-        text = render(message.template, message.language, json.loads(message.params))
+        address, text = _prepared(session, message)
         adapters[message.channel.value].send(message.key, address, text)
     except Undeliverable as exc:
         message.status, message.last_error = MessageStatus.dead, str(exc)
     except DeliveryFailed as exc:
         _retry_later(message, str(exc), now, max_attempts)
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the queue behind it
-        session.rollback()  # releases the row: another worker may take it meanwhile
-        message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id)
-                                 .with_for_update().execution_options(populate_existing=True))
-        if message is None or message.status is not MessageStatus.pending or message.next_attempt_at > now:
-            session.rollback()  # another worker sent it, gave up on it or set its next try: theirs stands
-            return message
-        message.attempts += 1
-        _retry_later(message, f"unexpected {type(exc).__name__}", now, max_attempts)  # the type only: no content
+        return _unexpected(session, message_id, exc, now, max_attempts)
     else:
         message.status, message.sent_at, message.last_error = MessageStatus.sent, now, None
     session.commit()
-    return message
+    return Attempt(message, _outcome(message))
+
+
+def _deliver_leased(session: Session, adapters: dict[str, Adapter], now: dt.datetime,
+                    max_attempts: int) -> Attempt | None:
+    """SQLite: claim the message and commit, send with no transaction open, then record the outcome if the
+    claim is still ours. A worker killed mid-send leaves the message due again when the lease ends (sent
+    again with the same key, as on PostgreSQL)."""
+    message = session.scalar(_next_due(), {"now": now})
+    if message is None:
+        session.rollback()
+        return None
+    message_id = message.id
+    message.attempts += 1
+    try:
+        address, text = _prepared(session, message)
+    except Undeliverable as exc:
+        message.status, message.last_error = MessageStatus.dead, str(exc)
+        session.commit()
+        return Attempt(message, "dead")
+    except Exception as exc:  # noqa: BLE001
+        return _unexpected(session, message_id, exc, now, max_attempts)
+    claim, key, channel = message.attempts, message.key, message.channel.value
+    message.next_attempt_at = now + SQLITE_LEASE
+    session.commit()  # the claim, with the audit event of opening her number when it was opened
+    error: str | None = None
+    try:
+        adapters[channel].send(key, address, text)
+    except DeliveryFailed as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001
+        error = f"unexpected {type(exc).__name__}"  # the type only: no content
+    message = session.scalar(select(OutboxMessage).where(
+        OutboxMessage.id == message_id, OutboxMessage.attempts == claim,
+        OutboxMessage.status == MessageStatus.pending).execution_options(populate_existing=True))
+    if message is None:  # the lease ran out and another worker took it: theirs stands
+        session.rollback()
+        return Attempt(None, "skipped")
+    if error is None:
+        message.status, message.sent_at, message.last_error = MessageStatus.sent, now, None
+    else:
+        _retry_later(message, error, now, max_attempts)
+    session.commit()
+    return Attempt(message, _outcome(message))
+
+
+@functools.cache
+def _next_due() -> Any:
+    return (select(OutboxMessage).where(OutboxMessage.status == MessageStatus.pending,
+                                        OutboxMessage.next_attempt_at <= bindparam("now", type_=UTCDateTime()))
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
+
+
+def _prepared(session: Session, message: OutboxMessage) -> tuple[str, str]:
+    """The address and the text of ``message``; Undeliverable if it may not or cannot go."""
+    address = _address(session, message)
+    if not address:
+        raise Undeliverable("no address")
+    return address, render(message.template, message.language, json.loads(message.params))
+
+
+def _unexpected(session: Session, message_id: int, exc: Exception, now: dt.datetime, max_attempts: int) -> Attempt:
+    """A failure nobody foresaw (a bug in an adapter or a template): the message is tried again later."""
+    session.rollback()  # releases the row: another worker may take it meanwhile
+    message = session.scalar(select(OutboxMessage).where(OutboxMessage.id == message_id)
+                             .with_for_update().execution_options(populate_existing=True))
+    if message is None or message.status is not MessageStatus.pending or message.next_attempt_at > now:
+        session.rollback()  # another worker sent it, gave up on it or set its next try: theirs stands
+        return Attempt(message, "skipped")
+    message.attempts += 1
+    _retry_later(message, f"unexpected {type(exc).__name__}", now, max_attempts)  # the type only: no content
+    session.commit()
+    return Attempt(message, _outcome(message))
+
+
+def _outcome(message: OutboxMessage) -> str:
+    return "sent" if message.status is MessageStatus.sent else "dead" if message.status is MessageStatus.dead \
+        else "retry"
 
 
 def _retry_later(message: OutboxMessage, error: str, now: dt.datetime, max_attempts: int) -> None:
@@ -156,10 +244,10 @@ def deliver(session: Session, adapters: dict[str, Adapter], *, limit: int | None
     counts = {"sent": 0, "retry": 0, "dead": 0}
     done = 0
     while limit is None or done < limit:
-        message = deliver_one(session, adapters, now=now)
-        if message is None:
+        attempt = deliver_one(session, adapters, now=now)
+        if attempt is None:
             break
         done += 1
-        counts["sent" if message.status is MessageStatus.sent else
-               "dead" if message.status is MessageStatus.dead else "retry"] += 1
+        if attempt.outcome in counts:  # not one another worker dealt with meanwhile: they count it
+            counts[attempt.outcome] += 1
     return counts

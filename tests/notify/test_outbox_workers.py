@@ -126,7 +126,8 @@ class _Null:
 
 def test_a_worker_that_failed_unexpectedly_leaves_alone_what_another_worker_sent_meanwhile(committed_app):
     """A bug in one worker's send: it rolls back (freeing the row), another worker sends the message in that
-    moment, and the first must not count its failed attempt on the sent message, nor dead-letter it."""
+    moment, and the first must not count its failed attempt on the sent message, nor dead-letter it, nor
+    count it as sent in its own tally."""
     from referral.notify.outbox import deliver_one
 
     with committed_app.app_context():
@@ -161,11 +162,12 @@ def test_a_worker_that_failed_unexpectedly_leaves_alone_what_another_worker_sent
 
         db.session.rollback = rollback_and_let_the_other_worker_in
         try:
-            deliver_one(db.session, {"sms": Broken(), "email": Broken()}, max_attempts=2)
+            attempt = deliver_one(db.session, {"sms": Broken(), "email": Broken()}, max_attempts=2)
         finally:
             db.session.rollback = rollback
         db.session.expire_all()
         row = db.session.scalar(select(OutboxMessage).where(OutboxMessage.key == key))
         assert delivered == [key] and ran
+        assert attempt.outcome == "skipped"  # the other worker counts it: `outbox deliver` tallies it once
         assert (row.status, row.attempts, row.last_error) == (MessageStatus.sent, 1, None) and row.sent_at
         db.session.remove()

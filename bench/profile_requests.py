@@ -41,6 +41,28 @@ class SqlMeter:
         self.statements.append(" ".join(statement.split())[:140])
 
 
+def backends_cpu(url: str) -> float:
+    """CPU seconds the server's backends for this database have used (they run on this host: /proc)."""
+    import os
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)  # not the app's: its statements are not counted
+    with engine.connect() as conn:
+        pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND pid <> pg_backend_pid()").scalars().all()
+    engine.dispose()
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # not on this host, or gone
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -93,6 +115,7 @@ def main() -> None:
             for i in range(20):  # warm up
                 call(i + 1000)
             meter.count, meter.seconds, meter.statements = 0, 0.0, []
+            server_started = backends_cpu(url)
             started, cpu_started = time.perf_counter(), time.process_time()
             profiler = None
             if args.profile == name and args.cprofile:
@@ -109,12 +132,14 @@ def main() -> None:
                 response = call(i + 2000)
                 assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            server = backends_cpu(url) - server_started
             if profiler is not None:
                 profiler.disable() if args.cprofile else profiler.stop()
             n = args.requests
             print(f"{name:7} {wall / n * 1000:6.2f} ms/request, {meter.count / n:5.1f} statements, "
                   f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms, "
-                  f"this process's CPU {cpu / n * 1000:5.2f} ms (steadier than wall time on a busy host)")
+                  f"this process's CPU {cpu / n * 1000:5.2f} ms (steadier than wall time on a busy host), "
+                  f"PostgreSQL's {server / n * 1000:5.2f} ms")
             if args.show_sql:
                 print("\n".join(f"    {s}" for s in meter.statements[: meter.count // n]))
             if profiler is not None and args.cprofile:

@@ -88,23 +88,35 @@ class Area(Base):
         from the identity map) instead of loading them one at a time."""
         if not with_ancestors:
             return session.scalar(select(Area).where(Area.code == area_code))
-        found = {area.id: area for area in session.scalars(_with_ancestors(), {"code": area_code})}
+        return Area.linked(session.scalars(_with_ancestors(), {"code": area_code}), area_code)
+
+    @staticmethod
+    def linked(areas: Any, area_code: str) -> Area | None:
+        """The area ``area_code`` of ``areas`` (it and its ancestors, as ``ancestry()`` finds them), each tied
+        to its parent as loaded (no change to flush): the chain keeps the ancestors alive in the session's
+        weak identity map and lineage() reads them without a query."""
+        found = {area.id: area for area in areas}
         for area in found.values():
-            # Tie each to its parent as loaded (no change to flush): the chain keeps the ancestors alive in the
-            # session's weak identity map and lineage() reads them without a query.
             if area.parent_id in found:
                 set_committed_value(area, "parent", found[area.parent_id])
         return next((area for area in found.values() if area.code == area_code), None)
 
 
 @functools.cache
-def _with_ancestors() -> Any:
-    """The area with the code ``:code`` and its ancestors (built once: building it costs more than running it).
+def ancestry() -> Any:
+    """The ids of the area with the code ``:code`` and of its ancestors, a recursive CTE (built once: building
+    it costs more than running it).
 
     UNION, not UNION ALL: a parent cycle (refused by the loader, but a database can be edited by hand) ends
     the recursion instead of running forever; lineage() stops at the repeat as before."""
     tree = select(Area.id, Area.parent_id).where(Area.code == bindparam("code")).cte("tree", recursive=True)
-    tree = tree.union(select(Area.id, Area.parent_id).join(tree, Area.id == tree.c.parent_id))
+    return tree.union(select(Area.id, Area.parent_id).join(tree, Area.id == tree.c.parent_id))
+
+
+@functools.cache
+def _with_ancestors() -> Any:
+    """The area with the code ``:code`` and its ancestors."""
+    tree = ancestry()
     return select(Area).join(tree, Area.id == tree.c.id)
 
 

@@ -20,7 +20,6 @@ from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
 from referral.db import Combined, combine, latest_today, local_today, run_combined, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
-from referral.reference.models import Area
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.referrals.workflow_models import Alert, AlertKind, ProtectionOrder
@@ -53,9 +52,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     """
     now = now or utcnow()
     require(actor, Permission.REFERRAL_SUBMIT)
-    area = Area.by_code(session, data["area"], with_ancestors=True)  # routing and the standard walk its lineage
-    if area is None:
+    where = routing.place(session, data["area"])  # routing and the standard walk its lineage
+    if where is None:
         raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
+    area = where.area
     if data["incident"].get("date") and data["incident"]["date"] > latest_today(now):
         raise ValidationFailed(fields={"incident": {"date": [N_("The incident date cannot be in the future.")]}})
     survivor, incident = data["survivor"], data["incident"]
@@ -76,8 +76,8 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
                          immediate_danger=incident.get("immediate_danger", False), incident_date=incident.get("date"),
                          now=now)
     police_suspect = bool(perpetrator.get("is_police_officer"))
-    local_unit = routing.covering_unit(session, area)
-    unit = routing.covering_unit(session, area, exclude=local_unit.id) if police_suspect and local_unit else local_unit
+    local_unit = routing.covering_unit(where)
+    unit = routing.covering_unit(where, exclude=local_unit.id) if police_suspect and local_unit else local_unit
     referral = Referral(
         # The keys as well as the objects: the case is flushed late, and routing, alerts and notifications
         # read ``unit_id`` before then.

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import Date, bindparam, select
+from sqlalchemy import Date, bindparam, literal, or_, select
 from sqlalchemy.orm import Session
 
 from referral.errors import Conflict, ValidationFailed
@@ -139,17 +139,20 @@ def load_standard_docs(session: Session, docs: list[dict[str, Any]]) -> dict[str
 
 @functools.cache
 def _in_force() -> Any:
-    # Built once: every submission asks.
-    return (select(Standard).where(Standard.effective_from <= bindparam("on", type_=Date()))
-            .order_by(Standard.version.desc(), Standard.id.desc()))
+    """The one version in force on ``:on`` for a country: its own first, else the fallback (no countries);
+    the latest version, and the last loaded of equal versions. Built once: every submission asks. (It read
+    every version in force, bodies and all, and chose in Python.)"""
+    listed = literal(",") + Standard.countries + literal(",")  # ",KG,TJ," holds ",KG,"
+    own = listed.like(bindparam("listed"), escape="\\")
+    return (select(Standard).where(Standard.effective_from <= bindparam("on", type_=Date()),
+                                   or_(Standard.countries == "", own))
+            .order_by((Standard.countries == "").asc(), Standard.version.desc(), Standard.id.desc()).limit(1))
 
 
 def standard_for(session: Session, country: str, on: dt.date) -> Standard | None:
     """The latest version in force on ``on``: the country's own, else the fallback (no countries)."""
-    candidates = session.scalars(_in_force(), {"on": on}).all()
-    own = [s for s in candidates if country in s.countries.split(",")]
-    fallback = [s for s in candidates if not s.countries]
-    chosen = own[0] if own else fallback[0] if fallback else None
+    literal_code = country.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    chosen = session.scalar(_in_force(), {"on": on, "listed": f"%,{literal_code},%"})
     if chosen is not None:
         # A loaded version never changes: judging the case at commit reads its body from here, not again.
         session.info.setdefault(STANDARD_BODIES, {})[chosen.id] = chosen.body

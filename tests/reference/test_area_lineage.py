@@ -59,3 +59,33 @@ def test_a_parent_cycle_ends_the_walk(db_session):
     db.session.expunge_all()
     found = Area.by_code(db.session, b.code, with_ancestors=True)
     assert [x.code for x in found.lineage()] == [b.code, a.code]
+
+
+def test_a_place_comes_with_its_lineage_and_covering_units_in_one_query(db_session):
+    from referral.referrals.routing import covering_unit, place
+    from tests.factories import UnitFactory
+
+    country, region, district, village = _chain(4)
+    regional = UnitFactory(areas=[region])
+    second, first = UnitFactory(areas=[district]), UnitFactory(areas=[district])  # first: created last
+    UnitFactory(areas=[village], active=False)  # an inactive unit covers nothing
+    UnitFactory(areas=[AreaFactory(parent=region)])  # a sibling district's unit: not this place's
+    db.session.flush()
+    ids = {"regional": regional.id, "low": min(second.id, first.id), "high": max(second.id, first.id)}
+    db.session.expunge_all()
+    with Statements(db.session.get_bind()) as sql:
+        where = place(db.session, village.code)
+        lineage = [a.code for a in where.area.lineage()]
+        local = covering_unit(where)
+        other = covering_unit(where, exclude=local.id)
+        beyond = covering_unit(where, exclude=ids["high"])
+    assert len(sql.seen) == 1, sql.seen
+    assert lineage == [village.code, district.code, region.code, country.code]
+    # The nearest area with an active unit, the lowest id first; excluding one leaves the next, at the same
+    # place or further up.
+    assert (local.id, other.id, beyond.id) == (ids["low"], ids["high"], ids["low"])
+    assert where.cover[village.id] == [] and [u.id for u in where.cover[region.id]] == [ids["regional"]]
+    assert not db.session.dirty
+    where = place(db.session, region.code)
+    assert covering_unit(where).id == ids["regional"] and covering_unit(where, exclude=ids["regional"]) is None
+    assert place(db.session, "NO-SUCH-AREA") is None

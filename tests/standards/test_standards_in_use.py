@@ -328,3 +328,32 @@ def test_the_summary_counts_the_periods_coverage_gaps_only(client, place, people
 
     assert (gaps(""), gaps("?since=2026-04-01"), gaps("?until=2026-03-31"),
             gaps("?since=2026-05-01")) == (2, 1, 1, 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_version_in_force_is_chosen_as_the_rule_says(db_session, seed):
+    """The standard a submission gets: the latest version in force of those listing its country, else the
+    latest of the fallbacks (no countries); of equal versions the last loaded. Chosen in one query, checked
+    against the rule written out over random sets of versions (a code like ``K_`` must not match ``KG``)."""
+    import random
+
+    from referral.standards.loader import standard_for
+
+    rng = random.Random(seed)
+    day = dt.date(2026, 6, 1)
+    db.session.execute(Standard.__table__.delete())
+    rows = []
+    for i in range(rng.randint(0, 9)):
+        countries = rng.choice(["", "", "KG", "TJ", "KG,TJ", "TJ,UZ", "UZ", "KGZ", "K_", "XKG"])
+        rows.append(Standard(code=f"S{i}", version=rng.randint(1, 3), name=f"Standard {i}",
+                             countries=countries, effective_from=day + dt.timedelta(days=rng.randint(-5, 5)),
+                             body="{}"))
+    db.session.add_all(rows)
+    db.session.flush()
+    for country in ("KG", "TJ", "UZ", "K_", "RU"):
+        for on in (day - dt.timedelta(days=6), day, day + dt.timedelta(days=6)):
+            in_force = sorted((s for s in rows if s.effective_from <= on), key=lambda s: (s.version, s.id), reverse=True)
+            own = [s for s in in_force if country in s.countries.split(",")]
+            fallback = [s for s in in_force if not s.countries]
+            expected = own[0] if own else fallback[0] if fallback else None
+            assert standard_for(db.session, country, on) is expected, (country, on)

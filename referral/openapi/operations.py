@@ -134,6 +134,8 @@ OPERATIONS: dict[str, Op] = {
                            answer_type=CSV, query=AuditFilters),
     "api.case_disclosures": Op("Who saw or received which fields of a case", "oversight",
                                answer=page_of(ref("Disclosure")), query=PageArgs),
+    "api.case_match_counts": Op("How many other cases share the survivor's phone or the perpetrator (counts only)",
+                                "oversight", answer=ref("MatchCounts")),
     "api.break_glass": Op("Open time-limited access to one case, with a justification", "oversight", status=201,
                           answer=ref("BreakGlassGrant"), body=BreakGlassIn, refusals=(404, 409)),
     "api.break_glass_queue": Op("Break-glass grants to review", "oversight",

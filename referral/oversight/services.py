@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 from typing import Any
@@ -103,6 +104,41 @@ def disclosures(session: Session, actor: User, referral_id: str, *, page: int = 
              "action": e.action, "fields": json.loads(e.fields),
              "purpose": "service referral" if e.action.startswith("service_referral")
              else PURPOSES.get(e.actor_role or "", "system")} for e in rows], total
+
+
+def match_counts(session: Session, actor: User, referral_id: str) -> dict[str, Any]:
+    """How many other cases share this case's survivor phone (within the duplicate window) or its perpetrator,
+    found by blind index without decrypting: numbers, never which cases (SPEC §7: matches are named only to
+    those entitled to both cases, and shown to oversight as a count)."""
+    from referral.referrals.services import related_params
+
+    require(actor, Permission.AUDIT_READ)
+    case_id = parse_case_id(referral_id)
+    referral = session.get(Referral, case_id) if case_id else None
+    if referral is None:
+        record(session, actor, "referral.matches", object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="no such case")
+        raise NotFound(N_("No such referral."))
+    params = related_params(referral)
+    counts = {name: session.scalar(_match_count(name), {"id": referral.id, **params}) if key in params else 0
+              for name, key in (("same_phone", "phone"), ("same_perpetrator", "perpetrator"))}
+    record(session, actor, "referral.matches", object_type="referral", object_id=referral.id, reason="counts only")
+    return {"id": referral.id, "reference": referral.reference, **counts}
+
+
+@functools.cache
+def _match_count(name: str) -> Any:
+    """The number of other cases with the case ``:id``'s blind index: ``:phone`` from ``:since`` to ``:until``
+    (the same survivor reported again), or ``:perpetrator`` at any time; as the full read searches them,
+    without its limit."""
+    from sqlalchemy import bindparam
+
+    column = Referral.survivor_phone_bidx if name == "same_phone" else Referral.perpetrator_bidx
+    query = select(func.count()).select_from(Referral).where(
+        column == bindparam("phone" if name == "same_phone" else "perpetrator"), Referral.id != bindparam("id"))
+    if name == "same_phone":
+        query = query.where(Referral.created_at >= bindparam("since"), Referral.created_at <= bindparam("until"))
+    return query
 
 
 def open_break_glass(session: Session, actor: User, case_id_raw: str, justification: str, hours: float, *,

@@ -73,6 +73,14 @@ def case_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
     return jsonify(page_body(items, page=args["page"], per_page=args["per_page"], total=total))
 
 
+@api.get("/referrals/<referral_id>/matches")
+@requires(Permission.AUDIT_READ)
+def case_match_counts(referral_id: str):  # type: ignore[no-untyped-def]
+    body = services.match_counts(db.session, acting_user(), referral_id)
+    db.session.commit()
+    return jsonify(body)
+
+
 @api.post("/break-glass")
 @requires(Permission.BREAK_GLASS)
 def break_glass():  # type: ignore[no-untyped-def]

@@ -71,11 +71,12 @@ def oversight_disclosures(referral_id: str):  # type: ignore[no-untyped-def]
     from referral.web.admin import _page_arg, page_url
 
     page = _page_arg("page")
-    items, total = services.disclosures(db.session, current_user._get_current_object(), referral_id, page=page,
-                                        per_page=DISCLOSURES_PER_PAGE)
+    actor = current_user._get_current_object()
+    items, total = services.disclosures(db.session, actor, referral_id, page=page, per_page=DISCLOSURES_PER_PAGE)
+    matches = services.match_counts(db.session, actor, referral_id)
     db.session.commit()
     response = render_template("oversight/disclosures.html", items=items, case_id=referral_id, page=page,
-                               per_page=DISCLOSURES_PER_PAGE, total=total, page_url=page_url,
+                               per_page=DISCLOSURES_PER_PAGE, total=total, page_url=page_url, matches=matches,
                                logout_form=LogoutForm())
     return response
 

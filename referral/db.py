@@ -147,3 +147,28 @@ def run_combined(session: Any, combined: Combined, params: dict[str, Any]) -> li
         start, width, shape = combined.shapes[row[0]]
         out[row[0]].append(shape._make(row[2 + start:2 + start + width]))
     return out
+
+
+# -- plain rows, past the ORM ---------------------------------------------------------------
+
+def insert_rows(session: Any, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) into ``table`` in the session's transaction.
+
+    PostgreSQL takes them by COPY: for ten rows as for thousands it costs about half the CPU of an
+    executemany INSERT in the app (no statement and parameters built per row) and a fifth less in the
+    server (bench/: 170-200 against 315-360 us for ten rows). Elsewhere an executemany INSERT. No type
+    processing happens on the way: each value must be what the column stores (an aware datetime, an
+    enum's value), and the caller flushes first whatever the rows refer to.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.dbapi_connection
+        with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+

@@ -53,17 +53,6 @@ def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def send_many_rows_at_once(engine: Engine) -> None:
-    """On PostgreSQL, an INSERT of several rows without RETURNING goes as one statement of many rows.
-
-    SQLAlchemy does so for psycopg2 but hands psycopg 3 the rows one execution each (in a pipeline), and
-    the server then runs each row as a statement of its own: a submission's nine consents and eleven step
-    rows were twenty executions, about a tenth of its time in PostgreSQL. Its "insertmanyvalues" batching
-    (the dialect's documented ``use_insertmanyvalues_wo_returning``) sends each in one."""
-    if engine.dialect.name == "postgresql":
-        engine.dialect.use_insertmanyvalues_wo_returning = True
-
-
 def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
     """Ping a pooled PostgreSQL connection before use only when it sat idle more than ``idle_seconds``.
 

@@ -26,6 +26,7 @@ CASE_ROUTES = {
                                                            "offered"),
     ("POST", "/api/v1/referrals/<referral_id>/service-referrals"): ("service", "officer", "accepted"),
     ("GET", "/api/v1/referrals/<referral_id>/disclosures"): (None, "oversight", "offered"),
+    ("GET", "/api/v1/referrals/<referral_id>/matches"): (None, "oversight", "offered"),
 }
 DISCLOSING = {"/api/v1/referrals/<referral_id>", "/api/v1/referrals/<referral_id>/compliance",
               "/api/v1/referrals/<referral_id>/service-referrals", "/api/v1/referrals/<referral_id>/information",

@@ -84,16 +84,23 @@ PURPOSES = {"officer": "assignment", "supervisor": "assignment", "service_provid
             "oversight": "break-glass", "focal_point": "submission"}
 
 
+def _case_or_404(session: Session, actor: User, referral_id: str, action: str) -> Referral:
+    """The case ``referral_id`` names; a denied ``action`` event and 404 when there is none."""
+    case_id = parse_case_id(referral_id)
+    referral = session.get(Referral, case_id) if case_id else None
+    if referral is None:
+        record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id",
+               outcome=DENIED, reason="no such case")
+        raise NotFound(N_("No such referral."))
+    return referral
+
+
 def disclosures(session: Session, actor: User, referral_id: str, *, page: int = 1,
                 per_page: int = 100) -> tuple[list[dict[str, Any]], int]:
     """Who saw or received which fields of one case, when, and for what purpose: one page, oldest first,
     and how many there are in all (every full read of a case is one, so a busy case has thousands)."""
     require(actor, Permission.AUDIT_READ)
-    case_id = parse_case_id(referral_id)
-    if case_id is None or session.get(Referral, case_id) is None:
-        record(session, actor, "referral.disclosures", object_type="referral", object_id=case_id or "malformed-id",
-               outcome=DENIED, reason="no such case")
-        raise NotFound(N_("No such referral."))
+    case_id = _case_or_404(session, actor, referral_id, "referral.disclosures").id
     query = select(AuditEvent).where(AuditEvent.object_type == "referral", AuditEvent.object_id == case_id,
                                      AuditEvent.outcome == "allowed", AuditEvent.fields != "[]")
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -113,12 +120,7 @@ def match_counts(session: Session, actor: User, referral_id: str) -> dict[str, A
     from referral.referrals.services import related_params
 
     require(actor, Permission.AUDIT_READ)
-    case_id = parse_case_id(referral_id)
-    referral = session.get(Referral, case_id) if case_id else None
-    if referral is None:
-        record(session, actor, "referral.matches", object_type="referral", object_id=case_id or "malformed-id",
-               outcome=DENIED, reason="no such case")
-        raise NotFound(N_("No such referral."))
+    referral = _case_or_404(session, actor, referral_id, "referral.matches")
     params = related_params(referral)
     counts = {name: session.scalar(_match_count(name), {"id": referral.id, **params}) if key in params else 0
               for name, key in (("same_phone", "phone"), ("same_perpetrator", "perpetrator"))}
@@ -154,12 +156,7 @@ def open_break_glass(session: Session, actor: User, case_id_raw: str, justificat
     if not 0 < hours <= max_hours:
         raise ValidationFailed(fields={"hours": [Message(N_("Between a few minutes and %(hours)s hours."),
                                                          hours=max_hours)]})
-    case_id = parse_case_id(case_id_raw)
-    referral = session.get(Referral, case_id) if case_id else None
-    if referral is None:
-        record(session, actor, "break_glass.open", object_type="referral", object_id=case_id or "malformed-id",
-               outcome=DENIED, reason="no such case")
-        raise NotFound(N_("No such referral."))
+    referral = _case_or_404(session, actor, case_id_raw, "break_glass.open")
     grant = BreakGlassGrant(referral_id=referral.id, user_id=actor.id, granted_at=now,
                             expires_at=now + dt.timedelta(hours=hours))
     session.add(grant)

@@ -23,3 +23,23 @@ def test_a_case_seen_only_as_an_offer_is_not_named(client, place, people, office
     # Once the colleague takes B, the first officer still may not open it: still not named to her.
     assert client.post(f"/api/v1/referrals/{b['id']}/accept", headers=second_h).status_code == 200
     assert client.get(f"/api/v1/referrals/{a['id']}", headers=first_h).get_json()["matches"] == mine
+
+
+def test_a_read_names_the_fifty_most_recent_matches_and_oversight_counts_them_all(client, place, people, login_as):
+    """A prolific perpetrator must not make every read of each of their cases slower: the read names the
+    RELATED_LIMIT most recent matches, newest first; oversight's count has no limit."""
+    from referral.referrals.services import RELATED_LIMIT
+
+    focal_h, sup_h = people["focal"][1], people["supervisor"][1]
+    first = canaries()
+    a = client.post("/api/v1/referrals", json=submission(place["district"].code, first), headers=focal_h).get_json()
+    others = []
+    for _ in range(RELATED_LIMIT + 2):
+        values = canaries()
+        values["perpetrator.name"] = first["perpetrator.name"]
+        others.append(client.post("/api/v1/referrals", json=submission(place["district"].code, values),
+                                  headers=focal_h).get_json()["reference"])
+    named = client.get(f"/api/v1/referrals/{a['id']}", headers=sup_h).get_json()["matches"]["same_perpetrator"]
+    assert named == list(reversed(others))[:RELATED_LIMIT]
+    counts = client.get(f"/api/v1/referrals/{a['id']}/matches", headers=login_as("oversight")[1]).get_json()
+    assert counts["same_perpetrator"] == RELATED_LIMIT + 2

@@ -108,8 +108,10 @@ def _address(session: Session, message: OutboxMessage) -> str | None:
 
 
 # How long a message claimed on SQLite is left to its worker before another may take it (a worker killed
-# mid-send); well over the adapters' timeouts (10 s), so a send still under way is never taken.
-SQLITE_LEASE = dt.timedelta(minutes=2)
+# mid-send). The adapters' 10-second timeouts bound each network operation, not a whole send (SMTP takes
+# several), so a very slow send can outlive it: another worker may then send the message again with the
+# same idempotency key, and a late success is still recorded.
+SQLITE_LEASE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,15 @@ def deliver_one(session: Session, adapters: dict[str, Adapter], *, now: dt.datet
         return _unexpected(session, message_id, exc, now, max_attempts)
     else:
         message.status, message.sent_at, message.last_error = MessageStatus.sent, now, None
+    return _commit(session, message)
+
+
+def _commit(session: Session, message: OutboxMessage) -> Attempt:
+    # The outcome is read before the commit: afterwards the object is expired, and reading it would begin
+    # a new transaction (on SQLite, the database's write lock) for the caller to hold.
+    attempt = Attempt(message, _outcome(message))
     session.commit()
-    return Attempt(message, _outcome(message))
+    return attempt
 
 
 def _deliver_leased(session: Session, adapters: dict[str, Adapter], now: dt.datetime,
@@ -167,8 +176,7 @@ def _deliver_leased(session: Session, adapters: dict[str, Adapter], now: dt.date
         address, text = _prepared(session, message)
     except Undeliverable as exc:
         message.status, message.last_error = MessageStatus.dead, str(exc)
-        session.commit()
-        return Attempt(message, "dead")
+        return _commit(session, message)
     except Exception as exc:  # noqa: BLE001
         return _unexpected(session, message_id, exc, now, max_attempts)
     claim, key, channel = message.attempts, message.key, message.channel.value
@@ -181,18 +189,20 @@ def _deliver_leased(session: Session, adapters: dict[str, Adapter], now: dt.date
         error = str(exc)
     except Exception as exc:  # noqa: BLE001
         error = f"unexpected {type(exc).__name__}"  # the type only: no content
+    finished = max(now, utcnow())  # a send can take a while: its time and any backoff run from its end
     message = session.scalar(select(OutboxMessage).where(
-        OutboxMessage.id == message_id, OutboxMessage.attempts == claim,
-        OutboxMessage.status == MessageStatus.pending).execution_options(populate_existing=True))
-    if message is None:  # the lease ran out and another worker took it: theirs stands
+        OutboxMessage.id == message_id, OutboxMessage.status == MessageStatus.pending)
+        .execution_options(populate_existing=True))
+    if message is None or (message.attempts != claim and error is not None):
+        # The lease ran out and another worker took the message: it sent it or gave up on it, or its own
+        # try stands against our failure. Theirs to record and count.
         session.rollback()
-        return Attempt(None, "skipped")
-    if error is None:
-        message.status, message.sent_at, message.last_error = MessageStatus.sent, now, None
+        return Attempt(message, "skipped")
+    if error is None:  # sent, even if another worker took it meanwhile and has not (yet) managed to
+        message.status, message.sent_at, message.last_error = MessageStatus.sent, finished, None
     else:
-        _retry_later(message, error, now, max_attempts)
-    session.commit()
-    return Attempt(message, _outcome(message))
+        _retry_later(message, error, finished, max_attempts)
+    return _commit(session, message)
 
 
 @functools.cache
@@ -220,8 +230,7 @@ def _unexpected(session: Session, message_id: int, exc: Exception, now: dt.datet
         return Attempt(message, "skipped")
     message.attempts += 1
     _retry_later(message, f"unexpected {type(exc).__name__}", now, max_attempts)  # the type only: no content
-    session.commit()
-    return Attempt(message, _outcome(message))
+    return _commit(session, message)
 
 
 def _outcome(message: OutboxMessage) -> str:

@@ -132,7 +132,7 @@ SCHEMAS: dict[str, Json] = {
     "ServiceReferralState": closed({"id": STRING, "status": enum(ServiceReferralStatus),
                                     "outcome": nullable(enum(ServiceOutcome))}),
     "AuditEvent": closed(_event),
-    "MatchCounts": closed({"id": CASE_ID, "reference": STRING, "same_phone": INTEGER, "same_perpetrator": INTEGER}),
+    "MatchCounts": closed({"id": CASE_ID, "same_phone": INTEGER, "same_perpetrator": INTEGER}),
     "Disclosure": closed({"seq": INTEGER, "ts": TIMESTAMP, "actor_id": nullable(INTEGER),
                           "actor_role": nullable(STRING), "action": STRING, "fields": STRINGS, "purpose": STRING}),
     "ChainVerification": closed({"ok": BOOLEAN, "count": INTEGER, "first_bad_seq": nullable(INTEGER),

@@ -125,7 +125,7 @@ def match_counts(session: Session, actor: User, referral_id: str) -> dict[str, A
     counts = {name: session.scalar(_match_count(name), {"id": referral.id, **params}) if key in params else 0
               for name, key in (("same_phone", "phone"), ("same_perpetrator", "perpetrator"))}
     record(session, actor, "referral.matches", object_type="referral", object_id=referral.id, reason="counts only")
-    return {"id": referral.id, "reference": referral.reference, **counts}
+    return {"id": referral.id, **counts}  # not the reference: what she was told is not oversight's to map
 
 
 @functools.cache

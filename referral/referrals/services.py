@@ -144,7 +144,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         # its consents or a suggested service referral change, so those queries need not flush them first.
         with session.no_autoflush:
             routing.route(session, referral, now=now, actor=actor, first=True)
-    # Last, in one statement: the insert flushes the case, already routed, before them.
+    # Last: the insert flushes the case, already routed, before them (then COPY on PostgreSQL).
     consent_records.insert_consents(session, consents)
     return referral
 

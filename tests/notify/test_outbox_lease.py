@@ -145,3 +145,45 @@ def test_a_failed_send_is_tried_again_after_the_backoff_not_the_lease(app, failu
     message = row(app, key)
     assert (message.status, message.attempts, message.last_error) == (MessageStatus.pending, 1, error)
     assert message.next_attempt_at == T0 + dt.timedelta(seconds=30)
+
+
+def test_a_late_success_is_recorded_even_after_another_worker_took_the_message(app):  # type: ignore[no-untyped-def]
+    """The other worker's try failed while this one's slow send got through: the message was sent, and must
+    not go out a third time."""
+    key = queue_one(app)
+    later = T0 + SQLITE_LEASE + dt.timedelta(seconds=1)
+    others: list[dict[str, int]] = []
+
+    class Fails:
+        def send(self, key, address, text):  # type: ignore[no-untyped-def]
+            raise DeliveryFailed("their gateway answered 503")
+
+    class SlowButSent:
+        def send(self, key, address, text):  # type: ignore[no-untyped-def]
+            with app.app_context():
+                others.append(deliver(db.session, {"sms": Fails(), "email": Fails()}, now=later))
+
+    with app.app_context():
+        counts = deliver(db.session, {"sms": SlowButSent(), "email": SlowButSent()}, now=T0)
+    assert others == [{"sent": 0, "retry": 1, "dead": 0}] and counts == {"sent": 1, "retry": 0, "dead": 0}
+    message = row(app, key)
+    assert (message.status, message.last_error) == (MessageStatus.sent, None) and message.sent_at >= T0
+
+
+def test_no_transaction_is_left_open_after_a_delivery(app):  # type: ignore[no-untyped-def]
+    queue_one(app)
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+
+    class Works:
+        def send(self, key, address, text):  # type: ignore[no-untyped-def]
+            pass
+
+    with app.app_context():
+        attempt = deliver_one(db.session, {"sms": Works(), "email": Works()}, now=T0)
+        assert attempt is not None and attempt.outcome == "sent"
+        other = sqlite3.connect(path, timeout=0.3, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if the worker still held the write lock
+            other.execute("COMMIT")
+        finally:
+            other.close()

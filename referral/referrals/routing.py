@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Date, and_, bindparam, func, select
+from sqlalchemy import Date, and_, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from referral.accounts.models import Gender, Role, User
@@ -18,7 +18,8 @@ from referral.db import local_today
 from referral.reference.models import Area, Unit, ancestry, unit_areas
 from referral.referrals.models import Referral, Status
 from referral.referrals.workflow_models import Alert, AlertKind, Offer, OfferStatus
-from referral.standards.models import Certification, Course, CourseRequirement
+from referral.standards.loader import choosing, like_literal, remember, standard_for
+from referral.standards.models import Certification, Course, CourseRequirement, Standard
 
 OPEN_CASE_STATES = (Status.accepted, Status.in_progress)
 
@@ -26,34 +27,53 @@ OPEN_CASE_STATES = (Status.accepted, Status.in_progress)
 @dataclass(frozen=True)
 class Place:
     """An area with its ancestors (``Area.lineage()`` walks them without a query) and the active units that
-    cover each of them (area id → units, by id)."""
+    cover each of them (area id → units, by id); for a submission, the standard in force for its country
+    and whether the reference drawn for it is taken."""
 
     area: Area
     cover: dict[int, list[Unit]]
+    standard: Standard | None = None
+    reference_taken: bool = False
 
 
 @functools.cache
 def _place() -> Any:
-    # One statement, built once: every submission asks. Beside being a round trip fewer, it spares
+    # One statement, built once: every submission asks. Beside being round trips fewer, it spares
     # PostgreSQL the planning of the covering units' own query (an IN list of the lineage's ids), which it
-    # planned afresh on every execution: more time than running it.
+    # planned afresh on every execution: more time than running it. The standard in force (on ``:on``) is
+    # that of the lineage's root, the country; ``:reference`` is the one the submission drew.
     tree = ancestry()
-    return (select(Area, Unit).join(tree, Area.id == tree.c.id)
+    country = (select(Area.code).join(tree, Area.id == tree.c.id).where(Area.parent_id.is_(None))
+               .scalar_subquery())
+    listed = literal("%,") + like_literal(country) + literal(",%")
+    standard = choosing(Standard.id, listed).scalar_subquery()
+    taken = exists().where(Referral.reference == bindparam("reference"))
+    return (select(Area, Unit, Standard, taken.label("taken")).join(tree, Area.id == tree.c.id)
             .outerjoin(unit_areas, unit_areas.c.area_id == Area.id)
             .outerjoin(Unit, and_(Unit.id == unit_areas.c.unit_id, Unit.active.is_(True)))
+            .outerjoin(Standard, Standard.id == standard)
             .order_by(Unit.id))
 
 
-def place(session: Session, area_code: str) -> Place | None:
-    """The area with this code, its ancestors and the units covering them, in one query; None if no such area."""
-    rows = session.execute(_place(), {"code": area_code}).all()
+def place(session: Session, area_code: str, *, on: dt.date, reference: str = "") -> Place | None:
+    """The area with this code, its ancestors and the units covering them, in one query; None if no such
+    area. With it, the standard in force on ``on`` for the area's country, and whether ``reference`` is a
+    case's already."""
+    rows = session.execute(_place(), {"code": area_code, "reference": reference, "on": on}).all()
     cover: dict[int, list[Unit]] = {}
-    for area, unit in rows:
-        units = cover.setdefault(area.id, [])
+    for found, unit, _standard, _taken in rows:
+        units = cover.setdefault(found.id, [])
         if unit is not None:
             units.append(unit)
-    area = Area.linked((area for area, _unit in rows), area_code)
-    return Place(area, cover) if area is not None else None
+    area = Area.linked((row[0] for row in rows), area_code)
+    if area is None:
+        return None
+    root = area.lineage()[-1]
+    if root.parent_id is None:
+        standard = remember(session, rows[0][2])
+    else:  # a parent cycle (a database edited by hand): the country is where lineage() stops, as before
+        standard = standard_for(session, root.code, on)
+    return Place(area, cover, standard, bool(rows[0][3]))
 
 
 def covering_unit(place: Place, *, exclude: int | None = None) -> Unit | None:

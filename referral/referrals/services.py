@@ -52,7 +52,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
     """
     now = now or utcnow()
     require(actor, Permission.REFERRAL_SUBMIT)
-    where = routing.place(session, data["area"])  # routing and the standard walk its lineage
+    # The area's lineage (routing walks it), the standard in force from local midnight for its country, and
+    # whether the reference drawn is taken: one statement.
+    reference = new_reference()
+    where = routing.place(session, data["area"], reference=reference, on=local_today(now))
     if where is None:
         raise ValidationFailed(fields={"area": [N_("No area has this code.")]})
     area = where.area
@@ -68,9 +71,10 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         except ValueError as exc:
             raise ValidationFailed(fields={"survivor": {"phone": [str(exc)]}}) from None
 
-    reference = new_reference()
-    while session.scalar(_statement("reference_taken"), {"reference": reference}):
+    taken = where.reference_taken
+    while taken:
         reference = new_reference()
+        taken = bool(session.scalar(_statement("reference_taken"), {"reference": reference}))
     gbv_type = classify(incident["answers"])
     flags = derive_flags(gbv_type=gbv_type, age_group=survivor["age_group"], relationship=perpetrator.get("relationship"),
                          immediate_danger=incident.get("immediate_danger", False), incident_date=incident.get("date"),
@@ -93,10 +97,7 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         perpetrator_relationship=perpetrator.get("relationship"), consent=_canonical(data["consent"]),
         officer_gender=(data.get("preferences") or {}).get("officer_gender", "any"),
     )
-    from referral.standards.loader import standard_for
-
-    standard = standard_for(session, area.lineage()[-1].code, local_today(now))  # in force from local midnight
-    referral.standard_id = standard.id if standard else None
+    referral.standard_id = where.standard.id if where.standard else None
     data_key = crypto.new_case_key(referral)
     values = {
         "survivor.name": survivor.get("name"), "survivor.phone": phone, "survivor.address": survivor.get("address"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import Date, bindparam, literal, or_, select
+from sqlalchemy import Date, bindparam, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from referral.errors import Conflict, ValidationFailed
@@ -137,24 +137,39 @@ def load_standard_docs(session: Session, docs: list[dict[str, Any]]) -> dict[str
     return stats
 
 
+def choosing(column: Any, listed: Any) -> Any:
+    """``column`` of the one version in force on ``:on`` for the country whose LIKE pattern (``%,KG,%``,
+    escaped with a backslash) is ``listed``: the country's own first, else the fallback (no countries); the
+    latest version, and the last loaded of equal versions. The one statement of the rule: standard_for runs
+    it with the pattern as a parameter, routing.place with the pattern built from the area's country."""
+    own = (literal(",") + Standard.countries + literal(",")).like(listed, escape="\\")  # ",KG,TJ," holds ",KG,"
+    return (select(column).where(Standard.effective_from <= bindparam("on", type_=Date()),
+                                 or_(Standard.countries == "", own))
+            .order_by((Standard.countries == "").asc(), Standard.version.desc(), Standard.id.desc()).limit(1))
+
+
+def like_literal(text: Any) -> Any:
+    """``text`` (a str or a SQL expression) with LIKE's wildcards and the escape character escaped."""
+    if isinstance(text, str):
+        return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.replace(func.replace(func.replace(text, "\\", "\\\\"), "%", "\\%"), "_", "\\_")
+
+
 @functools.cache
 def _in_force() -> Any:
-    """The one version in force on ``:on`` for a country: its own first, else the fallback (no countries);
-    the latest version, and the last loaded of equal versions. Built once: every submission asks. (It read
-    every version in force, bodies and all, and chose in Python.)"""
-    listed = literal(",") + Standard.countries + literal(",")  # ",KG,TJ," holds ",KG,"
-    own = listed.like(bindparam("listed"), escape="\\")
-    return (select(Standard).where(Standard.effective_from <= bindparam("on", type_=Date()),
-                                   or_(Standard.countries == "", own))
-            .order_by((Standard.countries == "").asc(), Standard.version.desc(), Standard.id.desc()).limit(1))
+    # Built once: every submission whose country routing.place could not name asks.
+    return choosing(Standard, bindparam("listed"))
 
 
 def standard_for(session: Session, country: str, on: dt.date) -> Standard | None:
     """The latest version in force on ``on``: the country's own, else the fallback (no countries)."""
-    literal_code = country.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    chosen = session.scalar(_in_force(), {"on": on, "listed": f"%,{literal_code},%"})
+    return remember(session, session.scalar(_in_force(), {"on": on, "listed": f"%,{like_literal(country)},%"}))
+
+
+def remember(session: Session, chosen: Standard | None) -> Standard | None:
+    """Keep the body of a submission's standard for judging the case at commit (a loaded version never
+    changes: it is not read again in this transaction)."""
     if chosen is not None:
-        # A loaded version never changes: judging the case at commit reads its body from here, not again.
         session.info.setdefault(STANDARD_BODIES, {})[chosen.id] = chosen.body
     return chosen
 

@@ -1,6 +1,6 @@
 """Submitting and reading cases with sealed fields (issue 3; the workflow builds on it)."""
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from referral.audit.models import AuditEvent
 from referral.extensions import db
@@ -48,6 +48,22 @@ def test_references_are_random_and_distinct(client, place, people):
     refs = {submit(client, headers, minimal(place["district"].code)).get_json()["reference"] for _ in range(5)}
     assert len(refs) == 5
     assert not any(ch in "".join(refs).replace("R-", "") for ch in "01ILO")
+
+
+def test_a_drawn_reference_already_taken_is_drawn_again(client, place, people, monkeypatch):
+    """The reference is checked in the submission's first statement; one already a case's is drawn again
+    (and checked again) until a free one comes, never filed twice or refused."""
+    from referral.referrals import services
+
+    _focal, headers = people["focal"]
+    first = submit(client, headers, minimal(place["district"].code)).get_json()["reference"]
+    draws = iter([first, first, "R-2345-6789"])
+    monkeypatch.setattr(services, "new_reference", lambda: next(draws))
+    resp = submit(client, headers, minimal(place["district"].code))
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["reference"] == "R-2345-6789"
+    assert next(draws, None) is None  # the second draw of the taken one was checked too
+    assert db.session.scalar(select(func.count()).select_from(Referral).where(Referral.reference == first)) == 1
 
 
 def test_minimal_submission_routes_contact_through_the_focal_point(client, place, people):

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from config.settings import PROJECT_ROOT
 from referral.audit.models import AuditEvent
 from referral.extensions import db
+from referral.reference.models import Area
+from referral.referrals import routing
 from referral.referrals.models import Referral
 from referral.standards.models import CertificationReminder, Standard, StepBreach
 from tests.factories import AreaFactory
@@ -350,6 +352,10 @@ def test_the_version_in_force_is_chosen_as_the_rule_says(db_session, seed):
                              body="{}"))
     db.session.add_all(rows)
     db.session.flush()
+    villages = {}
+    for country in ("KG", "TJ", "UZ", "K_", "RU"):  # a country (the lineage's root), a district, a village
+        root = db.session.scalar(select(Area).where(Area.code == country)) or AreaFactory(code=country)
+        villages[country] = AreaFactory(parent=AreaFactory(parent=root), kind="community").code
     for country in ("KG", "TJ", "UZ", "K_", "RU"):
         for on in (day - dt.timedelta(days=6), day, day + dt.timedelta(days=6)):
             in_force = sorted((s for s in rows if s.effective_from <= on), key=lambda s: (s.version, s.id), reverse=True)
@@ -357,3 +363,5 @@ def test_the_version_in_force_is_chosen_as_the_rule_says(db_session, seed):
             fallback = [s for s in in_force if not s.countries]
             expected = own[0] if own else fallback[0] if fallback else None
             assert standard_for(db.session, country, on) is expected, (country, on)
+            # A submission's own choice, made in routing's one statement from the area's country
+            assert routing.place(db.session, villages[country], on=on).standard is expected, (country, on)

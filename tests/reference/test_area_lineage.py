@@ -1,10 +1,14 @@
 """An area and its ancestors in one query (issue 10: the submission walks the lineage for routing and the
 standard, and used to load each parent with a query of its own)."""
+import datetime as dt
+
 from sqlalchemy import event, update
 
 from referral.extensions import db
 from referral.reference.models import Area, AreaKind
 from tests.factories import AreaFactory
+
+TODAY = dt.date(2026, 11, 29)
 
 
 class Statements:
@@ -74,7 +78,7 @@ def test_a_place_comes_with_its_lineage_and_covering_units_in_one_query(db_sessi
     ids = {"regional": regional.id, "low": min(second.id, first.id), "high": max(second.id, first.id)}
     db.session.expunge_all()
     with Statements(db.session.get_bind()) as sql:
-        where = place(db.session, village.code)
+        where = place(db.session, village.code, on=TODAY)
         lineage = [a.code for a in where.area.lineage()]
         local = covering_unit(where)
         other = covering_unit(where, exclude=local.id)
@@ -86,6 +90,6 @@ def test_a_place_comes_with_its_lineage_and_covering_units_in_one_query(db_sessi
     assert (local.id, other.id, beyond.id) == (ids["low"], ids["high"], ids["low"])
     assert where.cover[village.id] == [] and [u.id for u in where.cover[region.id]] == [ids["regional"]]
     assert not db.session.dirty
-    where = place(db.session, region.code)
+    where = place(db.session, region.code, on=TODAY)
     assert covering_unit(where).id == ids["regional"] and covering_unit(where, exclude=ids["regional"]) is None
-    assert place(db.session, "NO-SUCH-AREA") is None
+    assert place(db.session, "NO-SUCH-AREA", on=TODAY) is None

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.elements import ClauseElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -172,3 +176,101 @@ def insert_rows(session: Any, table: Any, columns: tuple[str, ...], rows: list[t
         return
     connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
 
+
+
+
+
+# Called with (session, objects) after insert_objects wrote objects: what a flush's "after_flush" listener
+# does with new objects, the unit of work being bypassed (step statuses note a new case here).
+INSERTED_HOOKS: list[Callable[[Any, list[Any]], None]] = []
+
+
+def insert_objects(session: Any, objects: list[Any]) -> bool:
+    """Insert these pending objects now, one INSERT each in the order given, past the unit of work, and keep
+    them in the session as persistent and unchanged, as a flush would leave them (each column's Python
+    default filled in, a serial key read back, a parent's key taken from the parent set as an object).
+    False, with nothing written, where only a flush would do it right: the session has changed or deleted
+    objects (a flush orders those), or one of ``objects`` is not pending, refers to a pending object not
+    before it in the list, holds a SQL expression, lacks its primary key (but a serial one), or its table
+    has a server-side default.
+
+    Why: a flush of a new case, its offer and the officer's message cost about twice the CPU of their
+    three INSERTs (the unit of work's dependency sort and bookkeeping; docs/performance.md, session 11).
+    """
+    if session.dirty or session.deleted:
+        return False
+    plans = []
+    earlier: set[int] = set()
+    for obj in objects:
+        state = inspect(obj)
+        plan = _insert_plan(state.mapper) if state.pending else None
+        if plan is None:
+            return False
+        statement, serial, defaults, columns, parents, keys = plan
+        values = state.dict
+        for key, _pairs in parents:
+            parent = values.get(key)
+            if parent is not None and inspect(parent).key is None and id(parent) not in earlier:
+                return False  # a parent not in the database yet, nor written before this one
+        for key, default in defaults:  # as a flush fills them in; already set ones are kept
+            if key not in values:
+                values[key] = None if default is None else default.arg(None) if default.is_callable else default.arg
+        if any(isinstance(values[key], ClauseElement) for key, _column in columns) \
+                or any(values[key] is None for key in keys):
+            return False
+        plans.append((obj, state, statement, serial, columns, parents))
+        earlier.add(id(obj))
+    connection = session.connection()
+    for obj, state, statement, serial, columns, parents in plans:
+        values = state.dict
+        for key, pairs in parents:  # a parent set (or cleared) as an object: its key goes in, as a flush syncs it
+            if key in values:
+                parent = values[key]
+                for local, remote in pairs:
+                    values[local] = None if parent is None else inspect(parent).dict.get(remote)
+        result = connection.execute(statement, {column: values[key] for key, column in columns})
+        session.expunge(obj)
+        if serial is not None:  # RETURNING where the database has it, else the cursor's last row id
+            values[serial] = result.inserted_primary_key[0]
+        make_transient_to_detached(obj)  # every column set: its values become the loaded state, none expired
+        session.add(obj)
+    for hook in INSERTED_HOOKS:
+        hook(session, objects)
+    return True
+
+
+@functools.cache
+def _insert_plan(mapper: Any) -> Any:
+    """(INSERT statement, the serial key's attribute or None, (attribute, Python default) of every other
+    column, (attribute, column key) of every column the INSERT sets, (many-to-one relationship, [(local
+    attribute, parent's attribute)]), the primary key's other attributes); None when the mapper needs what
+    only a flush does."""
+    table = mapper.local_table
+    if mapper.inherits is not None or mapper.version_id_col is not None:
+        return None
+    serial = None
+    defaults, columns = [], []
+    for prop in mapper.column_attrs:
+        if len(prop.columns) != 1 or prop.columns[0].table is not table:
+            return None
+        column = prop.columns[0]
+        if column.primary_key and column.autoincrement in (True, "auto") and isinstance(column.type, Integer) \
+                and column.default is None:
+            serial = prop.key
+            continue
+        if column.server_default is not None or column.default is not None and not (
+                column.default.is_scalar or column.default.is_callable):
+            return None
+        defaults.append((prop.key, column.default))
+        columns.append((prop.key, column.key))
+    keys = tuple(prop.key for prop in mapper.column_attrs if prop.columns[0].primary_key and prop.key != serial)
+    parents = []
+    for rel in mapper.relationships:
+        if rel.direction.name != "MANYTOONE" or rel.viewonly:
+            continue
+        if rel.secondary is not None:
+            return None
+        parents.append((rel.key, [(mapper.get_property_by_column(local).key,
+                                   rel.mapper.get_property_by_column(remote).key)
+                                  for local, remote in rel.local_remote_pairs]))
+    return table.insert(), serial, tuple(defaults), tuple(columns), tuple(parents), keys

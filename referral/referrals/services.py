@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 from referral.accounts.models import User
 from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
-from referral.db import Combined, combine, latest_today, local_today, run_combined, utcnow
+from referral.db import Combined, combine, insert_objects, latest_today, local_today, run_combined, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
@@ -145,7 +145,9 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         # its consents or a suggested service referral change, so those queries need not flush them first.
         with session.no_autoflush:
             routing.route(session, referral, now=now, actor=actor, first=True)
-    # Last: the insert flushes the case, already routed, before them (then COPY on PostgreSQL).
+    # Last: the case, already routed, with what routing added (its offer, the officer's message), by plain
+    # INSERTs where they can be (a flush of these cost twice as much), then the consents (COPY on PostgreSQL).
+    insert_objects(session, list(session.new))
     consent_records.insert_consents(session, consents)
     return referral
 

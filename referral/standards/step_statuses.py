@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from referral.db import insert_rows, local_zone
+from referral.db import INSERTED_HOOKS, insert_rows, local_zone
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
@@ -43,7 +43,8 @@ _PENDING = "standards.step_statuses.pending"  # session.info: {case id: True if 
 # session.info: ids of cases whose actions, sent service referrals or acceptances (offers answered) changed
 # since the last sync. A case created in this transaction and absent from it has none, so sync does not ask
 # for them. That holds because every write of a CaseAction, a ServiceReferral or an answered Offer goes
-# through the ORM's flush, which these events see (the Core UPDATE that cancels open offers answers none);
+# through the ORM's flush or insert_objects, which these events see (the Core UPDATE that cancels open offers
+# answers none);
 # a Core write of one for a case created in the same transaction would have to add the case here itself.
 _ACTED = "standards.step_statuses.acted"
 _BATCH = 1000
@@ -80,18 +81,27 @@ def _note_deleted(session: Session, _flush_context: Any, _instances: Any) -> Non
 @event.listens_for(Session, "after_flush")
 def _note_changed_cases(session: Session, _flush_context: Any) -> None:
     # After the INSERT: a new case has its id, a new offer or action its case id, however they were set.
+    _note_new(session, session.new)
     pending: dict[str, bool] = session.info.setdefault(_PENDING, {})
-    for obj in session.new:
+    for obj in session.dirty:
+        for case_id in _changed_cases(obj, whole=False):
+            pending.setdefault(case_id, False)  # True stays: no sync since the case was created, so no rows
+            _note_actions(session, obj, case_id)
+
+
+def _note_new(session: Session, objects: Any) -> None:
+    pending: dict[str, bool] = session.info.setdefault(_PENDING, {})
+    for obj in objects:
         for case_id in _changed_cases(obj, whole=True):
             if isinstance(obj, Referral):
                 pending[case_id] = True
             else:
                 pending.setdefault(case_id, False)
                 _note_actions(session, obj, case_id)
-    for obj in session.dirty:
-        for case_id in _changed_cases(obj, whole=False):
-            pending.setdefault(case_id, False)  # True stays: no sync since the case was created, so no rows
-            _note_actions(session, obj, case_id)
+
+
+# Objects written past the flush (referral.db.insert_objects) are noted as a flush's new ones are.
+INSERTED_HOOKS.append(_note_new)
 
 
 def _note_actions(session: Session, obj: Any, case_id: str) -> None:

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import ClauseElement
 
 NAMING_CONVENTION = {
@@ -220,8 +219,13 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
             return False
         plans.append((obj, state, statement, serial, columns, parents))
         earlier.add(id(obj))
+    if not plans:
+        return True
+    owner = plans[0][1].session  # the Session itself (``session`` may be a scoped_session)
+    if any(plan[1].session is not owner for plan in plans):
+        return False
     connection = session.connection()
-    for obj, state, statement, serial, columns, parents in plans:
+    for _obj, state, statement, serial, columns, parents in plans:
         values = state.dict
         for key, pairs in parents:  # a parent set (or cleared) as an object: its key goes in, as a flush syncs it
             if key in values:
@@ -229,11 +233,12 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
                 for local, remote in pairs:
                     values[local] = None if parent is None else inspect(parent).dict.get(remote)
         result = connection.execute(statement, {column: values[key] for key, column in columns})
-        session.expunge(obj)
         if serial is not None:  # RETURNING where the database has it, else the cursor's last row id
             values[serial] = result.inserted_primary_key[0]
-        make_transient_to_detached(obj)  # every column set: its values become the loaded state, none expired
-        session.add(obj)
+    # What the flush does with the states it wrote (SQLAlchemy's own, pinned in requirements.txt; the tests
+    # compare with a flush): their values become the loaded state, their identity is registered, and the
+    # transaction keeps them as new, so that a rollback makes them transient again.
+    owner._register_persistent({plan[1] for plan in plans})
     for hook in INSERTED_HOOKS:
         hook(session, objects)
     return True

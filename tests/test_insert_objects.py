@@ -129,3 +129,19 @@ def test_what_only_a_flush_does_right_is_left_to_it(case, people, why):
         assert inspect(message).pending
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == count
     db.session.rollback()
+
+
+def test_a_rollback_undoes_them_as_it_undoes_a_flush(case, people):
+    """Objects written so and then rolled back are transient again, their values kept (as after a flush),
+    not persistent objects whose rows are gone."""
+    supervisor, _headers = people["supervisor"]
+    by_insert = Offer(referral=case, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
+    by_flush = Offer(referral=case, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
+    db.session.add(by_insert)
+    assert insert_objects(db.session, [by_insert])
+    db.session.add(by_flush)
+    db.session.flush()
+    db.session.rollback()
+    for offer in (by_insert, by_flush):
+        assert inspect(offer).transient and offer not in db.session
+        assert offer.deadline == NOW

@@ -185,71 +185,132 @@ INSERTED_HOOKS: list[Callable[[Any, list[Any]], None]] = []
 
 
 def insert_objects(session: Any, objects: list[Any]) -> bool:
-    """Insert these pending objects now, one INSERT each in the order given, past the unit of work, and keep
-    them in the session as persistent and unchanged, as a flush would leave them (each column's Python
-    default filled in, a serial key read back, a parent's key taken from the parent set as an object).
-    False, with nothing written, where only a flush would do it right: the session has changed or deleted
-    objects (a flush orders those), or one of ``objects`` is not pending, refers to a pending object not
-    before it in the list, holds a SQL expression, lacks its primary key (but a serial one), or its table
-    has a server-side default.
+    """Insert these pending objects now, past the unit of work (one INSERT each, on PostgreSQL one
+    statement for them all), and keep them in the session as persistent and unchanged, as a flush would
+    leave them: each column's Python default filled in where the value is missing or None, a serial key
+    read back, a parent's key taken from the parent set as an object (loaded if expired). Rows go in the
+    order of their tables' foreign keys (``metadata.sorted_tables``), then as given; an object listed
+    twice is written once.
+
+    False, with nothing written, where only a flush does it right: the session has changed or deleted
+    objects (a flush orders those), or one of ``objects`` is not pending, refers to a pending parent in its
+    own table not before it, holds a SQL expression, lacks its primary key (but a serial one not set by
+    hand), holds a collection (one-to-many or many-to-many rows are the flush's), or its table has a
+    server-side default. An error from the database rolls the session back, as a failed flush does, so no
+    half-written batch outlives it.
 
     Why: a flush of a new case, its offer and the officer's message cost about twice the CPU of their
-    three INSERTs (the unit of work's dependency sort and bookkeeping; docs/performance.md, session 11).
+    three INSERTs (the unit of work's dependency sort and bookkeeping; docs/performance.md, session 11),
+    and on PostgreSQL one round trip does for the three.
     """
     if session.dirty or session.deleted:
         return False
+    unique = list({id(obj): obj for obj in objects}.values())
+    if not unique:
+        return True
+    order = _table_order(inspect(unique[0]).mapper.local_table.metadata)
+    unique.sort(key=lambda obj: order.get(inspect(obj).mapper.local_table, len(order)))  # stable: then as given
     plans = []
-    earlier: set[int] = set()
-    for obj in objects:
+    earlier: dict[int, bool] = {}  # objects planned before: id → whether its key is serial (known once written)
+    chained = False  # one refers to a serial key written in this batch
+    for obj in unique:
         state = inspect(obj)
         plan = _insert_plan(state.mapper) if state.pending else None
         if plan is None:
             return False
-        statement, serial, defaults, columns, parents, keys = plan
+        statement, serial, defaults, columns, parents, keys, collections = plan
         values = state.dict
+        if serial is not None and values.get(serial) is not None or any(values.get(key) for key in collections):
+            return False
         for key, _pairs in parents:
             parent = values.get(key)
-            if parent is not None and inspect(parent).key is None and id(parent) not in earlier:
-                return False  # a parent not in the database yet, nor written before this one
-        for key, default in defaults:  # as a flush fills them in; already set ones are kept
-            if key not in values:
-                values[key] = None if default is None else default.arg(None) if default.is_callable else default.arg
+            if parent is not None and inspect(parent).key is None:
+                if id(parent) not in earlier:
+                    return False  # a parent not in the database yet, nor written before this one
+                chained = chained or earlier[id(parent)]
+        for key, default in defaults:  # as a flush fills them in (None too); values set are kept
+            if values.get(key) is None and default is not None:
+                values[key] = default.arg(None) if default.is_callable else default.arg
+            values.setdefault(key, None)
         if any(isinstance(values[key], ClauseElement) for key, _column in columns) \
                 or any(values[key] is None for key in keys):
             return False
         plans.append((obj, state, statement, serial, columns, parents))
-        earlier.add(id(obj))
-    if not plans:
-        return True
+        earlier[id(obj)] = serial is not None
     owner = plans[0][1].session  # the Session itself (``session`` may be a scoped_session)
     if any(plan[1].session is not owner for plan in plans):
         return False
-    connection = session.connection()
-    for _obj, state, statement, serial, columns, parents in plans:
-        values = state.dict
-        for key, pairs in parents:  # a parent set (or cleared) as an object: its key goes in, as a flush syncs it
-            if key in values:
-                parent = values[key]
-                for local, remote in pairs:
-                    values[local] = None if parent is None else inspect(parent).dict.get(remote)
-        result = connection.execute(statement, {column: values[key] for key, column in columns})
-        if serial is not None:  # RETURNING where the database has it, else the cursor's last row id
-            values[serial] = result.inserted_primary_key[0]
+    try:
+        _write(session.connection(), plans, together=not chained and len(plans) > 1)
+    except Exception:
+        session.rollback()  # as a failed flush: nothing of the batch stays half-written
+        raise
     # What the flush does with the states it wrote (SQLAlchemy's own, pinned in requirements.txt; the tests
     # compare with a flush): their values become the loaded state, their identity is registered, and the
     # transaction keeps them as new, so that a rollback makes them transient again.
     owner._register_persistent({plan[1] for plan in plans})
     for hook in INSERTED_HOOKS:
-        hook(session, objects)
+        hook(session, unique)
     return True
+
+
+def _write(connection: Any, plans: list[Any], *, together: bool) -> None:
+    # PostgreSQL takes them in one statement (data-modifying CTEs; a row's foreign keys are checked at the
+    # statement's end), unless one refers to a serial key written in the same batch, known only after.
+    together = together and connection.dialect.name == "postgresql"
+    for _obj, state, statement, serial, columns, parents in plans:
+        values = state.dict
+        for key, pairs in parents:  # a parent set (or cleared) as an object: its key goes in, as a flush syncs it
+            if key in values:
+                parent = values[key]
+                for local, remote in pairs:  # getattr: an expired parent is loaded, as a flush loads it
+                    values[local] = None if parent is None else getattr(parent, remote)
+        if together:
+            continue
+        result = connection.execute(statement, {column: values[key] for key, column in columns})
+        if serial is not None:  # RETURNING where the database has it, else the cursor's last row id
+            values[serial] = result.inserted_primary_key[0]
+    if together:
+        combined = _together(tuple(plan[1].mapper for plan in plans))
+        keys = connection.execute(combined, {f"p{n}_{column}": plan[1].dict[key] for n, plan in enumerate(plans)
+                                             for key, column in plan[4]}).one()
+        for plan, key in zip((plan for plan in plans if plan[3] is not None), keys):
+            plan[1].dict[plan[3]] = key
+
+
+@functools.cache
+def _table_order(metadata: Any) -> dict[Any, int]:
+    return {table: n for n, table in enumerate(metadata.sorted_tables)}
+
+
+@functools.lru_cache(maxsize=64)
+def _together(mappers: tuple[Any, ...]) -> Any:
+    """One statement inserting a row into each mapper's table (parameters ``p<n>_<column>``), answering
+    the serial keys in order. Built once for each shape (a new case, its offer, the officer's message)."""
+    from sqlalchemy import bindparam, insert, literal, select
+
+    ctes, answers = [], []
+    for n, mapper in enumerate(mappers):
+        _statement, serial, _defaults, columns, *_rest = _insert_plan(mapper)
+        table = mapper.local_table
+        row = insert(table).values({column: bindparam(f"p{n}_{column}", type_=table.c[column].type)
+                                    for _key, column in columns})
+        if serial is not None:
+            column = table.c[mapper.get_property(serial).columns[0].key]
+            cte = row.returning(column).cte(f"inserted_{n}")
+            answers.append(select(cte.c[column.key]).scalar_subquery())
+        else:
+            cte = row.cte(f"inserted_{n}")
+        ctes.append(cte)
+    return select(*answers or [literal(1)]).add_cte(*ctes)
 
 
 @functools.cache
 def _insert_plan(mapper: Any) -> Any:
     """(INSERT statement, the serial key's attribute or None, (attribute, Python default) of every other
     column, (attribute, column key) of every column the INSERT sets, (many-to-one relationship, [(local
-    attribute, parent's attribute)]), the primary key's other attributes); None when the mapper needs what
-    only a flush does."""
+    attribute, parent's attribute)]), the primary key's other attributes, the collections' attributes);
+    None when the mapper needs what only a flush does."""
     table = mapper.local_table
     if mapper.inherits is not None or mapper.version_id_col is not None:
         return None
@@ -259,8 +320,7 @@ def _insert_plan(mapper: Any) -> Any:
         if len(prop.columns) != 1 or prop.columns[0].table is not table:
             return None
         column = prop.columns[0]
-        if column.primary_key and column.autoincrement in (True, "auto") and isinstance(column.type, Integer) \
-                and column.default is None:
+        if column is table.autoincrement_column and column.default is None:  # as SQLAlchemy judges it
             serial = prop.key
             continue
         if column.server_default is not None or column.default is not None and not (
@@ -269,13 +329,16 @@ def _insert_plan(mapper: Any) -> Any:
         defaults.append((prop.key, column.default))
         columns.append((prop.key, column.key))
     keys = tuple(prop.key for prop in mapper.column_attrs if prop.columns[0].primary_key and prop.key != serial)
-    parents = []
+    parents, collections = [], []
     for rel in mapper.relationships:
-        if rel.direction.name != "MANYTOONE" or rel.viewonly:
+        if rel.viewonly:
+            continue
+        if rel.direction.name != "MANYTOONE":
+            collections.append(rel.key)
             continue
         if rel.secondary is not None:
             return None
         parents.append((rel.key, [(mapper.get_property_by_column(local).key,
                                    rel.mapper.get_property_by_column(remote).key)
                                   for local, remote in rel.local_remote_pairs]))
-    return table.insert(), serial, tuple(defaults), tuple(columns), tuple(parents), keys
+    return table.insert(), serial, tuple(defaults), tuple(columns), tuple(parents), keys, tuple(collections)

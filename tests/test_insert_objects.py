@@ -82,20 +82,37 @@ def test_written_objects_are_the_rows_a_flush_writes_and_stay_as_a_flush_leaves_
     assert sql.seen == []
 
 
-def test_a_parent_pending_must_come_first(case, people):
+def test_rows_go_in_their_tables_foreign_key_order(case, people):
+    """A case and its offers in any order, the offer's case given as an object or as its key: the case's
+    row goes first, as a flush orders them."""
     supervisor, _headers = people["supervisor"]
     copy = Referral(**{c.key: getattr(case, c.key) for c in Referral.__table__.columns
                        if c.key not in ("id", "reference")}, id=new_id(), reference="R-2345-6789")
-    offer = Offer(referral=copy, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
-    before = db.session.scalar(select(func.count()).select_from(Referral))
-    db.session.add_all([copy, offer])
+    by_object = Offer(referral=copy, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
+    by_key = Offer(referral_id=copy.id, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
+    db.session.add_all([by_object, by_key, copy])
+    assert insert_objects(db.session, [by_object, by_key, copy])
+    assert by_object.referral_id == copy.id and inspect(by_object).persistent and inspect(by_key).persistent
+    assert set(db.session.scalars(select(Offer.referral_id).where(Offer.id.in_([by_object.id, by_key.id])))) \
+        == {copy.id}
+
+
+def test_a_parent_not_written_yet_leaves_its_child_to_the_flush(case):
+    """A child whose parent is pending and not in the batch (a flush writes them in order), and a parent
+    holding its children (a collection): nothing written; the flush then writes both."""
+    from referral.reference.models import Area, AreaKind
+
+    district = Area(code="T-NEW-DISTRICT", name="d", kind=AreaKind.district, parent_id=case.area.parent_id)
+    village = Area(code="T-NEW-VILLAGE", name="v", kind=AreaKind.community, parent=district)
+    count = db.session.scalar(select(func.count()).select_from(Area))
+    db.session.add_all([village, district])
     with db.session.no_autoflush:
-        assert not insert_objects(db.session, [offer, copy])  # the case after its offer: a flush orders them
-        assert db.session.scalar(select(func.count()).select_from(Referral)) == before
-        assert inspect(copy).pending and inspect(offer).pending
-    assert insert_objects(db.session, [copy, offer])
-    assert offer.referral_id == copy.id and inspect(offer).persistent
-    assert db.session.scalar(select(Offer.referral_id).where(Offer.id == offer.id)) == copy.id
+        assert not insert_objects(db.session, [village])
+        assert not insert_objects(db.session, [district, village])  # district.children holds the village
+        assert db.session.scalar(select(func.count()).select_from(Area)) == count
+        assert inspect(village).pending and inspect(district).pending
+    db.session.flush()
+    assert village.parent_id == district.id is not None
 
 
 def test_a_new_case_written_so_is_judged_at_commit(case):
@@ -145,3 +162,99 @@ def test_a_rollback_undoes_them_as_it_undoes_a_flush(case, people):
     for offer in (by_insert, by_flush):
         assert inspect(offer).transient and offer not in db.session
         assert offer.deadline == NOW
+
+
+def test_a_child_of_a_new_serial_parent_gets_its_key(case, people):
+    """A parent whose key the database gives (serial) and its child in one batch: the child's key is known
+    only once the parent is written (on PostgreSQL not in the one statement the others share)."""
+    from referral.reference.models import Area, AreaKind
+
+    area = Area(code="T-NEW-AREA", name="A new district", kind=AreaKind.district, parent_id=case.area.parent_id)
+    copy = Referral(**{c.key: getattr(case, c.key) for c in Referral.__table__.columns
+                       if c.key not in ("id", "reference", "area_id")}, id=new_id(), reference="R-2345-6786",
+                    area=area)
+    message = _message()
+    db.session.add_all([area, copy, message])
+    assert insert_objects(db.session, [area, copy, message])
+    assert area.id is not None and copy.area_id == area.id and message.id is not None
+    assert db.session.scalar(select(Referral.area_id).where(Referral.id == copy.id)) == area.id
+
+
+def test_several_new_rows_in_one_batch_each_get_their_own_key(case, people):
+    supervisor, _headers = people["supervisor"]
+    offers = [Offer(referral=case, officer_id=supervisor.id, offered_at=NOW + dt.timedelta(minutes=n),
+                    deadline=NOW) for n in range(3)]
+    messages = [_message(template="new_offer") for _ in range(2)]
+    db.session.add_all(offers + messages)
+    assert insert_objects(db.session, offers + messages)
+    assert len({o.id for o in offers}) == 3 and len({m.id for m in messages}) == 2
+    for offer in offers:  # each key is its own row's
+        assert db.session.scalar(select(Offer.offered_at).where(Offer.id == offer.id)) == offer.offered_at
+    for message in messages:
+        assert db.session.scalar(select(OutboxMessage.key).where(OutboxMessage.id == message.id)) == message.key
+
+
+def test_as_a_flush_does_with_what_the_caller_gave(case, people):
+    """A None where the column has a Python default gets the default; an expired parent's key is loaded;
+    an object listed twice is written once."""
+    from referral.referrals.workflow_models import Alert, AlertKind
+
+    message = _message(attempts=None)
+    db.session.add(message)
+    assert insert_objects(db.session, [message, message])
+    assert message.attempts == 0
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.key == message.key)) \
+        == 1
+    db.session.commit()  # the case is expired now: its key is not in memory
+    assert "id" not in inspect(case).dict
+    alert = Alert(kind=AlertKind.police_suspect, referral=case, created_at=NOW)
+    db.session.add(alert)
+    assert insert_objects(db.session, [alert])
+    assert db.session.scalar(select(Alert.referral_id).where(Alert.id == alert.id)) == case.id
+
+
+def test_keys_and_collections_are_left_to_the_flush(case, people, place):
+    """A serial key set by hand, a collection (rows of another table) and a primary key that is a foreign
+    key (not serial): the flush's work; insert_objects writes nothing, and the flush does it right."""
+    from referral.reference.models import Organisation, OrganisationKind, organisation_areas
+    from referral.standards.models import Certification, CertificationReminder, Course
+
+    supervisor, _headers = people["supervisor"]
+    offer = Offer(id=987654, referral=case, officer_id=supervisor.id, offered_at=NOW, deadline=NOW)
+    group = Organisation(code="T-ORG-NEW", name="A new group", kind=OrganisationKind.womens_group,
+                         areas=[place["district"]])
+    for obj in (offer, group):
+        db.session.add(obj)
+        assert not insert_objects(db.session, [obj]) and inspect(obj).pending
+    db.session.flush()
+    assert db.session.get(Offer, 987654) is offer
+    assert db.session.scalar(select(func.count()).select_from(organisation_areas)
+                             .where(organisation_areas.c.organisation_id == group.id)) == 1
+    course = Course(code="T-COURSE", name="c", validity_months=12)
+    db.session.add(course)
+    db.session.flush()
+    certificates = [Certification(user_id=supervisor.id, course_id=course.id, completed_on=dt.date(2026, 1, day),
+                                  expires_on=dt.date(2027, 1, 1)) for day in (1, 2)]
+    db.session.add_all(certificates)
+    db.session.flush()
+    reminder = CertificationReminder(certification_id=certificates[1].id, sent_at=NOW)
+    db.session.add(reminder)
+    assert insert_objects(db.session, [reminder])  # its key is given: written as given
+    assert db.session.scalars(select(CertificationReminder.certification_id)
+                              .where(CertificationReminder.certification_id.in_([c.id for c in certificates]))
+                              ).all() == [certificates[1].id]
+
+
+def test_a_database_error_rolls_the_batch_back_as_a_failed_flush_does(case):
+    """Nothing of a batch outlives an error in it: the first message's row is not left written."""
+    from sqlalchemy.exc import IntegrityError
+
+    db.session.commit()
+    count = db.session.scalar(select(func.count()).select_from(OutboxMessage))
+    first, clash, twin = _message(), _message(), _message()
+    twin.key = clash.key  # the key is unique
+    db.session.add_all([first, clash, twin])
+    with pytest.raises(IntegrityError):
+        insert_objects(db.session, [first, clash, twin])
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == count
+    assert not inspect(first).persistent

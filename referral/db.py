@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from sqlalchemy import DateTime, Integer, MetaData, String, TypeDecorator, inspect
@@ -174,8 +174,6 @@ def insert_rows(session: Any, table: Any, columns: tuple[str, ...], rows: list[t
                 copy.write_row(row)
         return
     connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
-
-
 
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -177,11 +176,6 @@ def insert_rows(session: Any, table: Any, columns: tuple[str, ...], rows: list[t
 
 
 
-# Called with (session, objects) after insert_objects wrote objects: what a flush's "after_flush" listener
-# does with new objects, the unit of work being bypassed (step statuses note a new case here).
-INSERTED_HOOKS: list[Callable[[Any, list[Any]], None]] = []
-
-
 def insert_objects(session: Any, objects: list[Any]) -> bool:
     """Insert these pending objects now, past the unit of work (one INSERT each, on PostgreSQL one
     statement for them all), and keep them in the session as persistent and unchanged, as a flush would
@@ -246,9 +240,8 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
     # What the flush does with the states it wrote (SQLAlchemy's own, pinned in requirements.txt; the tests
     # compare with a flush): their values become the loaded state, their identity is registered, and the
     # transaction keeps them as new, so that a rollback makes them transient again.
+    # The session's "pending_to_persistent" listeners hear of them as of a flush's (step statuses do).
     owner._register_persistent({plan[1] for plan in plans})
-    for hook in INSERTED_HOOKS:
-        hook(session, unique)
     return True
 
 

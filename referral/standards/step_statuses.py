@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from referral.db import INSERTED_HOOKS, insert_rows, local_zone
+from referral.db import insert_rows, local_zone
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
@@ -80,8 +80,6 @@ def _note_deleted(session: Session, _flush_context: Any, _instances: Any) -> Non
 
 @event.listens_for(Session, "after_flush")
 def _note_changed_cases(session: Session, _flush_context: Any) -> None:
-    # After the INSERT: a new case has its id, a new offer or action its case id, however they were set.
-    _note_new(session, session.new)
     pending: dict[str, bool] = session.info.setdefault(_PENDING, {})
     for obj in session.dirty:
         for case_id in _changed_cases(obj, whole=False):
@@ -89,19 +87,17 @@ def _note_changed_cases(session: Session, _flush_context: Any) -> None:
             _note_actions(session, obj, case_id)
 
 
-def _note_new(session: Session, objects: Any) -> None:
+@event.listens_for(Session, "pending_to_persistent")
+def _note_new(session: Session, obj: Any) -> None:
+    # Once written: a new case has its id, a new offer or action its case id, however they were set. Fired
+    # by a flush and by referral.db.insert_objects alike (both register what they wrote the same way).
     pending: dict[str, bool] = session.info.setdefault(_PENDING, {})
-    for obj in objects:
-        for case_id in _changed_cases(obj, whole=True):
-            if isinstance(obj, Referral):
-                pending[case_id] = True
-            else:
-                pending.setdefault(case_id, False)
-                _note_actions(session, obj, case_id)
-
-
-# Objects written past the flush (referral.db.insert_objects) are noted as a flush's new ones are.
-INSERTED_HOOKS.append(_note_new)
+    for case_id in _changed_cases(obj, whole=True):
+        if isinstance(obj, Referral):
+            pending[case_id] = True
+        else:
+            pending.setdefault(case_id, False)
+            _note_actions(session, obj, case_id)
 
 
 def _note_actions(session: Session, obj: Any, case_id: str) -> None:

@@ -53,6 +53,30 @@ def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# psycopg parses a statement's placeholders in Python and caches the result only for statements up to 4,096
+# bytes with up to 50 parameters (its private ``_queries`` limits); longer ones are parsed again on every
+# execution. Two of Amanat's hottest statements are longer, each built once with bind parameters: a
+# submission's one INSERT of case, offer and message (67 parameters) and a full read's combined timeline
+# (about 7 KB). Parsing them again cost 7.5 % of a submission's and 2.5 % of a read's instructions in the app
+# (bench/profile_requests.py --instructions). The cache keeps its size (128 statements); statements built
+# per call with a varying number of parameters (an expanding IN) stay above these limits too.
+QUERY_CACHE_LIMITS = {"MAX_CACHED_STATEMENT_LENGTH": 16384, "MAX_CACHED_STATEMENT_PARAMS": 128}
+
+
+def widen_query_cache(engine: Engine) -> None:
+    """Let psycopg cache the parsing of statements up to ``QUERY_CACHE_LIMITS`` (never lowering them).
+
+    psycopg's own names, pinned in requirements.txt: a version that moved them fails here at start-up
+    and in tests/test_query_cache.py, rather than quietly parsing again (docs/decisions.md, session 12)."""
+    if engine.dialect.driver != "psycopg":
+        return
+    from psycopg import _queries
+
+    for name, value in QUERY_CACHE_LIMITS.items():
+        current = getattr(_queries, name)  # AttributeError when psycopg no longer has it
+        setattr(_queries, name, max(current, value))
+
+
 def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
     """Ping a pooled PostgreSQL connection before use only when it sat idle more than ``idle_seconds``.
 

@@ -57,7 +57,7 @@ def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
 # bytes with up to 50 parameters (its private ``_queries`` limits); longer ones are parsed again on every
 # execution. Two of Amanat's hottest statements are longer, each built once with bind parameters: a
 # submission's one INSERT of case, offer and message (67 parameters) and a full read's combined timeline
-# (about 7 KB). Parsing them again cost 7.5 % of a submission's and 2.5 % of a read's instructions in the app
+# (about 7 KB). Parsing them again cost 8 % of a submission's and 2.4 % of a read's instructions in the app
 # (bench/profile_requests.py --instructions). The cache keeps its size (128 statements); statements built
 # per call with a varying number of parameters (an expanding IN) stay above these limits too.
 QUERY_CACHE_LIMITS = {"MAX_CACHED_STATEMENT_LENGTH": 16384, "MAX_CACHED_STATEMENT_PARAMS": 128}

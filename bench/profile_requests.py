@@ -184,24 +184,36 @@ UNDER_CALLGRIND = "AMANAT_UNDER_CALLGRIND"
 
 def callgrind(state: str) -> None:
     """Start or stop counting in this process, which runs under callgrind."""
-    subprocess.run(["callgrind_control", f"--instr={state}", str(os.getpid())], check=True,
-                   stdout=subprocess.DEVNULL)
+    # callgrind_control exits 0 even when it finds no such process: its answer says.
+    done = subprocess.run(["callgrind_control", f"--instr={state}", str(os.getpid())], capture_output=True, text=True)
+    if "OK" not in done.stdout:
+        raise RuntimeError(f"callgrind_control could not switch counting {state}: {done.stdout}{done.stderr}")
 
 
 def count_instructions(args: argparse.Namespace) -> int:
     """Run this script again under callgrind, counting only while ``args.instructions`` requests run."""
-    out = Path(tempfile.mkdtemp(prefix="amanat-callgrind-")) / "callgrind.out"
+    import shutil
+
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("--instructions needs valgrind: apt-get install valgrind", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="amanat-callgrind-"))
+    out = work / "callgrind.out"
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                sys.executable, __file__, "--database-url", args.database_url, "--requests", str(args.requests),
                "--instructions", args.instructions]
     # A fixed hash seed: dictionaries and sets lay out the same way in every run.
     done = subprocess.run(command, env={**os.environ, UNDER_CALLGRIND: "1", "PYTHONHASHSEED": "0"},
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    if done.returncode != 0 or not out.exists():
-        print(done.stdout, file=sys.stderr)
-        return done.returncode or 1
-    # "totals:" sums what was counted ("summary:" stays 0 when counting starts switched off).
-    instructions = next(int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("totals:"))
+                          capture_output=True, text=True)
+    try:
+        if done.returncode != 0 or not out.exists():
+            print(done.stdout, "\n".join(done.stderr.splitlines()[-30:]), sep="\n", file=sys.stderr)
+            return done.returncode or 1
+        # "totals:" sums what was counted ("summary:" stays 0 when counting starts switched off).
+        instructions = next(int(line.split()[1]) for line in out.read_text().splitlines()
+                            if line.startswith("totals:"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.instructions:7} {instructions / args.requests / 1e6:8.2f} M instructions a request in the app "
           f"({args.requests} requests; PostgreSQL's not counted)")
     return 0

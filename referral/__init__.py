@@ -33,6 +33,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         ext.install_idle_ping(ext.db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
         ext.widen_query_cache(ext.db.engine)
+        ext.describe_lazily(ext.db.engine)
     ext.migrate.init_app(app, ext.db, directory=str(PROJECT_ROOT / "migrations"))
     ext.login_manager.init_app(app)
     ext.login_manager.session_protection = None  # identity comes from server-side rows, not the cookie

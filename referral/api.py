@@ -74,7 +74,11 @@ def load_json(schema: type[Schema]) -> Any:
         raise BadRequest("The body is not valid JSON.", code="malformed_json")
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="malformed_json")
-    if _has_nul(body):
+    # A parsed string holds NUL only from the escape \u0000 (JSON refuses a raw control character in a
+    # string) or from a body in UTF-16 or UTF-32, whose bytes hold zeros: without either in the body as
+    # sent (cached by get_json), there is nothing to walk.
+    raw = request.get_data()
+    if (b"\\u0000" in raw or b"\x00" in raw) and _has_nul(body):
         raise BadRequest("Text may not contain NUL characters.", code="nul_character")
     try:
         return _schema(schema).load(body)

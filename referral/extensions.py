@@ -102,3 +102,15 @@ def install_idle_ping(engine: Engine, idle_seconds: float) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the driver's own error for a closed or broken connection
             raise DisconnectionError("a pooled connection was lost while idle") from exc
+
+
+def describe_lazily(engine: Engine) -> None:
+    """Give every psycopg connection of ``engine`` cursors that describe their results only on demand
+    (``referral/pgcursor.py``; docs/decisions.md, session 13)."""
+    if engine.dialect.driver != "psycopg":
+        return
+    from referral.pgcursor import LazyDescriptionCursor
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record):  # type: ignore[no-untyped-def]
+        dbapi_connection.cursor_factory = LazyDescriptionCursor

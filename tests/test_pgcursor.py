@@ -1,0 +1,106 @@
+"""psycopg cursors that build a result's column descriptions only on demand (referral/pgcursor.py):
+they must describe every result exactly as psycopg's own cursor does, and a request must not build them."""
+from __future__ import annotations
+
+import pytest
+
+from referral.extensions import db
+from tests.referrals.helpers import minimal
+
+STATEMENTS = [
+    "SELECT 1 AS one, 'x'::varchar(42) AS v, 12.5::numeric(10, 2) AS n, now() AS t, ARRAY[1, 2] AS a, "
+    "NULL::bytea AS b, '{}'::jsonb AS j, true AS f",
+    "SELECT 1 WHERE false",  # described, no rows
+    "SELECT",  # tuples, but no fields: psycopg describes it as []
+    "INSERT INTO lazy_probe (k) VALUES ('a')",  # no result: None
+    "INSERT INTO lazy_probe (k) VALUES ('b') RETURNING id, k",
+    "UPDATE lazy_probe SET k = 'c' WHERE false",
+    "SELECT k, count(*) FROM lazy_probe GROUP BY k",
+]
+
+
+@pytest.fixture()
+def raw(app):  # type: ignore[no-untyped-def]
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: psycopg's cursors")
+    connection = db.engine.raw_connection()
+    try:
+        yield connection.driver_connection
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def _described(description):  # type: ignore[no-untyped-def]
+    if description is None:
+        return None
+    return [(tuple(column), column.type_display) for column in description]
+
+
+def test_the_engine_s_connections_use_the_lazy_cursor(raw):
+    from referral.pgcursor import LazyDescription, LazyDescriptionCursor
+
+    cursor = raw.cursor()
+    assert isinstance(cursor, LazyDescriptionCursor)
+    cursor.execute("SELECT 1 AS one")
+    assert isinstance(cursor.description, LazyDescription)
+
+
+def test_every_result_is_described_as_psycopg_describes_it(raw):
+    import psycopg
+
+    from referral.pgcursor import LazyDescriptionCursor
+
+    raw.execute("CREATE TEMPORARY TABLE lazy_probe (id serial PRIMARY KEY, k text)")
+    for sql in STATEMENTS:
+        plain, lazy = psycopg.Cursor(raw), LazyDescriptionCursor(raw)
+        plain.execute(sql)
+        lazy.execute(sql)
+        expected, got = plain.description, lazy.description
+        assert (got is None) == (expected is None), sql
+        if expected is not None:
+            assert len(got) == len(expected) and bool(got) == bool(expected), sql
+            assert _described(got) == _described(expected), sql
+            assert [c.name for c in got[1:]] == [c.name for c in expected[1:]], sql  # slices, as SQLAlchemy takes
+            if len(expected):
+                assert got[0] is got[0] and list(got)[0] is got[0]  # built once, then kept
+
+
+def test_a_description_keeps_describing_its_own_statement(raw):
+    from referral.pgcursor import LazyDescriptionCursor
+
+    cursor = LazyDescriptionCursor(raw)
+    cursor.execute("SELECT 1 AS first, 2 AS second")
+    first = cursor.description
+    cursor.execute("SELECT 'x' AS other")
+    assert [c.name for c in first] == ["first", "second"]
+    assert [c.name for c in cursor.description] == ["other"]
+
+
+def test_a_submission_and_a_full_read_build_no_column_descriptions(raw, client, place, people, officers, runner,
+                                                                   monkeypatch):
+    import psycopg
+
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    _focal, focal_h = people["focal"]
+    _supervisor, sup_h = people["supervisor"]
+
+    def submit_and_read():  # type: ignore[no-untyped-def]
+        created = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=focal_h)
+        assert created.status_code == 201, created.get_json()
+        read = client.get(f"/api/v1/referrals/{created.get_json()['id']}", headers=sup_h)
+        assert read.status_code == 200 and read.get_json()["id"] == created.get_json()["id"]
+        assert "actions" in read.get_json()  # the full read, with its timeline
+
+    submit_and_read()  # once before: each statement's result metadata is cached from its first run
+    built: list[int] = []
+    original = psycopg.Column.__init__
+
+    def counted(column, cursor, index):  # type: ignore[no-untyped-def]
+        built.append(index)
+        original(column, cursor, index)
+
+    # On the class itself: psycopg's own cursor builds its columns through its private module's name.
+    monkeypatch.setattr(psycopg.Column, "__init__", counted)
+    submit_and_read()
+    assert built == []

@@ -176,15 +176,20 @@ def insert_rows(session: Any, table: Any, columns: tuple[str, ...], rows: list[t
 
 
 
-def insert_objects(session: Any, objects: list[Any]) -> bool:
+# Plain rows written with objects (insert_objects): (table, columns, rows as tuples in ``columns`` order).
+Rows = tuple[Any, tuple[str, ...], list[tuple[Any, ...]]]
+
+
+def insert_objects(session: Any, objects: list[Any], *, rows: list[Rows] | tuple[Rows, ...] = ()) -> bool:
     """Insert these pending objects now, past the unit of work (one INSERT each, on PostgreSQL one
     statement for them all), and keep them in the session as persistent and unchanged, as a flush would
     leave them: each column's Python default filled in where the value is missing or None, a serial key
     read back, a parent's key taken from the parent set as an object (loaded if expired). Rows go in the
     order of their tables' foreign keys (``metadata.sorted_tables``), then as given; an object listed
-    twice is written once.
+    twice is written once. ``rows``: plain rows written after the objects, as ``insert_rows`` writes them
+    (values as the columns store them), on PostgreSQL in the same statement as the objects.
 
-    False, with nothing written, where only a flush does it right: the session has changed or deleted
+    False, with nothing written (``rows`` neither), where only a flush does it right: the session has changed or deleted
     objects (a flush orders those), or one of ``objects`` is not pending, refers to a pending parent in its
     own table not before it, holds a SQL expression, lacks its primary key (but a serial one not set by
     hand), holds a collection (one-to-many or many-to-many rows are the flush's), or its table has a
@@ -199,6 +204,8 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
         return False
     unique = list({id(obj): obj for obj in objects}.values())
     if not unique:
+        for table, columns, values in rows:
+            insert_rows(session, table, columns, values)
         return True
     order = _table_order(inspect(unique[0]).mapper.local_table.metadata)
     unique.sort(key=lambda obj: order.get(inspect(obj).mapper.local_table, len(order)))  # stable: then as given
@@ -233,7 +240,10 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
     if any(plan[1].session is not owner for plan in plans):
         return False
     try:
-        _write(session.connection(), plans, together=not chained and len(plans) > 1)
+        extra = [(table, columns, values) for table, columns, values in rows if values]
+        written = _write(session.connection(), plans, extra, together=not chained and len(plans) + len(extra) > 1)
+        for table, columns, values in extra[written:]:
+            insert_rows(session, table, columns, values)
     except Exception:
         session.rollback()  # as a failed flush: nothing of the batch stays half-written
         raise
@@ -245,7 +255,8 @@ def insert_objects(session: Any, objects: list[Any]) -> bool:
     return True
 
 
-def _write(connection: Any, plans: list[Any], *, together: bool) -> None:
+def _write(connection: Any, plans: list[Any], extra: list[Rows], *, together: bool) -> int:
+    """Write the objects' rows, and on PostgreSQL ``extra`` with them; how many of ``extra`` were written."""
     # PostgreSQL takes them in one statement (data-modifying CTEs; a row's foreign keys are checked at the
     # statement's end), unless one refers to a serial key written in the same batch, known only after.
     together = together and connection.dialect.name == "postgresql"
@@ -261,12 +272,41 @@ def _write(connection: Any, plans: list[Any], *, together: bool) -> None:
         result = connection.execute(statement, {column: values[key] for key, column in columns})
         if serial is not None:  # RETURNING where the database has it, else the cursor's last row id
             values[serial] = result.inserted_primary_key[0]
-    if together:
-        combined = _together(tuple(plan[1].mapper for plan in plans))
-        keys = connection.execute(combined, {f"p{n}_{column}": plan[1].dict[key] for n, plan in enumerate(plans)
-                                             for key, column in plan[4]}).one()
-        for plan, key in zip((plan for plan in plans if plan[3] is not None), keys):
-            plan[1].dict[plan[3]] = key
+    if not together:
+        return 0
+    combined = _together(tuple(plan[1].mapper for plan in plans),
+                         tuple((table, columns, len(values)) for table, columns, values in extra))
+    params = {f"p{n}_{column}": plan[1].dict[key] for n, plan in enumerate(plans) for key, column in plan[4]}
+    for k, (_table, columns, values) in enumerate(extra):
+        for i, row in enumerate(values):
+            params.update(zip((f"r{k}_{i}_{column}" for column in columns), row))
+    sql, processors = _compiled(combined, connection.dialect)
+    for name, process in processors:
+        params[name] = process(params[name])
+    keys = connection.exec_driver_sql(sql, params).one()
+    for plan, key in zip((plan for plan in plans if plan[3] is not None), keys):
+        plan[1].dict[plan[3]] = key
+    return len(extra)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(statement: Any, dialect: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``statement`` (one of ``_together``'s) compiled once for ``dialect``: its SQL, and (parameter, bind
+    processor) for each parameter whose type converts the value, as SQLAlchemy's execution applies them.
+
+    Executing the statement itself would have SQLAlchemy build its cache key again on every execution, a
+    walk over every element: for a new case with its offer, message, consents and steps (about 200
+    parameters) that walk and the lookup cost more than a COPY of the steps and consents did
+    (docs/performance.md, session 13)."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled.escaped_bind_names or any(compiled.bind_names[bind] != name for name, bind in compiled.binds.items()):
+        raise ValueError("a parameter of the combined INSERT is renamed in its SQL")
+    processors = []
+    for name, bind in compiled.binds.items():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((name, process))
+    return compiled.string, tuple(processors)
 
 
 @functools.cache
@@ -275,10 +315,12 @@ def _table_order(metadata: Any) -> dict[Any, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _together(mappers: tuple[Any, ...]) -> Any:
-    """One statement inserting a row into each mapper's table (parameters ``p<n>_<column>``), answering
-    the serial keys in order. Built once for each shape (a new case, its offer, the officer's message)."""
-    from sqlalchemy import bindparam, insert, literal, select
+def _together(mappers: tuple[Any, ...], extra: tuple[tuple[Any, tuple[str, ...], int], ...] = ()) -> Any:
+    """One statement inserting a row into each mapper's table (parameters ``p<n>_<column>``), then each
+    ``extra`` (table, columns, number of rows) as plain rows (``r<k>_<row>_<column>``, each value as the
+    column stores it, as COPY takes them), answering the serial keys in order. Built once for each shape (a new case,
+    its offer, the officer's message, its consents and steps)."""
+    from sqlalchemy import bindparam, insert, literal_column, select, union_all
 
     ctes, answers = [], []
     for n, mapper in enumerate(mappers):
@@ -293,7 +335,14 @@ def _together(mappers: tuple[Any, ...]) -> Any:
         else:
             cte = row.cte(f"inserted_{n}")
         ctes.append(cte)
-    return select(*answers or [literal(1)]).add_cte(*ctes)
+    for k, (table, columns, count) in enumerate(extra):
+        # INSERT … SELECT … UNION ALL SELECT …: SQLAlchemy caches neither a multi-row VALUES nor values()
+        # (no cache key: compiled again on every execution), and this it does.
+        selects = [select(*(bindparam(f"r{k}_{i}_{column}", type_=table.c[column].type) for column in columns))
+                   for i in range(count)]
+        ctes.append(insert(table).from_select(list(columns), union_all(*selects) if count > 1 else selects[0])
+                    .cte(f"rows_{k}"))
+    return select(*answers or [literal_column("1")]).add_cte(*ctes)
 
 
 @functools.cache

@@ -55,12 +55,13 @@ def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
 
 # psycopg parses a statement's placeholders in Python and caches the result only for statements up to 4,096
 # bytes with up to 50 parameters (its private ``_queries`` limits); longer ones are parsed again on every
-# execution. Two of Amanat's hottest statements are longer, each built once with bind parameters: a
-# submission's one INSERT of case, offer and message (67 parameters) and a full read's combined timeline
-# (about 7 KB). Parsing them again cost 8 % of a submission's and 2.4 % of a read's instructions in the app
-# (bench/profile_requests.py --instructions). The cache keeps its size (128 statements); statements built
-# per call with a varying number of parameters (an expanding IN) stay above these limits too.
-QUERY_CACHE_LIMITS = {"MAX_CACHED_STATEMENT_LENGTH": 16384, "MAX_CACHED_STATEMENT_PARAMS": 128}
+# execution. Amanat's hottest statements are longer, each built once with bind parameters: a submission's
+# one INSERT of case, offer, message, consents and steps (up to about 230 parameters, 11 KB; session 13) and
+# a full read's combined timeline (about 7 KB). Parsing them again cost 8 % of a submission's and 2.4 % of
+# a read's instructions in the app (bench/profile_requests.py --instructions; session 12, before the
+# consents and steps joined the INSERT). The cache keeps its size (128 statements), so at most 4 MB; an
+# expanding IN of up to 512 values is cached too now, one entry for each number of values.
+QUERY_CACHE_LIMITS = {"MAX_CACHED_STATEMENT_LENGTH": 32768, "MAX_CACHED_STATEMENT_PARAMS": 512}
 
 
 def widen_query_cache(engine: Engine) -> None:

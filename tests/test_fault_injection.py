@@ -62,16 +62,17 @@ def test_a_connection_dropped_mid_submit_leaves_nothing_partial(world, monkeypat
     with app.app_context():
         before = counts()
     if where == "after the case row":
-        from referral.services_dir import consent
+        from referral.referrals import services as referral_services
 
-        original = consent.insert_consents
+        original = referral_services.insert_objects
 
         def cut(session, *args, **kwargs):  # type: ignore[no-untyped-def]
-            session.flush()  # the case row is written
+            written = original(session, *args, **kwargs)  # the case row is written (on PostgreSQL with its
+            session.flush()  # consents and steps), or else flushed here
             drop_my_connection()
-            return original(session, *args, **kwargs)
+            return written
 
-        monkeypatch.setattr(consent, "insert_consents", cut)
+        monkeypatch.setattr(referral_services, "insert_objects", cut)
     else:
         from referral.audit import service
 

@@ -258,3 +258,90 @@ def test_a_database_error_rolls_the_batch_back_as_a_failed_flush_does(case):
         insert_objects(db.session, [first, clash, twin])
     assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == count
     assert not inspect(first).persistent
+
+
+# -- plain rows written with the objects (``rows=``) ------------------------------------------------------
+
+def _consents(case, recorded_by_id):  # type: ignore[no-untyped-def]
+    """The case's consents this user recorded at NOW or just after (not the submission's own)."""
+    from referral.services_dir.models import Consent
+
+    return db.session.execute(select(Consent.referral_id, Consent.scope, Consent.granted, Consent.given_by,
+                                     Consent.recorded_by_id, Consent.recorded_at)
+                              .where(Consent.referral_id == case.id, Consent.recorded_by_id == recorded_by_id,
+                                     Consent.recorded_at.between(NOW, NOW + dt.timedelta(seconds=1)))
+                              .order_by(Consent.scope, Consent.id)).all()
+
+
+def test_plain_rows_go_in_with_the_objects_as_insert_rows_writes_them(case, people):
+    """Values as the columns store them (an enum's value, an aware time in any zone); on PostgreSQL in the
+    one statement with the objects."""
+    from referral.db import insert_rows
+    from referral.services_dir.consent import CONSENT_COLUMNS
+    from referral.services_dir.models import Consent
+
+    focal, _h = people["focal"]
+    supervisor, _h = people["supervisor"]
+    east = dt.timezone(dt.timedelta(hours=6))
+    rows = [(case.id, "police", True, "survivor", supervisor.id, NOW.astimezone(east)),
+            (case.id, "statistics", False, "caregiver", supervisor.id, NOW + dt.timedelta(microseconds=7)),
+            (case.id, "sms_contact", True, "survivor", supervisor.id, NOW)]
+    message = _message()
+    db.session.add(message)
+    with Statements() as sql:
+        assert insert_objects(db.session, [message], rows=[(Consent.__table__, CONSENT_COLUMNS, rows)])
+    if db.engine.dialect.name == "postgresql":
+        assert len(sql.seen) == 1 and "INSERT INTO consents" in sql.seen[0]
+    assert inspect(message).persistent and message.id is not None
+    ours = _consents(case, supervisor.id)
+    insert_rows(db.session, Consent.__table__, CONSENT_COLUMNS,
+                [(r[0], r[1], r[2], r[3], focal.id, r[5]) for r in rows])
+    theirs = [(*r[:4], supervisor.id, r[5]) for r in _consents(case, focal.id)]
+    assert [tuple(r) for r in ours] == theirs and len(ours) == 3
+    assert {r.recorded_at for r in ours} == {NOW, NOW + dt.timedelta(microseconds=7)}
+
+
+def test_plain_rows_alone_are_written(case, people):
+    from referral.services_dir.consent import CONSENT_COLUMNS
+    from referral.services_dir.models import Consent
+
+    supervisor, _h = people["supervisor"]
+    assert insert_objects(db.session, [], rows=[(Consent.__table__, CONSENT_COLUMNS,
+                                                 [(case.id, "police", False, "survivor", supervisor.id, NOW)])])
+    assert [tuple(r) for r in _consents(case, supervisor.id)] == [(case.id, "police", False, "survivor",
+                                                                   supervisor.id, NOW)]
+
+
+def test_plain_rows_are_not_written_when_the_objects_are_left_to_the_flush(case, people):
+    from referral.services_dir.consent import CONSENT_COLUMNS
+    from referral.services_dir.models import Consent
+
+    supervisor, _h = people["supervisor"]
+    case.officer_gender = "female" if case.officer_gender != "female" else "any"  # a change: only a flush orders it
+    message = _message()
+    db.session.add(message)
+    with db.session.no_autoflush:
+        assert not insert_objects(db.session, [message], rows=[
+            (Consent.__table__, CONSENT_COLUMNS, [(case.id, "police", False, "survivor", supervisor.id, NOW)])])
+        assert inspect(message).pending
+        assert _consents(case, supervisor.id) == []
+    db.session.rollback()
+
+
+def test_an_error_in_the_plain_rows_rolls_the_objects_back_too(case, people):
+    from sqlalchemy.exc import IntegrityError
+
+    from referral.services_dir.consent import CONSENT_COLUMNS
+    from referral.services_dir.models import Consent
+
+    supervisor, _h = people["supervisor"]
+    db.session.commit()
+    supervisor_id = supervisor.id  # read now: loading it later would flush the message first
+    count = db.session.scalar(select(func.count()).select_from(OutboxMessage))
+    message = _message()
+    db.session.add(message)
+    with pytest.raises(IntegrityError):  # no such case: the foreign key refuses the consent
+        insert_objects(db.session, [message], rows=[
+            (Consent.__table__, CONSENT_COLUMNS, [(new_id(), "police", False, "survivor", supervisor_id, NOW)])])
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == count
+    assert not inspect(message).persistent

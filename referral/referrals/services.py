@@ -146,9 +146,16 @@ def create_referral(session: Session, actor: User, data: dict[str, Any], *,
         with session.no_autoflush:
             routing.route(session, referral, now=now, actor=actor, first=True)
     # Last: the case, already routed, with what routing added (its offer, the officer's message), by plain
-    # INSERTs where they can be (a flush of these cost twice as much), then the consents (COPY on PostgreSQL).
-    insert_objects(session, list(session.new))
-    consent_records.insert_consents(session, consents)
+    # INSERTs where they can be (a flush of these cost twice as much), its consents and, judged now from
+    # these objects, its steps' statuses; on PostgreSQL all in one statement.
+    from referral.standards import step_statuses
+
+    judged = step_statuses.rows_of_new_case(session, referral)
+    if insert_objects(session, list(session.new), rows=[*consent_records.consent_rows(consents), *(judged or ())]):
+        if judged is not None:
+            step_statuses.written(session, referral.id)
+    else:
+        consent_records.insert_consents(session, consents)
     return referral
 
 

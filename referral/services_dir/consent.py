@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from referral.accounts.models import User
 from referral.audit.service import DENIED, record
-from referral.db import insert_rows, utcnow
+from referral.db import Rows, insert_rows, utcnow
 from referral.errors import N_, Conflict, Forbidden, Message, NotFound, ValidationFailed
 from referral.reference.models import ServiceType
 from referral.referrals import crypto
@@ -45,15 +45,23 @@ def submission_consent_rows(actor: User, referral: Referral, consent: dict[str, 
 CONSENT_COLUMNS = ("referral_id", "scope", "granted", "given_by", "recorded_by_id", "recorded_at")
 
 
+def consent_rows(rows: list[dict[str, Any]]) -> list[Rows]:
+    """``rows`` as plain rows for ``referral.db.insert_objects`` (none for none)."""
+    if not rows:
+        return []
+    return [(Consent.__table__, CONSENT_COLUMNS,
+             [(r["referral_id"], r["scope"], r["granted"], GivenBy(r["given_by"]).value, r["recorded_by_id"],
+               r["recorded_at"]) for r in rows])]
+
+
 def insert_consents(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert consent records past the ORM, without loading them back (nothing in the request needs them as
     objects; ``current`` and ``latest_by_scope`` read the table). Flushes pending changes first: the case
     they belong to may not be in the database yet."""
     if rows:
         session.flush()
-        insert_rows(session, Consent.__table__, CONSENT_COLUMNS,
-                    [(r["referral_id"], r["scope"], r["granted"], GivenBy(r["given_by"]).value, r["recorded_by_id"],
-                      r["recorded_at"]) for r in rows])
+        for table, columns, values in consent_rows(rows):
+            insert_rows(session, table, columns, values)
 
 
 def current(session: Session, referral_id: str, scope: str) -> Consent | None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from referral.db import insert_rows, local_zone
+from referral.db import Rows, insert_rows, local_zone
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
@@ -171,15 +172,69 @@ def rebuild(session: Session, *, batch: int = 5000) -> dict[str, int]:
     return counts
 
 
+def rows_of_new_case(session: Session, referral: Referral) -> list[Rows] | None:
+    """The step and timing rows of a case not written yet, judged from the objects about to be written with
+    it (the case, its offers), for ``referral.db.insert_objects`` to write in the same statement; then
+    ``written`` spares judging it again from the database at commit. None where only that will do: the
+    case is in the database already, a default is still to be filled in, an action, a sent service
+    referral or an answered offer is pending with it, or its standard's body is not in the session.
+
+    Nothing of the case is in the database yet, so these objects are all there is to judge (tests compare
+    the rows with a rebuild's on random submissions)."""
+    from referral.standards.loader import STANDARD_BODIES
+    from referral.standards.services import _facts_from, parsed_standard
+
+    state = inspect(referral)
+    if not state.pending or session.dirty or session.deleted:
+        return None
+    columns = state.mapper.columns
+    if any(state.dict.get(key) is None and columns[key].default is not None for key in JUDGED[Referral]):
+        return None  # insert_objects would fill it in (a flush too): judge what is written, afterwards
+    offered = []
+    for obj in session.new:
+        if isinstance(obj, (Offer, CaseAction, ServiceReferral)) and obj.referral_id in (referral.id, None):
+            if isinstance(obj, CaseAction) or obj.referral_id is None or (
+                    isinstance(obj, ServiceReferral) and obj.status is not ServiceReferralStatus.suggested) \
+                    or (isinstance(obj, Offer) and obj.responded_at is not None):
+                return None
+            if isinstance(obj, Offer):
+                offered.append(obj.offered_at)
+    standard = None
+    if referral.standard_id is not None:
+        body = session.info.get(STANDARD_BODIES, {}).get(referral.standard_id)
+        if body is None:
+            return None
+        standard = parsed_standard(body)
+    facts = _facts_from(referral, min(offered) if offered else None, ())
+    steps, timings = _rows_of([(referral, facts, standard)])
+    return [(StepStatus.__table__, STEP_COLUMNS, steps), (CaseTiming.__table__, TIMING_COLUMNS, timings)]
+
+
+def written(session: Session, case_id: str) -> None:
+    """The rows of the new case ``case_id`` (``rows_of_new_case``) went in with it: not judged again at
+    commit, unless something has changed it since it was written."""
+    pending: dict[str, bool] = session.info.get(_PENDING, {})
+    acted: set[str] = session.info.get(_ACTED, set())
+    if pending.get(case_id) is True and case_id not in acted:
+        del pending[case_id]
+    elif case_id in pending:
+        pending[case_id] = False  # rows exist now: replace them
+
+
 def _rows(session: Session, ids: list[str], *, without_actions: frozenset[str] = frozenset()) \
         -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The step and timing rows of these cases, in STEP_COLUMNS and TIMING_COLUMNS order."""
     from referral.standards.services import bulk_facts
 
+    return _rows_of(bulk_facts(session, ids, without_actions=without_actions))
+
+
+def _rows_of(judged: Iterable[tuple[Any, Any, Any]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of each (case, facts, parsed standard or None)."""
     steps: list[tuple[Any, ...]] = []
     timings: list[tuple[Any, ...]] = []
     zone = local_zone()  # a breach's month on the service's calendar, as statistics count months
-    for case, facts, standard in bulk_facts(session, ids, without_actions=without_actions):
+    for case, facts, standard in judged:
         if facts.accepted_at is not None:
             contact = next((when for kind, when in facts.actions if kind == "contact_made"), None)
             to_accept = (facts.accepted_at - facts.submitted_at) // _MICROSECOND

@@ -99,13 +99,15 @@ def route_to_coordinator(session: Session, actor: User, referral: Referral, coor
 def suggest_health_referral(session: Session, referral: Referral) -> ServiceReferral | None:
     """A case in a clinical window (PEP or emergency contraception) gets a health-service suggestion at
     once (sent only with consent)."""
-    providers = providers_for(session, referral.area, ServiceType.health.value)
+    # Providers are not what a new case changes: no flush of it first (a submission writes the case and the
+    # suggestion together, after routing).
+    with session.no_autoflush:
+        providers = providers_for(session, referral.area, ServiceType.health.value)
     if not providers:
         return None
     suggestion = ServiceReferral(referral_id=referral.id, provider_id=providers[0].id, service_type="health",
                                  share="[]", status=ServiceReferralStatus.suggested)
     session.add(suggestion)
-    session.flush()
     record(session, None, "service_referral.suggest", object_type="referral", object_id=referral.id,
            reason=f"health service at {providers[0].code} (clinical urgency)")
     return suggestion

@@ -13,14 +13,15 @@ from sqlalchemy import event, func, inspect, select
 
 from referral.db import insert_objects
 from referral.extensions import db
-from referral.reference.models import AreaKind, RoutingMode
+from referral.reference.models import AreaKind, OrganisationKind, RoutingMode
 from referral.referrals.models import Referral, Status, new_id
 from referral.referrals.workflow_models import ActionType, CaseAction, Offer
+from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
 from referral.standards import step_statuses
 from referral.standards.loader import STANDARD_BODIES, load_standards
 from referral.standards.models import CaseTiming, Standard, StepStatus
 from tests.standards.test_step_statuses import PARITY_STANDARD
-from tests.factories import AreaFactory
+from tests.factories import AreaFactory, OrganisationFactory
 from tests.referrals.helpers import minimal, submission
 
 # Late evening, UTC, two days ago, and on through the next day (the tokens stay valid, being issued now):
@@ -74,6 +75,8 @@ def test_rows_judged_from_the_new_objects_are_what_judging_from_the_database_wri
         path.write_text(yaml.safe_dump(PARITY_STANDARD))
         load_standards(db.session, [path])
         db.session.commit()
+    # A health provider in the area: a clinical case gets a health suggestion, written with it.
+    OrganisationFactory(kind=OrganisationKind.provider, areas=[place["district"]], service_types=["health"])
     rng = random.Random(seed)
     place["unit"].routing_mode = RoutingMode.direct if seed % 2 else RoutingMode.pool
     db.session.commit()
@@ -103,6 +106,10 @@ def test_rows_judged_from_the_new_objects_are_what_judging_from_the_database_wri
     assert shortcut and set(shortcut) <= {i for i in ids if statuses[i] is Status.offered}
     assert len(shortcut) < len(ids) and len(read_back) == len(ids) - len(shortcut)
     assert {Status.escalated, Status.services_only} & set(statuses.values())
+    # Clinical cases too: their health suggestion (a service referral not sent, no fact) goes in with them.
+    suggested = set(db.session.scalars(select(ServiceReferral.referral_id)
+                                       .where(ServiceReferral.status == ServiceReferralStatus.suggested)))
+    assert suggested & set(shortcut), (len(suggested), len(shortcut))
     parity = db.session.scalar(select(Standard.id).where(Standard.code == PARITY_STANDARD["code"]))
     assert {c.standard_id for c in db.session.scalars(select(Referral).where(Referral.id.in_(ids)))} == \
         ({parity} if seed >= 2 else {db.session.get(Referral, ids[0]).standard_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from referral.extensions import db
-from tests.referrals.helpers import minimal
+from tests.referrals.helpers import submit_and_full_read
 
 STATEMENTS = [
     "SELECT 1 AS one, 'x'::varchar(42) AS v, 12.5::numeric(10, 2) AS n, now() AS t, ARRAY[1, 2] AS a, "
@@ -87,11 +87,7 @@ def test_a_submission_and_a_full_read_build_no_column_descriptions(raw, client, 
     _supervisor, sup_h = people["supervisor"]
 
     def submit_and_read():  # type: ignore[no-untyped-def]
-        created = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=focal_h)
-        assert created.status_code == 201, created.get_json()
-        read = client.get(f"/api/v1/referrals/{created.get_json()['id']}", headers=sup_h)
-        assert read.status_code == 200 and read.get_json()["id"] == created.get_json()["id"]
-        assert "actions" in read.get_json()  # the full read, with its timeline
+        submit_and_full_read(client, place["district"].code, focal_h, sup_h)
 
     submit_and_read()  # once before: each statement's result metadata is cached from its first run
     built: list[tuple[str, int]] = []

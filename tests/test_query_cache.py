@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from referral.extensions import QUERY_CACHE_LIMITS, db
-from tests.referrals.helpers import minimal
+from tests.referrals.helpers import submit_and_full_read
 
 
 @pytest.fixture()
@@ -32,10 +32,7 @@ def test_a_submission_and_a_full_read_parse_no_statement_again(postgresql, clien
     _supervisor, sup_h = people["supervisor"]
 
     def submit_and_read():  # type: ignore[no-untyped-def]
-        created = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=focal_h)
-        assert created.status_code == 201, created.get_json()
-        read = client.get(f"/api/v1/referrals/{created.get_json()['id']}", headers=sup_h)
-        assert read.status_code == 200 and "actions" in read.get_json()  # the full read, with its timeline
+        submit_and_full_read(client, place["district"].code, focal_h, sup_h)
 
     # Once before: a token's first use records it (a change in the session, which a submission then
     # leaves to the unit of work's flush instead of its one INSERT).

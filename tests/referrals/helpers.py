@@ -79,3 +79,13 @@ def month_after(now=None):
 
     local = (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo("Asia/Bishkek"))
     return (local.replace(day=1, hour=12, minute=0, second=0, microsecond=0) + dt.timedelta(days=32)).replace(day=2)
+
+
+def submit_and_full_read(client, area: str, focal_headers: dict, reader_headers: dict) -> dict:
+    """A minimal submission, then its full read (with the timeline) by ``reader_headers``; the read's body."""
+    created = client.post("/api/v1/referrals", json=minimal(area), headers=focal_headers)
+    assert created.status_code == 201, created.get_json()
+    read = client.get(f"/api/v1/referrals/{created.get_json()['id']}", headers=reader_headers)
+    assert read.status_code == 200 and read.get_json()["id"] == created.get_json()["id"]
+    assert "actions" in read.get_json()  # the full read, with its timeline
+    return read.get_json()

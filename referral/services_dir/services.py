@@ -31,18 +31,21 @@ SHAREABLE = ("survivor.name", "survivor.phone", "survivor.address", "survivor.ag
 
 
 def providers_for(session: Session, area: Area, service_type: str | None) -> list[Organisation]:
-    """Active providers covering ``area`` or an ancestor, nearest first, offering ``service_type``."""
+    """Active providers covering ``area`` or an ancestor, nearest first (then by code), offering
+    ``service_type``; one query for the whole lineage."""
+    nearness = {place.id: n for n, place in enumerate(area.lineage())}
+    query = (select(Organisation, organisation_areas.c.area_id).join(organisation_areas)
+             .where(organisation_areas.c.area_id.in_(list(nearness)), Organisation.kind == OrganisationKind.provider,
+                    Organisation.active.is_(True)).order_by(Organisation.code))
+    if service_type:
+        query = query.where(Organisation.id.in_(select(OrganisationService.organisation_id).where(
+            OrganisationService.service_type == ServiceType(service_type))))
     seen: list[Organisation] = []
-    for place in area.lineage():
-        query = (select(Organisation).join(organisation_areas)
-                 .where(organisation_areas.c.area_id == place.id, Organisation.kind == OrganisationKind.provider,
-                        Organisation.active.is_(True)).order_by(Organisation.code))
-        if service_type:
-            query = query.where(Organisation.id.in_(select(OrganisationService.organisation_id).where(
-                OrganisationService.service_type == ServiceType(service_type))))
-        for org in session.scalars(query):
-            if org not in seen:
-                seen.append(org)
+    # Sorted by nearness, keeping the code order within an area; a provider covering several areas of the
+    # lineage counts where it is nearest.
+    for org, _area_id in sorted(session.execute(query), key=lambda row: nearness[row[1]]):
+        if org not in seen:
+            seen.append(org)
     return seen
 
 

@@ -204,8 +204,12 @@ def insert_objects(session: Any, objects: list[Any], *, rows: list[Rows] | tuple
         return False
     unique = list({id(obj): obj for obj in objects}.values())
     if not unique:
-        for table, columns, values in rows:
-            insert_rows(session, table, columns, values)
+        try:
+            for table, columns, values in rows:
+                insert_rows(session, table, columns, values)
+        except Exception:
+            session.rollback()  # as below: nothing half-written outlives an error
+            raise
         return True
     order = _table_order(inspect(unique[0]).mapper.local_table.metadata)
     unique.sort(key=lambda obj: order.get(inspect(obj).mapper.local_table, len(order)))  # stable: then as given
@@ -255,6 +259,27 @@ def insert_objects(session: Any, objects: list[Any], *, rows: list[Rows] | tuple
     return True
 
 
+def keys_as_written(obj: Any) -> bool:
+    """Whether the pending ``obj``'s foreign keys already hold what ``insert_objects`` (or a flush) would
+    write: each parent set as an object agrees with the key beside it, read without loading anything.
+    False also where ``insert_objects`` could not write it."""
+    state = inspect(obj)
+    plan = _insert_plan(state.mapper)
+    if plan is None:
+        return False
+    for key, pairs in plan[4]:
+        if key not in state.dict:
+            continue  # never set as an object: the key is what goes in
+        parent = state.dict[key]
+        loaded = inspect(parent).dict if parent is not None else {}
+        for local, remote in pairs:
+            if parent is not None and remote not in loaded:
+                return False  # would be loaded to tell
+            if state.dict.get(local) != (None if parent is None else loaded[remote]):
+                return False
+    return True
+
+
 def _write(connection: Any, plans: list[Any], extra: list[Rows], *, together: bool) -> int:
     """Write the objects' rows, and on PostgreSQL ``extra`` with them; how many of ``extra`` were written."""
     # PostgreSQL takes them in one statement (data-modifying CTEs; a row's foreign keys are checked at the
@@ -301,6 +326,9 @@ def _compiled(statement: Any, dialect: Any) -> tuple[str, tuple[tuple[str, Any],
     compiled = statement.compile(dialect=dialect)
     if compiled.escaped_bind_names or any(compiled.bind_names[bind] != name for name, bind in compiled.binds.items()):
         raise ValueError("a parameter of the combined INSERT is renamed in its SQL")
+    if any(column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+           for column in statement.selected_columns):
+        raise ValueError("a key the combined INSERT returns would need converting")  # taken as the driver gives it
     processors = []
     for name, bind in compiled.binds.items():
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)

@@ -177,16 +177,19 @@ def rows_of_new_case(session: Session, referral: Referral) -> list[Rows] | None:
     it (the case, its offers), for ``referral.db.insert_objects`` to write in the same statement; then
     ``written`` spares judging it again from the database at commit. None where only that will do: the
     case is in the database already, a default is still to be filled in, an action, a sent service
-    referral or an answered offer is pending with it, or its standard's body is not in the session.
+    referral or an answered offer is pending with it, a parent set as an object disagrees with the key
+    beside it, or its standard's body is not in the session.
 
     Nothing of the case is in the database yet, so these objects are all there is to judge (tests compare
     the rows with a rebuild's on random submissions)."""
     from referral.standards.loader import STANDARD_BODIES
     from referral.standards.services import _facts_from, parsed_standard
 
+    from referral.db import keys_as_written
+
     state = inspect(referral)
-    if not state.pending or session.dirty or session.deleted:
-        return None
+    if not state.pending or session.dirty or session.deleted or not keys_as_written(referral):
+        return None  # keys_as_written: a unit set as an object, not as a key, would be judged on the old key
     columns = state.mapper.columns
     if any(state.dict.get(key) is None and columns[key].default is not None for key in JUDGED[Referral]):
         return None  # insert_objects would fill it in (a flush too): judge what is written, afterwards
@@ -212,7 +215,9 @@ def rows_of_new_case(session: Session, referral: Referral) -> list[Rows] | None:
 
 def written(session: Session, case_id: str) -> None:
     """The rows of the new case ``case_id`` (``rows_of_new_case``) went in with it: not judged again at
-    commit, unless something has changed it since it was written."""
+    commit, unless something has changed it since it was written through the ORM (its events note it). A
+    Core write to the case's row or its offers later in the same transaction would go unseen: it must add
+    the case to ``_PENDING`` itself (as ``_ACTED`` says of actions); none does."""
     pending: dict[str, bool] = session.info.get(_PENDING, {})
     acted: set[str] = session.info.get(_ACTED, set())
     if pending.get(case_id) is True and case_id not in acted:

@@ -21,7 +21,7 @@ from referral.standards import step_statuses
 from referral.standards.loader import STANDARD_BODIES, load_standards
 from referral.standards.models import CaseTiming, Standard, StepStatus
 from tests.standards.test_step_statuses import PARITY_STANDARD
-from tests.factories import AreaFactory, OrganisationFactory
+from tests.factories import AreaFactory, OrganisationFactory, UnitFactory
 from tests.referrals.helpers import minimal, submission
 
 # Late evening, UTC, two days ago, and on through the next day (the tokens stay valid, being issued now):
@@ -140,10 +140,15 @@ def _remember_standard(case: Referral) -> None:
     db.session.info.setdefault(STANDARD_BODIES, {})[standard.id] = standard.body
 
 
-@pytest.mark.parametrize("why", ["persistent", "action", "answered offer", "no standard body", "default",
-                                 "offer of unknown case"])
+@pytest.mark.parametrize("why", ["persistent", "action", "answered offer", "sent service referral",
+                                 "no standard body", "default", "offer of unknown case", "unit as an object",
+                                 "a deletion pending"])
 def test_the_shortcut_steps_aside_where_it_cannot_be_sure(case, officers, why):
     officer_id = officers[0][0].id
+    other_unit = UnitFactory()
+    provider = OrganisationFactory(kind=OrganisationKind.provider, service_types=["health"])
+    db.session.flush()
+    provider_id, earlier_offer = provider.id, db.session.scalars(select(Offer).where(Offer.referral_id == case.id)).first()
     _remember_standard(case)  # first: reading the standard would flush the new objects
     copy = _copy(case)
     db.session.add(copy)
@@ -158,6 +163,13 @@ def test_the_shortcut_steps_aside_where_it_cannot_be_sure(case, officers, why):
         elif why == "answered offer":
             db.session.add(Offer(referral_id=copy.id, officer_id=officer_id, offered_at=copy.created_at,
                                  deadline=copy.created_at, responded_at=copy.created_at))
+        elif why == "sent service referral":
+            db.session.add(ServiceReferral(referral_id=copy.id, provider_id=provider_id, service_type="health",
+                                           share="[]", status=ServiceReferralStatus.pending))  # sent
+        elif why == "unit as an object":
+            copy.unit = other_unit  # its key beside it still the old unit's until written
+        elif why == "a deletion pending":
+            db.session.delete(earlier_offer)
         elif why == "no standard body":
             db.session.info[STANDARD_BODIES].clear()
         elif why == "default":

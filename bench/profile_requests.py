@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
     .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 200]
+    .venv/bin/python bench/profile_requests.py --stack bare|secure [--instructions submit|read]
 
 In process (Flask's test client, no HTTP server) on a fresh PostgreSQL database
 beside URL's, dropped afterwards: migrates, seeds the demo, then submits and
@@ -12,6 +13,10 @@ run, and prints the app's instructions per request: the same count run after run
 host is doing (seconds drift by a third on this shared machine), so two versions of the code can be
 compared in one or two runs. PostgreSQL's work is not in it. Slow: about a minute to set up and 0.3 s
 a request.
+
+``--stack bare`` (or ``secure``) measures the same way the bare-stack app ``make bench`` compares Amanat
+with (bench/bare_app.py: its plain insert and read, or its secure floor), so the app's share of a ratio
+can be told apart from PostgreSQL's and the HTTP server's.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -84,10 +90,14 @@ def main() -> None:
                                                       "regular expression call, and their cost (e.g. '_flush')")
     parser.add_argument("--instructions", choices=["read", "submit"], default=None,
                         help="count the app's instructions per request of this kind under callgrind")
+    parser.add_argument("--stack", choices=["amanat", "bare", "secure"], default="amanat",
+                        help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints")
     args = parser.parse_args()
     if args.instructions and not os.environ.get(UNDER_CALLGRIND):
         sys.exit(count_instructions(args))
     counting = args.instructions if os.environ.get(UNDER_CALLGRIND) else None
+    if args.stack != "amanat":
+        return measure_bare(args, counting)
     tmp = Path(tempfile.mkdtemp(prefix="amanat-profile-"))
     url, drop = fresh_pg(args.database_url)
     app = create_app({"ENV_NAME": "development", "SQLALCHEMY_DATABASE_URI": url,
@@ -127,55 +137,95 @@ def main() -> None:
         def read(i: int):  # type: ignore[no-untyped-def]
             return client.get(f"/api/v1/referrals/{case_id}", headers={"Authorization": f"Bearer {tokens['supervisor']}"})
 
-        for name, call, status in (("submit", submit, 201), ("read", read, 200)):
-            for i in range(20):  # warm up
-                call(i + 1000)
-            meter.count, meter.seconds, meter.statements = 0, 0.0, []
-            server_started = backends_cpu(url)
-            started, cpu_started = time.perf_counter(), time.process_time()
-            profiler = None
-            if args.profile == name and args.cprofile:
-                import cProfile
-
-                profiler = cProfile.Profile(time.process_time)  # CPU time: a busy machine does not skew it
-                profiler.enable()
-            elif args.profile == name:
-                from pyinstrument import Profiler
-
-                profiler = Profiler(interval=0.0002)
-                profiler.start()
-            if counting == name:
-                callgrind("on")
-            for i in range(args.requests):
-                response = call(i + 2000)
-                assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            if counting == name:
-                callgrind("off")
-            server = backends_cpu(url) - server_started
-            if profiler is not None:
-                profiler.disable() if args.cprofile else profiler.stop()
-            n = args.requests
-            print(f"{name:7} {wall / n * 1000:6.2f} ms/request, {meter.count / n:5.1f} statements, "
-                  f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms, "
-                  f"this process's CPU {cpu / n * 1000:5.2f} ms (steadier than wall time on a busy host), "
-                  f"PostgreSQL's {server / n * 1000:5.2f} ms")
-            if args.show_sql:
-                print("\n".join(f"    {' '.join(s.split())[:140]}" for s in meter.statements[: meter.count // n]))
-            if profiler is not None and args.cprofile:
-                import pstats
-
-                stats = pstats.Stats(profiler)
-                stats.sort_stats(args.sort).print_stats(60)
-                if args.callees:
-                    stats.sort_stats("cumulative").print_callees(args.callees)
-                print(by_package(stats))
-            elif profiler is not None:
-                print(profiler.output_text(unicode=False, color=False, show_all=False))
+        measure(args, counting, meter, url, (("submit", submit, 201), ("read", read, 200)))
     finally:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        drop()
+
+
+def measure(args: argparse.Namespace, counting: str | None, meter: SqlMeter, url: str,
+            calls: tuple[tuple[str, Any, int], ...]) -> None:
+    """Warm each kind of request up, then time (or count) ``args.requests`` of it and print the figures."""
+    for name, call, status in calls:
+        for i in range(20):  # warm up
+            call(i + 1000)
+        meter.count, meter.seconds, meter.statements = 0, 0.0, []
+        server_started = backends_cpu(url)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        profiler = None
+        if args.profile == name and args.cprofile:
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)  # CPU time: a busy machine does not skew it
+            profiler.enable()
+        elif args.profile == name:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0002)
+            profiler.start()
+        if counting == name:
+            callgrind("on")
+        for i in range(args.requests):
+            response = call(i + 2000)
+            assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if counting == name:
+            callgrind("off")
+        server = backends_cpu(url) - server_started
+        if profiler is not None:
+            profiler.disable() if args.cprofile else profiler.stop()
+        n = args.requests
+        print(f"{name:7} {wall / n * 1000:6.2f} ms/request, {meter.count / n:5.1f} statements, "
+              f"SQL {meter.seconds / n * 1000:5.2f} ms, Python {(wall - meter.seconds) / n * 1000:5.2f} ms, "
+              f"this process's CPU {cpu / n * 1000:5.2f} ms (steadier than wall time on a busy host), "
+              f"PostgreSQL's {server / n * 1000:5.2f} ms")
+        if args.show_sql:
+            print("\n".join(f"    {' '.join(s.split())[:140]}" for s in meter.statements[: meter.count // n]))
+        if profiler is not None and args.cprofile:
+            import pstats
+
+            stats = pstats.Stats(profiler)
+            stats.sort_stats(args.sort).print_stats(60)
+            if args.callees:
+                stats.sort_stats("cumulative").print_callees(args.callees)
+            print(by_package(stats))
+        elif profiler is not None:
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
+    """The same measures of bench/bare_app.py's endpoints (``--stack bare``: plain; ``secure``: the floor)."""
+    url, drop = fresh_pg(args.database_url)
+    os.environ["BENCH_DATABASE_URL"] = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    from bench import bare_app
+    from bench.http_bench import BARE_TOKEN, submission_body
+
+    app = bare_app.create_app()
+    try:
+        client = app.test_client()
+        body = submission_body().encode()
+        headers = {"Authorization": f"Bearer {BARE_TOKEN}"} if args.stack == "secure" else {}
+        prefix = "/secure" if args.stack == "secure" else ""
+        row = client.post(f"{prefix}/insert", data=body, headers=headers).get_json()["id"]
+
+        def submit(i: int):  # type: ignore[no-untyped-def]
+            return client.post(f"{prefix}/insert", data=body, headers=headers)
+
+        def read(i: int):  # type: ignore[no-untyped-def]
+            return client.get(f"{prefix}/rows/{row}", headers=headers)
+
+        meter = SqlMeter()
+        with app.app_context():
+            engine = bare_app.db.engine
+        event.listen(engine, "before_cursor_execute", meter.before)
+        event.listen(engine, "after_cursor_execute", meter.after)
+        measure(args, counting, meter, url, (("submit", submit, 201), ("read", read, 200)))
+    finally:
+        with app.app_context():
+            bare_app.db.session.remove()
+            bare_app.db.engine.dispose()
         drop()
 
 
@@ -201,7 +251,7 @@ def count_instructions(args: argparse.Namespace) -> int:
     out = work / "callgrind.out"
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                sys.executable, __file__, "--database-url", args.database_url, "--requests", str(args.requests),
-               "--instructions", args.instructions]
+               "--instructions", args.instructions, "--stack", args.stack]
     # A fixed hash seed: dictionaries and sets lay out the same way in every run.
     done = subprocess.run(command, env={**os.environ, UNDER_CALLGRIND: "1", "PYTHONHASHSEED": "0"},
                           capture_output=True, text=True)
@@ -214,7 +264,8 @@ def count_instructions(args: argparse.Namespace) -> int:
                             if line.startswith("totals:"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.instructions:7} {instructions / args.requests / 1e6:8.2f} M instructions a request in the app "
+    label = args.instructions if args.stack == "amanat" else f"{args.stack} {args.instructions}"
+    print(f"{label:7} {instructions / args.requests / 1e6:8.2f} M instructions a request in the app "
           f"({args.requests} requests; PostgreSQL's not counted)")
     return 0
 

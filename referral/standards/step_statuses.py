@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from referral.db import Rows, insert_rows, local_zone
+from referral.db import Rows, insert_rows, keys_as_written, local_zone
 from referral.referrals.models import Referral
 from referral.referrals.workflow_models import CaseAction, Offer
 from referral.services_dir.models import ServiceReferral, ServiceReferralStatus
@@ -185,8 +185,6 @@ def rows_of_new_case(session: Session, referral: Referral) -> list[Rows] | None:
     from referral.standards.loader import STANDARD_BODIES
     from referral.standards.services import _facts_from, parsed_standard
 
-    from referral.db import keys_as_written
-
     state = inspect(referral)
     if not state.pending or session.dirty or session.deleted or not keys_as_written(referral):
         return None  # keys_as_written: a unit set as an object, not as a key, would be judged on the old key
@@ -198,8 +196,8 @@ def rows_of_new_case(session: Session, referral: Referral) -> list[Rows] | None:
         if isinstance(obj, (Offer, CaseAction, ServiceReferral)) and obj.referral_id in (referral.id, None):
             if isinstance(obj, CaseAction) or obj.referral_id is None or (
                     isinstance(obj, ServiceReferral) and obj.status is not ServiceReferralStatus.suggested) \
-                    or (isinstance(obj, Offer) and obj.responded_at is not None):
-                return None
+                    or (isinstance(obj, Offer) and (obj.responded_at is not None or obj.offered_at is None)):
+                return None  # (an offer without its time: its write refuses it, not this judgement)
             if isinstance(obj, Offer):
                 offered.append(obj.offered_at)
     standard = None

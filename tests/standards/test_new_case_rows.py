@@ -101,8 +101,9 @@ def test_rows_judged_from_the_new_objects_are_what_judging_from_the_database_wri
             ids.append(created.get_json()["id"])
     db.session.expire_all()
     statuses = {c.id: c.status for c in db.session.scalars(select(Referral).where(Referral.id.in_(ids)))}
-    # Both ways were taken: offered cases on the shortcut, with no reading back; escalated, services-only
-    # and clinical cases (flushed on the way) judged from the database at commit, each read back once.
+    # Both ways were taken: offered cases (clinical ones too) on the shortcut, with no reading back;
+    # escalated and services-only cases (flushed on the way) judged from the database at commit, each read
+    # back once.
     assert shortcut and set(shortcut) <= {i for i in ids if statuses[i] is Status.offered}
     assert len(shortcut) < len(ids) and len(read_back) == len(ids) - len(shortcut)
     assert {Status.escalated, Status.services_only} & set(statuses.values())

@@ -303,8 +303,8 @@ def _write(connection: Any, plans: list[Any], extra: list[Rows], *, together: bo
                          tuple((table, columns, len(values)) for table, columns, values in extra))
     params = {f"p{n}_{column}": plan[1].dict[key] for n, plan in enumerate(plans) for key, column in plan[4]}
     for k, (_table, columns, values) in enumerate(extra):
-        for i, row in enumerate(values):
-            params.update(zip((f"r{k}_{i}_{column}" for column in columns), row))
+        for names, row in zip(_row_names(k, columns, len(values)), values):
+            params.update(zip(names, row))
     sql, processors = _compiled(combined, connection.dialect)
     for name, process in processors:
         params[name] = process(params[name])
@@ -312,6 +312,12 @@ def _write(connection: Any, plans: list[Any], extra: list[Rows], *, together: bo
     for plan, key in zip((plan for plan in plans if plan[3] is not None), keys):
         plan[1].dict[plan[3]] = key
     return len(extra)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_names(k: int, columns: tuple[str, ...], count: int) -> tuple[tuple[str, ...], ...]:
+    """The parameter names of the ``k``-th plain rows of a combined INSERT, a tuple per row: built once."""
+    return tuple(tuple(f"r{k}_{i}_{column}" for column in columns) for i in range(count))
 
 
 @functools.lru_cache(maxsize=64)
@@ -366,8 +372,8 @@ def _together(mappers: tuple[Any, ...], extra: tuple[tuple[Any, tuple[str, ...],
     for k, (table, columns, count) in enumerate(extra):
         # INSERT … SELECT … UNION ALL SELECT …: SQLAlchemy caches neither a multi-row VALUES nor values()
         # (no cache key: compiled again on every execution), and this it does.
-        selects = [select(*(bindparam(f"r{k}_{i}_{column}", type_=table.c[column].type) for column in columns))
-                   for i in range(count)]
+        selects = [select(*(bindparam(name, type_=table.c[column].type) for name, column in zip(names, columns)))
+                   for names in _row_names(k, columns, count)]
         ctes.append(insert(table).from_select(list(columns), union_all(*selects) if count > 1 else selects[0])
                     .cte(f"rows_{k}"))
     return select(*answers or [literal_column("1")]).add_cte(*ctes)

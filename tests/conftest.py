@@ -256,6 +256,16 @@ def officers(place, login_as, certify):
 
 
 @pytest.fixture()
+def submit_and_read(client, place, people, officers, runner):  # type: ignore[no-untyped-def]
+    """A callable: a minimal submission through the API, then its full read by the unit supervisor (the
+    standards in config/ loaded first)."""
+    from tests.referrals.helpers import submit_and_full_read
+
+    assert runner.invoke(args=["standards", "load"]).exit_code == 0
+    return lambda: submit_and_full_read(client, place["district"].code, people["focal"][1], people["supervisor"][1])
+
+
+@pytest.fixture()
 def isolated_keyring(app, tmp_path, monkeypatch):
     """Rotation writes the keyring file: a test that rotates gets its own copy, so the session's app (and every
     later test) keeps the keyring it started with."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from referral.extensions import db
-from tests.referrals.helpers import submit_and_full_read
 
 STATEMENTS = [
     "SELECT 1 AS one, 'x'::varchar(42) AS v, 12.5::numeric(10, 2) AS n, now() AS t, ARRAY[1, 2] AS a, "
@@ -77,17 +76,9 @@ def test_a_description_keeps_describing_its_own_statement(raw):
     assert [c.name for c in cursor.description] == ["other"]
 
 
-def test_a_submission_and_a_full_read_build_no_column_descriptions(raw, client, place, people, officers, runner,
-                                                                   monkeypatch):
+def test_a_submission_and_a_full_read_build_no_column_descriptions(raw, submit_and_read, monkeypatch):
     import psycopg
     from sqlalchemy import event
-
-    assert runner.invoke(args=["standards", "load"]).exit_code == 0
-    _focal, focal_h = people["focal"]
-    _supervisor, sup_h = people["supervisor"]
-
-    def submit_and_read():  # type: ignore[no-untyped-def]
-        submit_and_full_read(client, place["district"].code, focal_h, sup_h)
 
     submit_and_read()  # once before: each statement's result metadata is cached from its first run
     built: list[tuple[str, int]] = []

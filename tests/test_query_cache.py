@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import event
 
 from referral.extensions import QUERY_CACHE_LIMITS, db
-from tests.referrals.helpers import submit_and_full_read
 
 
 @pytest.fixture()
@@ -25,15 +24,7 @@ def test_the_limits_are_raised_and_never_lowered(postgresql):
         assert getattr(postgresql, name) >= value
 
 
-def test_a_submission_and_a_full_read_parse_no_statement_again(postgresql, client, place, people, officers, runner,
-                                                                  monkeypatch):
-    assert runner.invoke(args=["standards", "load"]).exit_code == 0
-    _focal, focal_h = people["focal"]
-    _supervisor, sup_h = people["supervisor"]
-
-    def submit_and_read():  # type: ignore[no-untyped-def]
-        submit_and_full_read(client, place["district"].code, focal_h, sup_h)
-
+def test_a_submission_and_a_full_read_parse_no_statement_again(postgresql, submit_and_read, monkeypatch):
     # Once before: a token's first use records it (a change in the session, which a submission then
     # leaves to the unit of work's flush instead of its one INSERT).
     submit_and_read()

@@ -61,8 +61,9 @@ def wait_up(url: str, timeout: float = 30, ok_statuses: tuple[int, ...] = ()) ->
 
 
 def gunicorn(app: str, env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    # No control socket: gunicorn's default path is one per user, and the two servers run at once.
     return subprocess.Popen([str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                             "--log-level", "warning", app], cwd=ROOT, env=env)
+                             "--log-level", "warning", "--no-control-socket", app], cwd=ROOT, env=env)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -305,10 +305,7 @@ def _write(connection: Any, plans: list[Any], extra: list[Rows], *, together: bo
     for k, (_table, columns, values) in enumerate(extra):
         for names, row in zip(_row_names(k, columns, len(values)), values):
             params.update(zip(names, row))
-    sql, processors = _compiled(combined, connection.dialect)
-    for name, process in processors:
-        params[name] = process(params[name])
-    keys = connection.exec_driver_sql(sql, params).one()
+    keys = run_compiled(connection, combined, params).one()
     for plan, key in zip((plan for plan in plans if plan[3] is not None), keys):
         plan[1].dict[plan[3]] = key
     return len(extra)
@@ -320,27 +317,41 @@ def _row_names(k: int, columns: tuple[str, ...], count: int) -> tuple[tuple[str,
     return tuple(tuple(f"r{k}_{i}_{column}" for column in columns) for i in range(count))
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(statement: Any, dialect: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """``statement`` (one of ``_together``'s) compiled once for ``dialect``: its SQL, and (parameter, bind
-    processor) for each parameter whose type converts the value, as SQLAlchemy's execution applies them.
+@functools.lru_cache(maxsize=128)
+def compiled_once(statement: Any, dialect: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``statement`` (built once, e.g. a ``functools.cache``'d builder's) compiled once for ``dialect``: its
+    SQL, and (parameter, bind processor) for each parameter whose type converts the value, as SQLAlchemy's
+    execution applies them. ``run_compiled`` runs it.
 
     Executing the statement itself would have SQLAlchemy build its cache key again on every execution, a
     walk over every element: for a new case with its offer, message, consents and steps (about 200
     parameters) that walk and the lookup cost more than a COPY of the steps and consents did
-    (docs/performance.md, session 13)."""
+    (docs/performance.md, session 13); for the audit append every request makes, 2 % of a read's
+    instructions (session 14). Refused (ValueError): a statement whose parameters SQLAlchemy renames in
+    its SQL, or one returning a column that would need converting (rows are taken as the driver gives
+    them)."""
     compiled = statement.compile(dialect=dialect)
-    if compiled.escaped_bind_names or any(compiled.bind_names[bind] != name for name, bind in compiled.binds.items()):
-        raise ValueError("a parameter of the combined INSERT is renamed in its SQL")
+    if compiled.escaped_bind_names or compiled.positional \
+            or any(compiled.bind_names[bind] != name for name, bind in compiled.binds.items()):
+        raise ValueError("a parameter of the statement is renamed in its SQL")
     if any(column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
-           for column in statement.selected_columns):
-        raise ValueError("a key the combined INSERT returns would need converting")  # taken as the driver gives it
+           for column in getattr(statement, "selected_columns", ())):
+        raise ValueError("a column the statement returns would need converting")  # taken as the driver gives it
     processors = []
     for name, bind in compiled.binds.items():
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((name, process))
     return compiled.string, tuple(processors)
+
+
+def run_compiled(connection: Any, statement: Any, params: dict[str, Any]) -> Any:
+    """Execute ``statement`` (see ``compiled_once``) with ``params`` (every one of its parameters, by name;
+    converted here in place) on ``connection``: the driver's result, rows unconverted."""
+    sql, processors = compiled_once(statement, connection.dialect)
+    for name, process in processors:
+        params[name] = process(params[name])
+    return connection.exec_driver_sql(sql, params)
 
 
 @functools.cache

@@ -145,7 +145,7 @@ def test_workers_killed_with_sigkill_under_load_lose_no_acknowledged_case(world,
                 "REFERRAL_AUDIT_SIGNING_KEY": str(tmp_path / "audit.pem")})
     gunicorn = Path(sys.executable).parent / "gunicorn"
     master = subprocess.Popen([str(gunicorn), "-w", "4", "-b", f"127.0.0.1:{port}", "--log-level", "critical",
-                               "--graceful-timeout", "1", "wsgi:app"], cwd=ROOT, env=env,
+                               "--graceful-timeout", "1", "--no-control-socket", "wsgi:app"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from referral.audit.chain import canonical_fields, link_hash, payload, row_payload
 from referral.audit.models import GENESIS, AuditCheckpoint, AuditEvent, AuditHead
-from referral.db import UTCDateTime, utcnow
+from referral.db import UTCDateTime, run_compiled, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +155,19 @@ def _body(staged: Staged) -> bytes:
                    fields=staged.fields)
 
 
+@functools.cache
+def _param_names(n: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each of ``n`` events' parameter names: its body's (``body0``) and its columns' (``ts0``, …)."""
+    return tuple((f"body{k}", tuple(f"{c}{k}" for c in _COLUMNS)) for k in range(n))
+
+
 def _append_batch(session: Session, batch: list[Staged]) -> None:
-    """PostgreSQL: ``batch`` (at most APPEND_BATCH events) in one statement."""
+    """PostgreSQL: ``batch`` (at most APPEND_BATCH events) in one statement, compiled once."""
     params: dict[str, Any] = {}
-    for k, staged in enumerate(batch):
-        params[f"body{k}"] = _body(staged)
-        params.update({f"{c}{k}": getattr(staged, c) for c in _COLUMNS})
-    if session.execute(_pg_append(len(batch)), params).rowcount != len(batch):
+    for (body, names), staged in zip(_param_names(len(batch)), batch):
+        params[body] = _body(staged)
+        params.update(zip(names, (getattr(staged, c) for c in _COLUMNS)))
+    if run_compiled(session.connection(), _pg_append(len(batch)), params).rowcount != len(batch):
         raise AuditWriteError("the audit chain head is missing; refusing to commit unaudited")
 
 

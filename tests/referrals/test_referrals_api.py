@@ -300,3 +300,24 @@ def test_the_same_phone_links_cases_only_within_the_duplicate_window(app, client
     assert matches["same_phone"] == [cases["first"]["reference"]]  # the later one is beyond the window
     assert sorted(matches["same_perpetrator"]) == sorted([cases["first"]["reference"], cases["outside"]["reference"]])
     assert far["same_phone"] == []
+
+
+def test_a_full_read_shows_the_area_and_unit_codes_and_the_notes_oldest_first(client, place, people, officers):
+    import datetime as dt
+
+    import time_machine
+
+    _focal, focal_h = people["focal"]
+    _sup, sup_h = people["supervisor"]
+    case_id = submit(client, focal_h, minimal(place["village"].code)).get_json()["id"]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    for minutes, text in ((30, "CanarySecond"), (10, "CanaryFirst")):  # added out of their order
+        with time_machine.travel(soon + dt.timedelta(minutes=minutes), tick=False):
+            assert client.post(f"/api/v1/referrals/{case_id}/information", json={"text": text},
+                               headers=focal_h).status_code == 201
+    body = client.get(f"/api/v1/referrals/{case_id}", headers=sup_h).get_json()
+    assert body["area"] == place["village"].code and body["unit"] == place["unit"].code
+    assert [n["text"] for n in body["notes"]] == ["CanaryFirst", "CanarySecond"]
+    # An officer it is offered to sees the summary, with the area's code and no content.
+    offered = client.get(f"/api/v1/referrals/{case_id}", headers=officers[0][1]).get_json()
+    assert offered["area"] == place["village"].code and "notes" not in offered and "unit" not in offered

@@ -283,6 +283,10 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
             "issued_on": today.isoformat(), "expires_on": (today + dt.timedelta(days=30)).isoformat()}}).status_code == 201
     assert refer(client, cid, officer_h, providers["clinic"], "health", ["gbv_type"]).status_code == 201
     assert refer(client, cid, officer_h, providers["shelter"], "shelter", ["survivor.name"]).status_code == 201
+    for hours, text in ((1, "CanaryLaterNote"), (2, "CanaryEarlierNote")):  # the focal point's notes, also out of order
+        with time_machine.travel(later - dt.timedelta(hours=hours), tick=False):
+            assert client.post(f"/api/v1/referrals/{cid}/information", headers=people["focal"][1],
+                               json={"text": text}).status_code == 201
     with time_machine.travel(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5), tick=False):  # before the others
         assert client.post(f"/api/v1/referrals/{cid}/consents", headers=people["focal"][1],
                            json={"scope": "sms_contact", "granted": False, "given_by": "survivor"}).status_code == 201
@@ -309,11 +313,12 @@ def test_a_full_read_gets_its_timeline_in_one_statement_with_the_rows_each_read_
         assert [[type(v) for v in r] for part in together for r in part] == \
             [[type(v) for v in r] for part in alone for r in part]
         if case_id == cid and related:
-            same_phone, same_perpetrator = alone[4:]
+            same_phone, same_perpetrator = alone[5:]
             assert len(same_phone) == 2 and len(same_perpetrator) == 3  # newest first, this case left out
             assert [r[0] for r in same_perpetrator[1:]] == [r[0] for r in same_phone]
-    consents, services, actions, orders = alone[:4]
+    consents, services, actions, orders, notes = alone[:5]
     assert len(consents) >= 8 and len(services) == 2 and len(actions) == 4 and len(orders) == 1
+    assert len(notes) == 2 and notes[0][1] < notes[1][1]  # oldest first, as they were added out of order
     assert [a[1].value for a in actions] == ["protection_order_issued", "safety_plan", "note", "risk_assessment"]
     assert consents[0][0] == "sms_contact"
     assert together[3][0].issued_on == today and together[1][0].provider == providers["clinic"].code

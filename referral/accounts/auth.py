@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import joinedload
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
+from referral import rowload
 from referral.accounts.models import ApiToken, Enrolment, User, UserSession
 from referral.audit.service import DENIED, record
 from referral.db import utcnow
@@ -254,7 +255,7 @@ def resolve_session(raw: str, *, now: dt.datetime | None = None) -> UserSession 
     """The live session for a cookie pointer, or None if unknown, revoked, idle or expired."""
     now = now or utcnow()
     policy = AuthPolicy.current()
-    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == digest(raw)))
+    row = _with_user(UserSession, _session_with_user(), digest(raw))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
     if now - row.last_seen_at > policy.session_idle or not row.user.active:
@@ -289,15 +290,39 @@ def issue_token(user: User, *, now: dt.datetime | None = None) -> tuple[str, Api
 
 @functools.cache
 def _token_with_user() -> Any:
-    # Built once: every API request runs it, and building it (the joined load) cost about as much as running it.
-    return select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_hash == bindparam("token_hash"))
+    # Built once: every API request runs it, and building it cost about as much as running it. The token's
+    # and its user's columns, made into objects by rowload (past the ORM's per-query set-up, about a third
+    # of the whole read of the token; docs/performance.md, session 14).
+    return (select(*rowload.columns_of(ApiToken), *rowload.columns_of(User))
+            .join_from(ApiToken, User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
+def _with_user(model: type, statement: Any, token_hash: str) -> Any:
+    """The ``model`` row (an API token or a web session) with this hash, its user loaded with it; None if none."""
+    found = rowload.execute(db.session, statement, {"token_hash": token_hash}).first()
+    if found is None:
+        return None
+    row = rowload.load(db.session, model, found)
+    user = rowload.load(db.session, User, found, len(rowload.columns_of(model)))
+    if "user" not in row.__dict__:  # one already in the session keeps what it holds, as with the ORM
+        set_committed_value(row, "user", user)
+    return row
+
+
+@functools.cache
+def _session_with_user() -> Any:
+    # A web session and its user in one statement (the user was a second query), as for API tokens.
+    return (select(*rowload.columns_of(UserSession), *rowload.columns_of(User))
+            .join_from(UserSession, User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == bindparam("token_hash")))
 
 
 def resolve_token(raw: str, *, now: dt.datetime | None = None) -> ApiToken | None:
     now = now or utcnow()
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    row = db.session.scalar(_token_with_user(), {"token_hash": digest(raw)})
+    row = _with_user(ApiToken, _token_with_user(), digest(raw))
     if row is None or row.revoked_at is not None or row.expires_at <= now or not row.user.active:
         return None
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:

@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy import Date, and_, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session
 
+from referral import rowload
 from referral.accounts.models import Gender, Role, User
 from referral.notify import events
 from referral.audit.service import record
@@ -48,32 +49,44 @@ def _place() -> Any:
     listed = literal("%,") + like_literal(country) + literal(",%")
     standard = choosing(Standard.id, listed).scalar_subquery()
     taken = exists().where(Referral.reference == bindparam("reference"))
-    return (select(Area, Unit, Standard, taken.label("taken")).join(tree, Area.id == tree.c.id)
+    # Columns, made into objects by rowload: past the ORM's per-query set-up, which cost more than the rest
+    # of this read (docs/performance.md, session 14).
+    return (select(*rowload.columns_of(Area), *rowload.columns_of(Unit), *rowload.columns_of(Standard),
+                   taken.label("taken")).join(tree, Area.id == tree.c.id)
             .outerjoin(unit_areas, unit_areas.c.area_id == Area.id)
             .outerjoin(Unit, and_(Unit.id == unit_areas.c.unit_id, Unit.active.is_(True)))
             .outerjoin(Standard, Standard.id == standard)
             .order_by(Unit.id))
 
 
+_PLACE_UNIT = len(rowload.columns_of(Area))  # where a row of _place() holds the unit's columns, the standard's
+_PLACE_STANDARD = _PLACE_UNIT + len(rowload.columns_of(Unit))
+
+
 def place(session: Session, area_code: str, *, on: dt.date, reference: str = "") -> Place | None:
     """The area with this code, its ancestors and the units covering them, in one query; None if no such
     area. With it, the standard in force on ``on`` for the area's country, and whether ``reference`` is a
     case's already."""
-    rows = session.execute(_place(), {"code": area_code, "reference": reference, "on": on}).all()
+    rows = rowload.execute(session, _place(), {"code": area_code, "reference": reference, "on": on}).all()
+    at_unit, at_standard = _PLACE_UNIT, _PLACE_STANDARD
     cover: dict[int, list[Unit]] = {}
-    for found, unit, _standard, _taken in rows:
+    areas = []
+    for row in rows:
+        found = rowload.load(session, Area, row)
+        areas.append(found)
         units = cover.setdefault(found.id, [])
+        unit = rowload.load(session, Unit, row, at_unit)
         if unit is not None:
             units.append(unit)
-    area = Area.linked((row[0] for row in rows), area_code)
+    area = Area.linked(areas, area_code)
     if area is None:
         return None
     root = area.lineage()[-1]
     if root.parent_id is None:
-        standard = remember(session, rows[0][2])
+        standard = remember(session, rowload.load(session, Standard, rows[0], at_standard))
     else:  # a parent cycle (a database edited by hand): the country is where lineage() stops, as before
         standard = standard_for(session, root.code, on)
-    return Place(area, cover, standard, bool(rows[0][3]))
+    return Place(area, cover, standard, bool(rows[0][-1]))
 
 
 def covering_unit(place: Place, *, exclude: int | None = None) -> Unit | None:
@@ -120,8 +133,10 @@ def eligible_officers(session: Session, referral: Referral, unit: Unit, *, today
     query, for direct routing.
     """
     excluded = set(exclude)
-    rows = session.execute(_officers_with_missing_courses("child" in referral.flag_list, loads is not None),
-                           {"unit_id": unit.id, "today": today}).all()
+    found = rowload.execute(session, _officers_with_missing_courses("child" in referral.flag_list, loads is not None),
+                            {"unit_id": unit.id, "today": today}).all()
+    width = len(rowload.columns_of(User))
+    rows = [(rowload.load(session, User, row), *row[width:]) for row in found]
     if loads is not None:
         loads.update({row[0].id: row[2] for row in rows})
     return [o for o, lacking, *_load in rows if not lacking and o.id not in excluded
@@ -136,7 +151,7 @@ def _officers_with_missing_courses(child: bool, with_loads: bool) -> Any:
     (``with_loads``) their number of open cases. Built once per kind of case."""
     missing = (_courses_lacking(child, User.id).with_only_columns(func.count(), maintain_column_froms=True)
                .correlate(User).scalar_subquery())
-    columns: list[Any] = [User, missing]
+    columns: list[Any] = [*rowload.columns_of(User), missing]  # the officers made into objects by rowload
     if with_loads:
         columns.append(select(func.count()).select_from(Referral)
                        .where(Referral.assigned_officer_id == User.id, Referral.status.in_(OPEN_CASE_STATES))

@@ -20,6 +20,7 @@ from referral.accounts.services import normalise_phone
 from referral.audit.service import DENIED, record
 from referral.db import Combined, combine, insert_objects, latest_today, local_today, run_combined, utcnow
 from referral.errors import N_, Conflict, NotFound, ValidationFailed
+from referral import rowload
 from referral.referrals import crypto, routing
 from referral.referrals.classification import classify, derive_flags
 from referral.reference.models import Area, Unit
@@ -225,14 +226,14 @@ def _load_visible(session: Session, actor: User, referral_id: str,
     """``load_visible``, with the codes of the case's area and unit (what a read shows of them), read with
     the case as two columns: loading them as objects cost a read about 4 % of its instructions."""
     case_id = parse_case_id(referral_id)
-    row = session.execute(_statement("full_case"), {"id": case_id}).first() if case_id else None
-    referral = row[0] if row is not None else None
+    row = rowload.execute(session, _statement("full_case"), {"id": case_id}).first() if case_id else None
+    referral = rowload.load(session, Referral, row) if row is not None else None
     level = case_view(actor, referral) if referral is not None else None
     if referral is None or level is None:
         record(session, actor, action, object_type="referral", object_id=case_id or "malformed-id", outcome=DENIED,
                reason="not visible to this user" if referral is not None else "no such case")
         raise NotFound(N_("No such referral."))
-    return referral, level, row[1], row[2]
+    return referral, level, row[-2], row[-1]
 
 
 _ASK = object()
@@ -334,10 +335,12 @@ def _statement(name: str) -> Any:
 
     case = bindparam("id")
     if name == "full_case":
-        # The area's and the unit's codes as columns: all a read shows of them. The notes come with the
-        # rest of a full read's timeline (``timeline_statements``).
-        return (select(Referral, Area.code, Unit.code).outerjoin(Area, Area.id == Referral.area_id)
-                .outerjoin(Unit, Unit.id == Referral.unit_id).where(Referral.id == case))
+        # The case's columns, made into the object by rowload (past the ORM's per-query set-up), then the
+        # area's and the unit's codes: all a read shows of them. The notes come with the rest of a full
+        # read's timeline (``timeline_statements``).
+        return (select(*rowload.columns_of(Referral), Area.code, Unit.code)
+                .outerjoin(Area, Area.id == Referral.area_id).outerjoin(Unit, Unit.id == Referral.unit_id)
+                .where(Referral.id == case))
     if name == "notes":
         return (select(CaseNote.id, CaseNote.created_at, CaseNote.author_id, CaseNote.body_sealed,
                        CaseNote.referral_id)

@@ -68,14 +68,13 @@ def place(session: Session, area_code: str, *, on: dt.date, reference: str = "")
     area. With it, the standard in force on ``on`` for the area's country, and whether ``reference`` is a
     case's already."""
     rows = rowload.execute(session, _place(), {"code": area_code, "reference": reference, "on": on}).all()
-    at_unit, at_standard = _PLACE_UNIT, _PLACE_STANDARD
     cover: dict[int, list[Unit]] = {}
     areas = []
     for row in rows:
         found = rowload.load(session, Area, row)
         areas.append(found)
         units = cover.setdefault(found.id, [])
-        unit = rowload.load(session, Unit, row, at_unit)
+        unit = rowload.load(session, Unit, row, _PLACE_UNIT)
         if unit is not None:
             units.append(unit)
     area = Area.linked(areas, area_code)
@@ -83,7 +82,7 @@ def place(session: Session, area_code: str, *, on: dt.date, reference: str = "")
         return None
     root = area.lineage()[-1]
     if root.parent_id is None:
-        standard = remember(session, rowload.load(session, Standard, rows[0], at_standard))
+        standard = remember(session, rowload.load(session, Standard, rows[0], _PLACE_STANDARD))
     else:  # a parent cycle (a database edited by hand): the country is where lineage() stops, as before
         standard = standard_for(session, root.code, on)
     return Place(area, cover, standard, bool(rows[0][-1]))

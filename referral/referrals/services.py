@@ -459,8 +459,8 @@ def protection_orders(session: Session, referral: Referral, rows: Any = None) ->
 @functools.cache
 def timeline_statements(with_deadline: bool, phone: bool = False, perpetrator: bool = False) -> tuple[Any, ...]:
     """What a full read shows beside the case: consent records, service referrals, actions, protection orders,
-    the focal point's notes, while the case is on offer the accept-by deadline, and the cases with the same survivor phone or
-    perpetrator, when it has them (``related_params``). Read together (``_timeline``)."""
+    the focal point's notes, while the case is on offer the accept-by deadline, and the cases with the same
+    survivor phone or perpetrator, when it has them (``related_params``). Read together (``_timeline``)."""
     from referral.services_dir.consent import records_statement
     from referral.services_dir.services import timeline_statement
 

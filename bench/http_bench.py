@@ -99,14 +99,33 @@ def lua_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, idle) clock ticks of the whole machine so far (Linux's /proc/stat); None elsewhere."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(values), values[3] + values[4]  # idle and iowait
+
+
 def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: str | None = None,
         token: str | None = None, tmp: Path) -> dict[str, float]:
+    """wrk's throughput, p50, p99 and non-2xx count, and ``cpu_ms``: the machine's CPU time per request
+    over the run (every process: server, PostgreSQL, wrk; None where /proc/stat is not there). Busy CPU,
+    not throughput, is what a request's own work costs: a run that leaves cores idle (commits waiting on
+    the disk, a lock) shows it as the gap between the two ratios."""
     script = tmp / f"wrk-{time.time_ns()}.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(LUA.format(method=method, body=lua_string(body) if body else "nil", auth=auth))
+    before = cpu_ticks()
     out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    after = cpu_ticks()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    cpu_ms = None
+    if before and after and after[0] > before[0] and rps > 0:
+        busy = 1 - (after[1] - before[1]) / (after[0] - before[0])
+        cpu_ms = busy * (os.cpu_count() or 1) * 1000 / rps
 
     def pct(p: str) -> float:
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -114,7 +133,8 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(errors.group(1)) if errors else 0}
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(errors.group(1)) if errors else 0,
+            "cpu_ms": cpu_ms}
 
 
 def workers_rss_mb(master: subprocess.Popen) -> list[float]:
@@ -241,6 +261,14 @@ def main() -> None:
             print(f"  {label:42} {floor['rps']:9.0f}/s = {floor['rps'] / bare['rps']:4.2f}x bare;"
                   f" Amanat = {mine['rps'] / floor['rps']:4.2f}x this floor"
                   f"{'' if not floor['errors'] else ' ERRORS ' + str(floor['errors'])}")
+        if all(m["cpu_ms"] for m in (submit, bare_insert, floor_insert, read, bare_read, floor_read)):
+            print("CPU per request (the whole machine over each run: server, PostgreSQL and wrk), and the bare")
+            print("and floor's share of it:")
+            for label, mine, bare, floor in (("submit", submit, bare_insert, floor_insert),
+                                             ("audited read", read, bare_read, floor_read)):
+                print(f"  {label:42} {mine['cpu_ms']:6.2f} ms; bare {bare['cpu_ms']:5.2f} ms"
+                      f" ({bare['cpu_ms'] / mine['cpu_ms']:4.2f}x), secure floor {floor['cpu_ms']:5.2f} ms"
+                      f" ({floor['cpu_ms'] / mine['cpu_ms']:4.2f}x)")
         print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
               f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
         sys.exit(1 if failed and args.strict else 0)

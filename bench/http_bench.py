@@ -4,8 +4,8 @@
 
 Starts gunicorn (2 sync workers) twice on fresh PostgreSQL databases: Amanat
 (``wsgi:app``, rate limits off) and the bare app in ``bench/bare_app.py``; loads
-each with wrk (Debian's ``wrk``) and prints throughput, p50 and p99, and the
-ratios the performance goals are stated in (issue 10):
+each with wrk (Debian's ``wrk``) and prints throughput, p50 and p99, the machine's
+CPU time per request, and the ratios the performance goals are stated in (issue 10):
 
 - full referral submission (classify, seal under a new case key, route, audit)
   vs a bare insert of the same JSON as a row: goal >= 0.6x;

@@ -1,7 +1,8 @@
 """referral.rowload: objects made from plain rows must be what the ORM's loading gives — the same values,
 persistent in the session, clean — and behave as ORM-loaded objects do afterwards: a change flushes as an
 UPDATE of that column, a lazy relationship loads, an expiry reloads, a rollback expires; an object already
-in the session is answered unchanged."""
+in the session is answered as the ORM answers it (what it holds unchanged, what expired filled from the
+row); mappers whose loading only the ORM does right are refused."""
 from __future__ import annotations
 
 import pytest
@@ -32,7 +33,8 @@ def _column_values(obj):  # type: ignore[no-untyped-def]
 
 @pytest.fixture()
 def world(client, place, people, runner):  # type: ignore[no-untyped-def]
-    """A case filed through the API, under the shipped standards, by a focal point with a token."""
+    """A case filed through the API, under the shipped standards, by a focal point with a token and a web
+    session."""
     assert runner.invoke(args=["standards", "load"]).exit_code == 0
     focal, headers = people["focal"]
     response = client.post("/api/v1/referrals", json=minimal(place["district"].code), headers=headers)

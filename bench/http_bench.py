@@ -254,18 +254,19 @@ def main() -> None:
             print(f"{label:44} {mine['rps']:9.0f} {bare['rps']:9.0f} {ratio:5.2f}x {GOALS[goal]:4.1f}x"
                   f"  {mine['p50']:6.1f}/{mine['p99']:6.1f} ms  {bare['p50']:5.1f}/{bare['p99']:6.1f} ms"
                   f"  {'ok' if ok else 'BELOW GOAL'}{'' if not mine['errors'] else ' ERRORS ' + str(mine['errors'])}")
+        # (Amanat's measure, the secure floor's name, Amanat, bare, floor) for the two context blocks below.
+        kinds = (("submit", "secure insert floor", submit, bare_insert, floor_insert),
+                 ("audited read", "secure read floor", read, bare_read, floor_read))
         print("context, not goals: the floor of any secure version (token hash lookup, AES-GCM envelope, one chained")
         print("audit row in one statement, commit; no validation, routing, permissions or timeline) on the bare stack:")
-        for label, floor, bare, mine in (("secure insert floor", floor_insert, bare_insert, submit),
-                                         ("secure read floor", floor_read, bare_read, read)):
+        for _label, label, mine, bare, floor in kinds:
             print(f"  {label:42} {floor['rps']:9.0f}/s = {floor['rps'] / bare['rps']:4.2f}x bare;"
                   f" Amanat = {mine['rps'] / floor['rps']:4.2f}x this floor"
                   f"{'' if not floor['errors'] else ' ERRORS ' + str(floor['errors'])}")
-        if all(m["cpu_ms"] for m in (submit, bare_insert, floor_insert, read, bare_read, floor_read)):
+        if all(m["cpu_ms"] for kind in kinds for m in kind[2:]):
             print("CPU per request (the whole machine over each run: server, PostgreSQL and wrk), and the bare")
             print("and floor's share of it:")
-            for label, mine, bare, floor in (("submit", submit, bare_insert, floor_insert),
-                                             ("audited read", read, bare_read, floor_read)):
+            for label, _floor_label, mine, bare, floor in kinds:
                 print(f"  {label:42} {mine['cpu_ms']:6.2f} ms; bare {bare['cpu_ms']:5.2f} ms"
                       f" ({bare['cpu_ms'] / mine['cpu_ms']:4.2f}x), secure floor {floor['cpu_ms']:5.2f} ms"
                       f" ({floor['cpu_ms'] / mine['cpu_ms']:4.2f}x)")

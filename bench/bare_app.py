@@ -7,7 +7,12 @@ back as JSON. It lives in bench/ only and is never part of the product.
 context in the report (not a goal): a bearer token looked up by its SHA-256, the
 body sealed under a new per-row AES-256-GCM key wrapped by a key-encryption key,
 and one hash-chained audit row appended in a single statement, committed with the
-change. No validation, no routing, no permissions, no timeline.
+change. No validation, no routing, no permissions, no timeline. Two forms of it:
+``/secure/insert`` and ``/secure/rows/<id>`` as a plain ORM version writes them
+(the token, the row and the audit append as three statements), and
+``/secure/one/...`` with all three in one statement (data-modifying CTEs), the
+fewest round trips any compliant version can make: BEGIN, the statement, COMMIT,
+as many as the bare insert's and read's own.
 """
 from __future__ import annotations
 
@@ -25,6 +30,25 @@ TOKEN = "bench-token"
 _CHAIN = text(
     "WITH head AS (UPDATE bare_audit_head SET seq = seq + 1, hash = sha256(hash || int8send(seq + 1) || :body) "
     "WHERE id = 1 RETURNING seq, hash) INSERT INTO bare_audit (seq, body, hash) SELECT seq, :body, hash FROM head")
+
+# The token, the row and the chained audit row in one statement each (``/secure/one/...``). The audit row
+# goes in only when the token is known (and, for a read, the row exists); its body names the actor and row.
+_EVENT = "convert_to('{{\"actor\":' || tok.user_id || ',\"action\":\"{action}\",\"row\":' || r.id || '}}', 'UTF8')"
+_APPEND = (
+    "head AS (UPDATE bare_audit_head SET seq = seq + 1, hash = sha256(hash || int8send(seq + 1) || ev.body) "
+    "FROM ev WHERE id = 1 RETURNING seq, ev.body, hash), "
+    "appended AS (INSERT INTO bare_audit (seq, body, hash) SELECT seq, body, hash FROM head) ")
+_INSERT_ONE = text(
+    "WITH tok AS (SELECT user_id FROM bare_tokens WHERE token_hash = :h), "
+    "r AS (INSERT INTO bare_sealed_rows (kind, wrapped_key, body) SELECT 'referral', :wrapped_key, :body FROM tok "
+    "RETURNING id), "
+    f"ev AS (SELECT {_EVENT.format(action='create')} AS body FROM r, tok), " + _APPEND +
+    "SELECT (SELECT user_id FROM tok), (SELECT id FROM r)")
+_READ_ONE = text(
+    "WITH tok AS (SELECT user_id FROM bare_tokens WHERE token_hash = :h), "
+    "r AS (SELECT id, kind, wrapped_key, body FROM bare_sealed_rows WHERE id = :id AND EXISTS (SELECT FROM tok)), "
+    f"ev AS (SELECT {_EVENT.format(action='read')} AS body FROM r, tok), " + _APPEND +
+    "SELECT (SELECT user_id FROM tok), r.id, r.kind, r.wrapped_key, r.body FROM (SELECT) one LEFT JOIN r ON true")
 
 
 class Base(DeclarativeBase):
@@ -50,12 +74,26 @@ class BareSealedRow(db.Model):  # type: ignore[name-defined]
 
 
 def _authorised() -> int:
-    header = request.headers.get("Authorization", "")
-    digest = hashlib.sha256(header.removeprefix("Bearer ").encode()).digest()
-    user_id = db.session.execute(text("SELECT user_id FROM bare_tokens WHERE token_hash = :h"), {"h": digest}).scalar()
+    user_id = db.session.execute(text("SELECT user_id FROM bare_tokens WHERE token_hash = :h"),
+                                 {"h": _token_digest()}).scalar()
     if user_id is None:
         abort(401)
     return user_id
+
+
+def _token_digest() -> bytes:
+    return hashlib.sha256(request.headers.get("Authorization", "").removeprefix("Bearer ").encode()).digest()
+
+
+def _seal(data: bytes) -> tuple[bytes, bytes]:
+    """(the new row key wrapped by the KEK, ``data`` sealed under that key), each with its nonce in front."""
+    key, nonce, key_nonce = os.urandom(32), os.urandom(12), os.urandom(12)
+    return key_nonce + KEK.encrypt(key_nonce, key, None), nonce + AESGCM(key).encrypt(nonce, data, None)
+
+
+def _open(wrapped_key: bytes, sealed: bytes) -> str:
+    key = KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None)
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], None).decode()
 
 
 def _audit(user_id: int, action: str, row_id: int) -> None:
@@ -84,10 +122,8 @@ def create_app() -> Flask:
     @app.post("/secure/insert")
     def secure_insert():  # type: ignore[no-untyped-def]
         user_id = _authorised()
-        key, nonce = os.urandom(32), os.urandom(12)
-        key_nonce = os.urandom(12)
-        row = BareSealedRow(kind="referral", wrapped_key=key_nonce + KEK.encrypt(key_nonce, key, None),
-                            body=nonce + AESGCM(key).encrypt(nonce, request.get_data(), None))
+        wrapped_key, sealed = _seal(request.get_data())
+        row = BareSealedRow(kind="referral", wrapped_key=wrapped_key, body=sealed)
         db.session.add(row)
         db.session.flush()
         _audit(user_id, "create", row.id)
@@ -100,11 +136,32 @@ def create_app() -> Flask:
         row = db.session.get(BareSealedRow, row_id)
         if row is None:
             return jsonify(error="not found"), 404
-        key = KEK.decrypt(row.wrapped_key[:12], row.wrapped_key[12:], None)
-        body = AESGCM(key).decrypt(row.body[:12], row.body[12:], None).decode()
+        body = _open(row.wrapped_key, row.body)
         _audit(user_id, "read", row.id)
         db.session.commit()
         return jsonify(id=row.id, kind=row.kind, body=body)
+
+    @app.post("/secure/one/insert")
+    def secure_insert_one():  # type: ignore[no-untyped-def]
+        wrapped_key, sealed = _seal(request.get_data())
+        user_id, row_id = db.session.execute(_INSERT_ONE, {"h": _token_digest(), "wrapped_key": wrapped_key,
+                                                           "body": sealed}).one()
+        if user_id is None:
+            abort(401)
+        db.session.commit()
+        return jsonify(id=row_id), 201
+
+    @app.get("/secure/one/rows/<int:row_id>")
+    def secure_read_one(row_id: int):  # type: ignore[no-untyped-def]
+        user_id, found, kind, wrapped_key, sealed = db.session.execute(
+            _READ_ONE, {"h": _token_digest(), "id": row_id}).one()
+        if user_id is None:
+            abort(401)
+        if found is None:
+            return jsonify(error="not found"), 404
+        body = _open(wrapped_key, sealed)
+        db.session.commit()
+        return jsonify(id=found, kind=kind, body=body)
 
     with app.app_context(), db.engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))  # two workers start at once

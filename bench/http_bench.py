@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.trust_core import fresh_pg  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 GOALS = {"submit": 0.6, "read": 0.8}
@@ -108,24 +109,60 @@ def cpu_ticks() -> tuple[int, int] | None:
     return sum(values), values[3] + values[4]  # idle and iowait
 
 
+def process_ticks(pids: list[int]) -> int:
+    """User and system clock ticks these processes have used so far (Linux's /proc; 0 for one gone)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+def backend_pids(database: str) -> list[int]:
+    """PostgreSQL's backends serving ``database`` on this host, found by their process titles."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("postgres: ") and f" {database} " in title:
+                pids.append(int(entry.name))
+    return pids
+
+
 def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: str | None = None,
-        token: str | None = None, tmp: Path) -> dict[str, float]:
+        token: str | None = None, tmp: Path, server: tuple[subprocess.Popen, str] | None = None) -> dict[str, float]:
     """wrk's throughput, p50, p99 and non-2xx count, and ``cpu_ms``: the machine's CPU time per request
     over the run (every process: server, PostgreSQL, wrk; None where /proc/stat is not there). Busy CPU,
     not throughput, is what a request's own work costs: a run that leaves cores idle (commits waiting on
-    the disk, a lock) shows it as the gap between the two ratios."""
+    the disk, a lock) shows it as the gap between the two ratios. With ``server`` (the gunicorn master, its
+    database's name), also ``app_ms`` and ``pg_ms``: the CPU its workers and its PostgreSQL backends used,
+    per request."""
     script = tmp / f"wrk-{time.time_ns()}.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(LUA.format(method=method, body=lua_string(body) if body else "nil", auth=auth))
-    before = cpu_ticks()
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(server[0].pid)], capture_output=True,
+                                               text=True).stdout.split()] if server else []
+    backends = backend_pids(server[1]) if server else []
+    before, app_before, pg_before = cpu_ticks(), process_ticks(workers), process_ticks(backends)
     out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    after = cpu_ticks()
+    after, app_after, pg_after = cpu_ticks(), process_ticks(workers), process_ticks(backends)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    cpu_ms = None
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_ms = app_ms = pg_ms = None
     if before and after and after[0] > before[0] and rps > 0:
         busy = 1 - (after[1] - before[1]) / (after[0] - before[0])
         cpu_ms = busy * (os.cpu_count() or 1) * 1000 / rps
+        if server and requests:
+            per_tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+            app_ms = (app_after - app_before) * per_tick_ms / requests
+            pg_ms = (pg_after - pg_before) * per_tick_ms / requests
 
     def pct(p: str) -> float:
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -134,7 +171,7 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": int(errors.group(1)) if errors else 0,
-            "cpu_ms": cpu_ms}
+            "cpu_ms": cpu_ms, "app_ms": app_ms, "pg_ms": pg_ms}
 
 
 def workers_rss_mb(master: subprocess.Popen) -> list[float]:
@@ -220,26 +257,28 @@ def main() -> None:
         wait_up(f"http://127.0.0.1:{b_port}/rows/0", ok_statuses=(404,))
         body = submission_body()
         common = {"seconds": args.seconds, "connections": args.connections, "tmp": tmp}
+        a_common = {**common, "server": (servers[0], make_url(amanat_url).database)}
+        b_common = {**common, "server": (servers[1], make_url(bare_url).database)}
         print(f"gunicorn {args.workers} sync workers each, wrk {args.connections} connections, {args.seconds} s a run")
         # Warm both up, then measure.
         wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **{**common, "seconds": 2})
         wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
             **{**common, "seconds": 2})
         rss_before = workers_rss_mb(servers[0])
-        bare_insert = wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **common)
+        bare_insert = wrk(f"http://127.0.0.1:{b_port}/insert", method="POST", body=body, **b_common)
         floor_insert = wrk(f"http://127.0.0.1:{b_port}/secure/insert", method="POST", body=body, token=BARE_TOKEN,
-                           **common)
+                           **b_common)
         floor_insert_one = wrk(f"http://127.0.0.1:{b_port}/secure/one/insert", method="POST", body=body,
-                               token=BARE_TOKEN, **common)
+                               token=BARE_TOKEN, **b_common)
         submit = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals", method="POST", body=body, token=tokens["focal"],
-                     **common)
+                     **a_common)
         case = json.loads(urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{a_port}/api/v1/referrals", data=body.encode(), method="POST",
             headers={"Authorization": f"Bearer {tokens['focal']}", "Content-Type": "application/json"})).read())
-        bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **common)
-        floor_read = wrk(f"http://127.0.0.1:{b_port}/secure/rows/1", token=BARE_TOKEN, **common)
-        floor_read_one = wrk(f"http://127.0.0.1:{b_port}/secure/one/rows/1", token=BARE_TOKEN, **common)
-        read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **common)
+        bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **b_common)
+        floor_read = wrk(f"http://127.0.0.1:{b_port}/secure/rows/1", token=BARE_TOKEN, **b_common)
+        floor_read_one = wrk(f"http://127.0.0.1:{b_port}/secure/one/rows/1", token=BARE_TOKEN, **b_common)
+        read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **a_common)
         # Memory: keep reading until about --memory-requests more have been served, then look again.
         soak = max(5, int(args.memory_requests / max(read["rps"], 1)) + 1)
         more = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"],
@@ -279,6 +318,11 @@ def main() -> None:
                       f" ({bare['cpu_ms'] / mine['cpu_ms']:4.2f}x), floors "
                       + ", ".join(f"{floor['cpu_ms']:5.2f} ms ({floor['cpu_ms'] / mine['cpu_ms']:4.2f}x)"
                                   for _name, floor in floors))
+            print("of which the app's workers and its PostgreSQL backends (the rest: wrk, the kernel, other work):")
+            for label, mine, bare, floors in kinds:
+                measures = (("Amanat", mine), ("bare", bare), *((name.split(", ")[1], f) for name, f in floors))
+                print(f"  {label:14}" + "; ".join(f"{who} {m['app_ms']:.2f} + {m['pg_ms']:.2f} ms"
+                                                 for who, m in measures if m["app_ms"] is not None))
         print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
               f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
         sys.exit(1 if failed and args.strict else 0)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
     .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 200]
-    .venv/bin/python bench/profile_requests.py --stack bare|secure [--instructions submit|read]
+    .venv/bin/python bench/profile_requests.py --stack bare|secure|secure-one [--instructions submit|read]
 
 In process (Flask's test client, no HTTP server) on a fresh PostgreSQL database
 beside URL's, dropped afterwards: migrates, seeds the demo, then submits and
@@ -14,8 +14,9 @@ host is doing (seconds drift by a third on this shared machine), so two versions
 compared in one or two runs. PostgreSQL's work is not in it. Slow: about a minute to set up and 0.3 s
 a request.
 
-``--stack bare`` (or ``secure``) measures the same way the bare-stack app ``make bench`` compares Amanat
-with (bench/bare_app.py: its plain insert and read, or its secure floor), so the app's share of a ratio
+``--stack bare`` (or ``secure``, ``secure-one``) measures the same way the bare-stack app ``make bench``
+compares Amanat with (bench/bare_app.py: its plain insert and read, or its secure floor in three
+statements or in one), so the app's share of a ratio
 can be told apart from PostgreSQL's and the HTTP server's.
 """
 from __future__ import annotations
@@ -90,7 +91,7 @@ def main() -> None:
                                                       "regular expression call, and their cost (e.g. '_flush')")
     parser.add_argument("--instructions", choices=["read", "submit"], default=None,
                         help="count the app's instructions per request of this kind under callgrind")
-    parser.add_argument("--stack", choices=["amanat", "bare", "secure"], default="amanat",
+    parser.add_argument("--stack", choices=["amanat", "bare", "secure", "secure-one"], default="amanat",
                         help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints")
     args = parser.parse_args()
     if args.instructions and not os.environ.get(UNDER_CALLGRIND):
@@ -206,8 +207,8 @@ def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
     try:
         client = app.test_client()
         body = submission_body().encode()
-        headers = {"Authorization": f"Bearer {BARE_TOKEN}"} if args.stack == "secure" else {}
-        prefix = "/secure" if args.stack == "secure" else ""
+        headers = {"Authorization": f"Bearer {BARE_TOKEN}"} if args.stack != "bare" else {}
+        prefix = {"bare": "", "secure": "/secure", "secure-one": "/secure/one"}[args.stack]
         row = client.post(f"{prefix}/insert", data=body, headers=headers).get_json()["id"]
 
         def submit(i: int):  # type: ignore[no-untyped-def]

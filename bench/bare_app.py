@@ -10,9 +10,10 @@ and one hash-chained audit row appended in a single statement, committed with th
 change. No validation, no routing, no permissions, no timeline. Two forms of it:
 ``/secure/insert`` and ``/secure/rows/<id>`` as a plain ORM version writes them
 (the token, the row and the audit append as three statements), and
-``/secure/one/...`` with all three in one statement (data-modifying CTEs), the
-fewest round trips any compliant version can make: BEGIN, the statement, COMMIT,
-as many as the bare insert's and read's own.
+``/secure/one/...`` with all three in one statement (data-modifying CTEs):
+BEGIN, the statement, COMMIT, as many round trips as the bare insert's and read's
+own. Both append a bare minimum of an audit row (actor, action, row; no time,
+role, outcome, source or indexes), so Amanat's own event costs somewhat more.
 """
 from __future__ import annotations
 

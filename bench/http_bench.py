@@ -124,7 +124,11 @@ def process_ticks(pids: list[int]) -> int:
 def backend_pids(database: str) -> list[int]:
     """PostgreSQL's backends serving ``database`` on this host, found by their process titles."""
     pids = []
-    for entry in Path("/proc").iterdir():
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return []  # no /proc: not Linux
+    for entry in entries:
         if entry.name.isdigit():
             try:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -142,7 +146,7 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
     not throughput, is what a request's own work costs: a run that leaves cores idle (commits waiting on
     the disk, a lock) shows it as the gap between the two ratios. With ``server`` (the gunicorn master, its
     database's name), also ``app_ms`` and ``pg_ms``: the CPU its workers and its PostgreSQL backends used,
-    per request."""
+    per request (the processes there when the run starts; ``pg_ms`` None where none is found on this host)."""
     script = tmp / f"wrk-{time.time_ns()}.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(LUA.format(method=method, body=lua_string(body) if body else "nil", auth=auth))
@@ -162,7 +166,8 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
         if server and requests:
             per_tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
             app_ms = (app_after - app_before) * per_tick_ms / requests
-            pg_ms = (pg_after - pg_before) * per_tick_ms / requests
+            # None where no backend was found here (PostgreSQL on another host or in a container).
+            pg_ms = (pg_after - pg_before) * per_tick_ms / requests if backends else None
 
     def pct(p: str) -> float:
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -321,8 +326,9 @@ def main() -> None:
             print("of which the app's workers and its PostgreSQL backends (the rest: wrk, the kernel, other work):")
             for label, mine, bare, floors in kinds:
                 measures = (("Amanat", mine), ("bare", bare), *((name.split(", ")[1], f) for name, f in floors))
-                print(f"  {label:14}" + "; ".join(f"{who} {m['app_ms']:.2f} + {m['pg_ms']:.2f} ms"
-                                                 for who, m in measures if m["app_ms"] is not None))
+                print(f"  {label:14}" + "; ".join(
+                    f"{who} {m['app_ms']:.2f} + " + ("?" if m["pg_ms"] is None else f"{m['pg_ms']:.2f}") + " ms"
+                    for who, m in measures if m["app_ms"] is not None))
         print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
               f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
         sys.exit(1 if failed and args.strict else 0)

@@ -23,13 +23,15 @@ WRONG = {"Authorization": "Bearer not-the-token"}
 def bare(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     with fresh_database("benchfloor", tmp_path) as url:
         monkeypatch.setenv("BENCH_DATABASE_URL", url)
-        app = bare_app.create_app()
+        app = None
         try:
+            app = bare_app.create_app()
             yield app, bare_app.db
         finally:
-            with app.app_context():
-                bare_app.db.session.remove()
-                bare_app.db.engine.dispose()
+            if app is not None:
+                with app.app_context():
+                    bare_app.db.session.remove()
+                    bare_app.db.engine.dispose()
 
 
 def _events(app, db) -> list[tuple[int, dict, bytes]]:  # type: ignore[no-untyped-def]
@@ -89,3 +91,15 @@ def test_the_sealed_body_is_not_stored_in_plaintext(bare):  # type: ignore[no-un
         stored = db.session.execute(text("SELECT wrapped_key, body FROM bare_sealed_rows")).one()
         db.session.rollback()
     assert b"synthetic-marker" not in bytes(stored.body) and len(bytes(stored.wrapped_key)) == 12 + 32 + 16
+
+
+@pytest.mark.parametrize("prefix", ["/secure", "/secure/one"])
+def test_a_write_whose_audit_row_fails_is_not_kept(bare, prefix):  # type: ignore[no-untyped-def]
+    # The audit row is written in the action's own transaction: when it cannot be written, neither is the row.
+    app, db = bare
+    with app.app_context():
+        db.session.execute(text("ALTER TABLE bare_audit ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"))
+        db.session.commit()
+    client = app.test_client()
+    assert client.post(f"{prefix}/insert", data=b'{"story": "synthetic"}', headers=TOKEN).status_code == 500
+    assert _rows(app, db) == 0

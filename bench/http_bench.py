@@ -5,7 +5,9 @@
 Starts gunicorn (2 sync workers) twice on fresh PostgreSQL databases: Amanat
 (``wsgi:app``, rate limits off) and the bare app in ``bench/bare_app.py``; loads
 each with wrk (Debian's ``wrk``) and prints throughput, p50 and p99, the machine's
-CPU time per request, and the ratios the performance goals are stated in (issue 10):
+CPU time per request (and the app's workers' and PostgreSQL's share of it), the
+secure floors (bench/bare_app.py: in three statements and in one) for context, and
+the ratios the performance goals are stated in (issue 10):
 
 - full referral submission (classify, seal under a new case key, route, audit)
   vs a bare insert of the same JSON as a row: goal >= 0.6x;

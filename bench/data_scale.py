@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
 import secrets
 import statistics
@@ -55,7 +54,7 @@ def copy_rows(conn, table: str, columns: list[str], rows) -> int:  # type: ignor
 def generate_cases(n: int, now: dt.datetime):  # type: ignore[no-untyped-def]
     """Referral rows as column dicts, sealed with real case keys, and their offers, actions, consents."""
     from referral.accounts.models import Role, User
-    from referral.reference.models import Area, Unit
+    from referral.reference.models import Unit
     from referral.referrals import crypto
     from referral.referrals.models import Referral
     from referral.standards.models import Standard

@@ -152,8 +152,7 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
     script = tmp / f"wrk-{time.time_ns()}.lua"
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(LUA.format(method=method, body=lua_string(body) if body else "nil", auth=auth))
-    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(server[0].pid)], capture_output=True,
-                                               text=True).stdout.split()] if server else []
+    workers = worker_pids(server[0]) if server else []
     backends = backend_pids(server[1]) if server else []
     before, app_before, pg_before = cpu_ticks(), process_ticks(workers), process_ticks(backends)
     out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
@@ -181,11 +180,16 @@ def wrk(url: str, *, seconds: int, connections: int, method: str = "GET", body: 
             "cpu_ms": cpu_ms, "app_ms": app_ms, "pg_ms": pg_ms}
 
 
+def worker_pids(master: subprocess.Popen) -> list[int]:
+    """The gunicorn master's workers (its children)."""
+    return [int(pid) for pid in subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+
+
 def workers_rss_mb(master: subprocess.Popen) -> list[float]:
-    """Resident memory of each gunicorn worker (children of the master), in MB."""
-    out = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()
+    """Resident memory of each gunicorn worker, in MB."""
     sizes = []
-    for pid in out:
+    for pid in worker_pids(master):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

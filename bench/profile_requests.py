@@ -69,14 +69,9 @@ def backends_cpu(url: str) -> float:
         pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                     "AND pid <> pg_backend_pid()").scalars().all()
     engine.dispose()
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # not on this host, or gone
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    from bench.http_bench import process_ticks
+
+    return process_ticks(pids) / os.sysconf("SC_CLK_TCK")  # a backend not on this host counts nothing
 
 
 def main() -> None:

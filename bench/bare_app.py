@@ -106,6 +106,11 @@ def create_app() -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["BENCH_DATABASE_URL"]
     db.init_app(app)
 
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        # Nothing but Flask: what any request costs before its own work (bench/profile_requests.py).
+        return jsonify(status="ok")
+
     @app.post("/insert")
     def insert():  # type: ignore[no-untyped-def]
         row = BareRow(kind="referral", body=request.get_data())

@@ -290,6 +290,10 @@ def main() -> None:
         floor_read = wrk(f"http://127.0.0.1:{b_port}/secure/rows/1", token=BARE_TOKEN, **b_common)
         floor_read_one = wrk(f"http://127.0.0.1:{b_port}/secure/one/rows/1", token=BARE_TOKEN, **b_common)
         read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **a_common)
+        # What a request costs before its own work (session 16): no case, no audit event, nothing written.
+        bare_noop = wrk(f"http://127.0.0.1:{b_port}/healthz", **b_common)
+        noop = wrk(f"http://127.0.0.1:{a_port}/healthz", **a_common)
+        me = wrk(f"http://127.0.0.1:{a_port}/api/v1/me", token=tokens["supervisor"], **a_common)
         # Memory: keep reading until about --memory-requests more have been served, then look again.
         soak = max(5, int(args.memory_requests / max(read["rps"], 1)) + 1)
         more = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"],
@@ -321,6 +325,14 @@ def main() -> None:
                 print(f"  {label:42} {floor['rps']:9.0f}/s = {floor['rps'] / bare['rps']:4.2f}x bare;"
                       f" Amanat = {mine['rps'] / floor['rps']:4.2f}x this floor"
                       f"{'' if not floor['errors'] else ' ERRORS ' + str(floor['errors'])}")
+        print("context, not goals: what a request costs before its own work, against the bare read (no case,")
+        print("no audit event, nothing written):")
+        for label, measured in (("bare GET /healthz (Flask alone)", bare_noop),
+                                ("Amanat GET /healthz (its hooks, no database)", noop),
+                                ("Amanat GET /api/v1/me (token, user, unit)", me)):
+            print(f"  {label:44} {measured['rps']:7.0f}/s = {measured['rps'] / bare_read['rps']:4.2f}x the bare read"
+                  + (f"; CPU {measured['cpu_ms']:.2f} ms a request" if measured["cpu_ms"] else "")
+                  + ("" if not measured["errors"] else " ERRORS " + str(measured["errors"])))
         if all(m["cpu_ms"] for _label, mine, bare, floors in kinds for m in (mine, bare, *(f for _, f in floors))):
             print("CPU per request (the whole machine over each run: server, PostgreSQL and wrk), and the bare")
             print("and floors' share of it:")

@@ -22,6 +22,7 @@ can be told apart from PostgreSQL's and the HTTP server's.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -78,14 +79,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--profile", choices=["read", "submit"], default=None)
+    parser.add_argument("--profile", choices=["read", "submit", "health", "me", "validate"], default=None)
     parser.add_argument("--show-sql", action="store_true")
     parser.add_argument("--cprofile", action="store_true", help="cProfile on CPU time instead of pyinstrument")
     parser.add_argument("--sort", default="tottime", help="with --cprofile: pstats sort key (tottime, cumulative)")
     parser.add_argument("--callees", default="", help="with --cprofile: also list what functions matching this "
                                                       "regular expression call, and their cost (e.g. '_flush')")
-    parser.add_argument("--instructions", choices=["read", "submit"], default=None,
-                        help="count the app's instructions per request of this kind under callgrind")
+    parser.add_argument("--callers", default="", help="with --cprofile: also list who calls functions matching this "
+                                                      "regular expression, and how often (e.g. 'hostname')")
+    parser.add_argument("--instructions", choices=["read", "submit", "health", "me", "validate"], default=None,
+                        help="count the app's instructions per request of this kind under callgrind (health: "
+                             "GET /healthz, what any request costs; me: GET /api/v1/me, any request with a "
+                             "token; validate: the submission's schema alone, no request)")
     parser.add_argument("--stack", choices=["amanat", "bare", "secure", "secure-one"], default="amanat",
                         help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints")
     args = parser.parse_args()
@@ -133,7 +138,30 @@ def main() -> None:
         def read(i: int):  # type: ignore[no-untyped-def]
             return client.get(f"/api/v1/referrals/{case_id}", headers={"Authorization": f"Bearer {tokens['supervisor']}"})
 
-        measure(args, counting, meter, url, (("submit", submit, 201), ("read", read, 200)))
+        calls: list[tuple[str, Any, int]] = [("submit", submit, 201), ("read", read, 200)]
+        parts = ("health", "me", "validate")
+        if args.instructions in parts or args.profile in parts:  # parts of a request, measured apart
+            from referral.api import _schema
+            from referral.referrals.schemas import Submission
+
+            body = template.replace("TAGTAG", "p0")
+
+            class Loaded:  # what measure() asks of a response
+                status_code = 200
+
+            def validate(i: int):  # type: ignore[no-untyped-def]
+                _schema(Submission).load(json.loads(body))
+                return Loaded
+
+            calls = [("health", lambda i: client.get("/healthz"), 200),
+                     ("me", lambda i: client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['supervisor']}"}),
+                      200),
+                     ("validate", validate, 200)]
+        if "validate" in (args.instructions, args.profile):
+            with app.app_context(), app.test_request_context():
+                measure(args, counting, meter, url, tuple(calls))
+        else:
+            measure(args, counting, meter, url, tuple(calls))
     finally:
         with app.app_context():
             db.session.remove()
@@ -186,6 +214,8 @@ def measure(args: argparse.Namespace, counting: str | None, meter: SqlMeter, url
             stats.sort_stats(args.sort).print_stats(60)
             if args.callees:
                 stats.sort_stats("cumulative").print_callees(args.callees)
+            if args.callers:
+                stats.sort_stats("cumulative").print_callers(args.callers)
             print(by_package(stats))
         elif profiler is not None:
             print(profiler.output_text(unicode=False, color=False, show_all=False))
@@ -217,7 +247,10 @@ def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
             engine = bare_app.db.engine
         event.listen(engine, "before_cursor_execute", meter.before)
         event.listen(engine, "after_cursor_execute", meter.after)
-        measure(args, counting, meter, url, (("submit", submit, 201), ("read", read, 200)))
+        calls: list[tuple[str, Any, int]] = [("submit", submit, 201), ("read", read, 200)]
+        if "health" in (args.instructions, args.profile):  # what any request costs the bare app
+            calls.append(("health", lambda i: client.get("/healthz"), 200))
+        measure(args, counting, meter, url, tuple(calls))
     finally:
         with app.app_context():
             bare_app.db.session.remove()

@@ -116,7 +116,8 @@ def main() -> None:
 
             tokens = {}
             for key, email in (("focal", "focal.alamudun@demo.amanat.example"),
-                               ("supervisor", "supervisor.alamudun@demo.amanat.example")):
+                               ("supervisor", "supervisor.alamudun@demo.amanat.example"),
+                               ("auditor", "auditor@demo.amanat.example")):  # no unit, no organisation
                 user = db.session.scalar(db.select(User).where(User.email == email))
                 tokens[key] = issue_token(user)[0]
             db.session.commit()
@@ -154,7 +155,7 @@ def main() -> None:
                 return Loaded
 
             calls = [("health", lambda i: client.get("/healthz"), 200),
-                     ("me", lambda i: client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['supervisor']}"}),
+                     ("me", lambda i: client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['auditor']}"}),
                       200),
                      ("validate", validate, 200)]
         if "validate" in (args.instructions, args.profile):

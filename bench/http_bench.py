@@ -63,10 +63,18 @@ def wait_up(url: str, timeout: float = 30, ok_statuses: tuple[int, ...] = ()) ->
     raise SystemExit(f"server at {url} did not start")
 
 
-def gunicorn(app: str, env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+def gunicorn(app: str, env: dict[str, str], port: int, workers: int, log: Path | None = None) -> subprocess.Popen:
+    """``log``: where the server's output goes (Amanat writes an access line for every request, as in
+    production), so that it cannot break into the report's lines; by default, this process's own."""
+    out = None if log is None else open(log, "ab")  # noqa: SIM115 - the child keeps it; closed with the process
     # No control socket: gunicorn's default path is one per user, and the two servers run at once.
-    return subprocess.Popen([str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-                             "--log-level", "warning", "--no-control-socket", app], cwd=ROOT, env=env)
+    try:
+        return subprocess.Popen([str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                                 "--log-level", "warning", "--no-control-socket", app], cwd=ROOT, env=env,
+                                stdout=out, stderr=out)
+    finally:
+        if out is not None:
+            out.close()  # the child has its own descriptor
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -263,10 +271,17 @@ def main() -> None:
         # The auditor has no unit or organisation: GET /api/v1/me is then the token, the user and nothing more.
         tokens = prepare_amanat(amanat_env, {**BENCH_USERS, "auditor": "auditor@demo.amanat.example"})
         a_port, b_port = free_port(), free_port()
-        servers.append(gunicorn("wsgi:app", amanat_env, a_port, args.workers))
-        servers.append(gunicorn("bench.bare_app:app", bare_env, b_port, args.workers))
-        wait_up(f"http://127.0.0.1:{a_port}/healthz")
-        wait_up(f"http://127.0.0.1:{b_port}/rows/0", ok_statuses=(404,))
+        logs = {"amanat": tmp / "amanat-server.log", "bare": tmp / "bare-server.log"}
+        servers.append(gunicorn("wsgi:app", amanat_env, a_port, args.workers, logs["amanat"]))
+        servers.append(gunicorn("bench.bare_app:app", bare_env, b_port, args.workers, logs["bare"]))
+        try:
+            wait_up(f"http://127.0.0.1:{a_port}/healthz")
+            wait_up(f"http://127.0.0.1:{b_port}/rows/0", ok_statuses=(404,))
+        except SystemExit:
+            for name, log in logs.items():  # why a server did not start: its last words
+                print(f"--- {name} server's output (last lines):", *log.read_text(errors="replace").splitlines()[-20:],
+                      sep="\n", file=sys.stderr)
+            raise
         body = submission_body()
         common = {"seconds": args.seconds, "connections": args.connections, "tmp": tmp}
         a_common = {**common, "server": (servers[0], make_url(amanat_url).database)}

@@ -3,6 +3,7 @@
     .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
     .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 200]
     .venv/bin/python bench/profile_requests.py --stack bare|secure|secure-one [--instructions submit|read]
+    .venv/bin/python bench/profile_requests.py --instructions health|me|validate   # or --profile ...
 
 In process (Flask's test client, no HTTP server) on a fresh PostgreSQL database
 beside URL's, dropped afterwards: migrates, seeds the demo, then submits and
@@ -18,6 +19,11 @@ a request.
 compares Amanat with (bench/bare_app.py: its plain insert and read, or its secure floor in three
 statements or in one), so the app's share of a ratio
 can be told apart from PostgreSQL's and the HTTP server's.
+
+``health``, ``me`` and ``validate`` measure parts of a request alone (session 16): ``GET /healthz`` (what
+any request costs: Flask and Amanat's hooks; with ``--stack bare``, Flask alone), ``GET /api/v1/me`` as the
+auditor (a bearer token and its user in one statement; nothing written), and the submission's schema
+loading the bench's body (no request).
 """
 from __future__ import annotations
 
@@ -140,8 +146,8 @@ def main() -> None:
             return client.get(f"/api/v1/referrals/{case_id}", headers={"Authorization": f"Bearer {tokens['supervisor']}"})
 
         calls: list[tuple[str, Any, int]] = [("submit", submit, 201), ("read", read, 200)]
-        parts = ("health", "me", "validate")
-        if args.instructions in parts or args.profile in parts:  # parts of a request, measured apart
+        chosen = args.instructions or args.profile
+        if chosen in ("health", "me", "validate"):  # a part of a request, measured alone
             from referral.api import _schema
             from referral.referrals.schemas import Submission
 
@@ -154,11 +160,11 @@ def main() -> None:
                 _schema(Submission).load(json.loads(body))
                 return Loaded
 
-            calls = [("health", lambda i: client.get("/healthz"), 200),
-                     ("me", lambda i: client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['auditor']}"}),
-                      200),
-                     ("validate", validate, 200)]
-        if "validate" in (args.instructions, args.profile):
+            auditor = {"Authorization": f"Bearer {tokens['auditor']}"}  # no unit, no organisation: one statement
+            part = {"health": lambda i: client.get("/healthz"),
+                    "me": lambda i: client.get("/api/v1/me", headers=auditor), "validate": validate}[chosen]
+            calls = [(chosen, part, 200)]
+        if chosen == "validate":  # the schema alone, in the contexts a request would give it
             with app.app_context(), app.test_request_context():
                 measure(args, counting, meter, url, tuple(calls))
         else:

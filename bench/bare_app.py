@@ -14,20 +14,36 @@ change. No validation, no routing, no permissions, no timeline. Two forms of it:
 BEGIN, the statement, COMMIT, as many round trips as the bare insert's and read's
 own. Both append a bare minimum of an audit row (actor, action, row; no time,
 role, outcome, source or indexes), so Amanat's own event costs somewhat more.
+
+``/secure/full/cases/<id>`` (session 16) is the floor of a *full* case read as
+Amanat's API answers it, written as leanly as SPEC §7 allows: one statement in
+autocommit (so no BEGIN or COMMIT: the statement is its own transaction, its
+audit row with it) that checks the token and the reader's right to the case in
+SQL (the unit's supervisor, the assigned officer, oversight), reads the case's
+plain columns, its nine consents as JSON, the other cases naming the same
+perpetrator or phone that the reader may see, and appends the chained audit row
+only when it discloses; then seven sealed fields opened under the case's
+unwrapped key and the answer built as plain dicts. No ORM objects, marshmallow,
+Flask-Login or hooks: what a rewrite of Amanat's read outside the stack's rules
+could at best reach.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, abort, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import LargeBinary, String, text
+from sqlalchemy import LargeBinary, String, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 KEK = AESGCM(b"k" * 32)
 TOKEN = "bench-token"
+OTHER_TOKEN = "bench-token-unit-2"  # a supervisor of another unit (the full read's refusals)
 _CHAIN = text(
     "WITH head AS (UPDATE bare_audit_head SET seq = seq + 1, hash = sha256(hash || int8send(seq + 1) || :body) "
     "WHERE id = 1 RETURNING seq, hash) INSERT INTO bare_audit (seq, body, hash) SELECT seq, :body, hash FROM head")
@@ -50,6 +66,32 @@ _READ_ONE = text(
     "r AS (SELECT id, kind, wrapped_key, body FROM bare_sealed_rows WHERE id = :id AND EXISTS (SELECT FROM tok)), "
     f"ev AS (SELECT {_EVENT.format(action='read')} AS body FROM r, tok), " + _APPEND +
     "SELECT (SELECT user_id FROM tok), r.id, r.kind, r.wrapped_key, r.body FROM (SELECT) one LEFT JOIN r ON true")
+
+
+# The full case read's floor (``/secure/full/cases/<id>``). ``c`` is the case only if the token's user may
+# read it; ``ev`` (and so the audit row) only if it is.
+SEALED = ("survivor_name", "survivor_phone", "survivor_address", "contact_notes", "narrative",
+          "perpetrator_name", "perpetrator_details")
+PLAIN = ("reference", "status", "area", "unit_code", "age_group", "sex", "disability", "language", "gbv_type",
+         "flags", "answers", "incident_date", "immediate_danger", "location_type", "relationship", "consent",
+         "created_at", "assigned_officer_id", "outcome", "erased", "closure_pending", "safe_contact_method",
+         "accept_by")
+_MAY_READ = ("((tok.role = 'supervisor' AND tok.unit_id = {c}.unit_id) OR (tok.role = 'officer' "
+             "AND {c}.assigned_officer_id = tok.user_id) OR tok.role = 'oversight')")
+_READ_FULL = text(
+    "WITH tok AS (SELECT t.user_id, u.role, u.unit_id FROM bare_tokens t JOIN bare_users u ON u.id = t.user_id "
+    "WHERE t.token_hash = :h), "
+    f"c AS (SELECT bare_cases.* FROM bare_cases, tok WHERE bare_cases.id = :id AND {_MAY_READ.format(c='bare_cases')}), "
+    "cons AS (SELECT json_object_agg(scope, json_build_object('active', granted, 'given_by', given_by, "
+    "'recorded_at', recorded_at, 'expires_at', expires_at)) AS consents FROM bare_consents "
+    "WHERE case_id = (SELECT id FROM c)), "
+    "same AS (SELECT array(SELECT o.reference FROM bare_cases o, tok, c WHERE o.perpetrator_bidx = c.perpetrator_bidx "
+    f"AND o.id <> c.id AND {_MAY_READ.format(c='o')} ORDER BY o.id) AS perpetrator, "
+    "array(SELECT o.reference FROM bare_cases o, tok, c WHERE o.phone_bidx = c.phone_bidx "
+    f"AND o.id <> c.id AND {_MAY_READ.format(c='o')} ORDER BY o.id) AS phone), "
+    f"ev AS (SELECT {_EVENT.replace('r.id', 'c.id').format(action='read')} AS body FROM c, tok), " + _APPEND +
+    "SELECT (SELECT user_id FROM tok) AS reader, c.*, cons.consents, same.perpetrator, same.phone "
+    "FROM (SELECT) one LEFT JOIN c ON true LEFT JOIN cons ON true LEFT JOIN same ON true")
 
 
 class Base(DeclarativeBase):
@@ -95,6 +137,35 @@ def _seal(data: bytes) -> tuple[bytes, bytes]:
 def _open(wrapped_key: bytes, sealed: bytes) -> str:
     key = KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None)
     return AESGCM(key).decrypt(sealed[:12], sealed[12:], None).decode()
+
+
+def _open_case(case_id: int, wrapped_key: bytes, field: str, sealed: bytes | None) -> str | None:
+    """A case's sealed field, opened under the case's key (bound to the case and the field, as Amanat's)."""
+    if sealed is None:
+        return None
+    key = KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None)
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], f"{case_id}:{field}".encode()).decode()
+
+
+def _case_answer(case: Any) -> dict[str, Any]:
+    """The full read's answer, in the shape of Amanat's (plain dicts; no schema)."""
+    opened = {field: _open_case(case["id"], case["wrapped_key"], field, case[field]) for field in SEALED}
+    plain = {name: case[name].isoformat() if isinstance(case[name], dt.date) else case[name] for name in PLAIN}
+    return {
+        "id": case["id"], **{k: v for k, v in plain.items() if k not in ("answers", "consent")},
+        "incident": {"answers": json.loads(plain["answers"]), "date": plain["incident_date"],
+                     "immediate_danger": plain["immediate_danger"], "location_type": plain["location_type"],
+                     "narrative": opened["narrative"]},
+        "survivor": {"name": opened["survivor_name"], "phone": opened["survivor_phone"],
+                     "address": opened["survivor_address"], "age_group": plain["age_group"], "sex": plain["sex"],
+                     "disability": plain["disability"], "language": plain["language"],
+                     "safe_contact": {"method": plain["safe_contact_method"], "notes": opened["contact_notes"]}},
+        "perpetrator": {"name": opened["perpetrator_name"], "details": opened["perpetrator_details"],
+                        "relationship": plain["relationship"]},
+        "consent": json.loads(plain["consent"]), "consents": case["consents"] or {},
+        "matches": {"same_perpetrator": list(case["perpetrator"]), "same_phone": list(case["phone"])},
+        "actions": [], "notes": [], "protection_orders": [], "service_referrals": [],
+    }
 
 
 def _audit(user_id: int, action: str, row_id: int) -> None:
@@ -169,6 +240,20 @@ def create_app() -> Flask:
         db.session.commit()
         return jsonify(id=found, kind=kind, body=body)
 
+    # The full read runs in autocommit: its one statement is its own transaction, audit row included.
+    full_read = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], isolation_level="AUTOCOMMIT")
+    app.extensions["full_read_engine"] = full_read  # for whoever ends the app (the tests) to dispose of
+
+    @app.get("/secure/full/cases/<int:case_id>")
+    def secure_read_full(case_id: int):  # type: ignore[no-untyped-def]
+        with full_read.connect() as conn:
+            case = conn.execute(_READ_FULL, {"h": _token_digest(), "id": case_id}).one()._mapping
+        if case["reader"] is None:
+            abort(401)
+        if case["id"] is None:  # no such case, or not the reader's to see: no event, as for the other floors
+            return jsonify(error="not found"), 404
+        return jsonify(_case_answer(case))
+
     with app.app_context(), db.engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))  # two workers start at once
         db.metadata.create_all(conn)
@@ -178,7 +263,61 @@ def create_app() -> Flask:
         conn.execute(text("INSERT INTO bare_audit_head VALUES (1, 0, '\\x00') ON CONFLICT DO NOTHING"))
         conn.execute(text("INSERT INTO bare_tokens VALUES (:h, 1) ON CONFLICT DO NOTHING"),
                      {"h": hashlib.sha256(TOKEN.encode()).digest()})
+        _full_read_tables(conn)
     return app
+
+
+def _full_read_tables(conn: Any) -> None:
+    """The full read's tables, and (once) its cases: case 1, which ``make bench`` reads (nobody else names its
+    perpetrator or phone, like the case Amanat's bench reads), and cases 2-4, which name one perpetrator,
+    case 4 in another unit. User 1 (the bench token's) supervises unit 1; user 2 (``OTHER_TOKEN``) unit 2."""
+    conn.execute(text("CREATE TABLE IF NOT EXISTS bare_users (id int PRIMARY KEY, role text, unit_id int)"))
+    conn.execute(text("INSERT INTO bare_users VALUES (1, 'supervisor', 1), (2, 'supervisor', 2) "
+                      "ON CONFLICT DO NOTHING"))
+    conn.execute(text("INSERT INTO bare_tokens VALUES (:h, 2) ON CONFLICT DO NOTHING"),
+                 {"h": hashlib.sha256(OTHER_TOKEN.encode()).digest()})
+    columns = ", ".join(f"{name} bytea" for name in SEALED)
+    conn.execute(text(
+        "CREATE TABLE IF NOT EXISTS bare_cases (id int PRIMARY KEY, unit_id int, wrapped_key bytea, "
+        f"{columns}, perpetrator_bidx bytea, phone_bidx bytea, reference text, status text, area text, "
+        "unit_code text, age_group text, sex text, disability boolean, language text, gbv_type text, "
+        "flags text, answers text, incident_date date, immediate_danger boolean, location_type text, "
+        "relationship text, consent text, created_at timestamptz, assigned_officer_id int, outcome text, "
+        "erased boolean, closure_pending boolean, safe_contact_method text, accept_by timestamptz)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS bare_cases_perpetrator ON bare_cases (perpetrator_bidx)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS bare_cases_phone ON bare_cases (phone_bidx)"))
+    conn.execute(text(
+        "CREATE TABLE IF NOT EXISTS bare_consents (case_id int REFERENCES bare_cases, scope text, granted boolean, "
+        "given_by text, recorded_at timestamptz, expires_at timestamptz, PRIMARY KEY (case_id, scope))"))
+    if conn.scalar(text("SELECT count(*) FROM bare_cases")):
+        return
+    now = dt.datetime(2026, 11, 29, 12, tzinfo=dt.timezone.utc)
+    for case_id, unit_id, perpetrator in ((1, 1, b"p-one"), (2, 1, b"p-shared"), (3, 1, b"p-shared"),
+                                          (4, 2, b"p-shared")):
+        key, key_nonce = os.urandom(32), os.urandom(12)
+        values: dict[str, Any] = {"id": case_id, "unit_id": unit_id,
+                                  "wrapped_key": key_nonce + KEK.encrypt(key_nonce, key, None),
+                                  "perpetrator_bidx": hashlib.sha256(perpetrator).digest(),
+                                  "phone_bidx": hashlib.sha256(f"phone-{case_id}".encode()).digest()}
+        for field in SEALED:  # synthetic text, a phone left out as a real case may
+            value = None if field == "survivor_phone" else f"Synthetic {field} of case {case_id}"
+            nonce = os.urandom(12)
+            values[field] = None if value is None else nonce + AESGCM(key).encrypt(
+                nonce, value.encode(), f"{case_id}:{field}".encode())
+        values.update(reference=f"R-BARE-{case_id:04d}", status="offered", area="KG-C-ALM", unit_code=f"U-{unit_id}",
+                      age_group="26-40", sex="female", disability=False, language="ky", gbv_type="physical_assault",
+                      flags="intimate_partner", answers=json.dumps({"physical_assault": True, "penetration": False}),
+                      incident_date=now.date(), immediate_danger=False, location_type="home",
+                      relationship="intimate_partner", consent=json.dumps({"police": True, "services": ["health"]}),
+                      created_at=now, assigned_officer_id=None, outcome=None, erased=False, closure_pending=False,
+                      safe_contact_method="via_focal_point", accept_by=now + dt.timedelta(hours=24))
+        conn.execute(text(f"INSERT INTO bare_cases ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})"),
+                     values)
+        scopes = ("police", "sms_contact", "statistics", *(f"services:{s}" for s in (
+            "health", "legal", "shelter", "psychosocial", "economic", "child_protection")))
+        conn.execute(text("INSERT INTO bare_consents VALUES (:case_id, :scope, :granted, 'survivor', :at, NULL)"),
+                     [{"case_id": case_id, "scope": scope, "granted": scope in ("police", "statistics", "services:health"),
+                       "at": now} for scope in scopes])
 
 
 app = create_app() if os.environ.get("BENCH_DATABASE_URL") else None

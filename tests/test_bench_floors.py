@@ -32,6 +32,7 @@ def bare(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
                 with app.app_context():
                     bare_app.db.session.remove()
                     bare_app.db.engine.dispose()
+                app.extensions["full_read_engine"].dispose()
 
 
 def _events(app, db) -> list[tuple[int, dict, bytes]]:  # type: ignore[no-untyped-def]
@@ -103,3 +104,66 @@ def test_a_write_whose_audit_row_fails_is_not_kept(bare, prefix):  # type: ignor
     client = app.test_client()
     assert client.post(f"{prefix}/insert", data=b'{"story": "synthetic"}', headers=TOKEN).status_code == 500
     assert _rows(app, db) == 0
+
+
+# -- the full case read's floor (session 16) ------------------------------------------------------------
+
+OTHER_UNIT = {"Authorization": f"Bearer {bare_app.OTHER_TOKEN}"}
+
+
+def test_the_full_read_floor_answers_the_case_and_appends_one_chained_event(bare):  # type: ignore[no-untyped-def]
+    app, db = bare
+    answer = app.test_client().get("/secure/full/cases/1", headers=TOKEN)
+    assert answer.status_code == 200
+    case = answer.get_json()
+    assert case["reference"] == "R-BARE-0001" and case["status"] == "offered"
+    assert case["survivor"]["name"] == "Synthetic survivor_name of case 1" and case["survivor"]["phone"] is None
+    assert case["incident"]["narrative"] == "Synthetic narrative of case 1"
+    assert case["perpetrator"]["details"] == "Synthetic perpetrator_details of case 1"
+    assert len(case["consents"]) == 9 and case["consents"]["police"]["active"] is True
+    assert case["consents"]["services:legal"]["active"] is False
+    assert case["matches"] == {"same_perpetrator": [], "same_phone": []}
+    assert [body for _seq, body, _hash in _events(app, db)] == [{"actor": 1, "action": "read", "row": 1}]
+
+
+def test_the_full_read_floor_matches_only_cases_the_reader_may_see(bare):  # type: ignore[no-untyped-def]
+    # Cases 2-4 name one perpetrator; case 4 is another unit's, so unit 1's supervisor sees 3 beside 2, not 4.
+    app, db = bare
+    client = app.test_client()
+    assert client.get("/secure/full/cases/2", headers=TOKEN).get_json()["matches"]["same_perpetrator"] == ["R-BARE-0003"]
+    assert client.get("/secure/full/cases/4", headers=OTHER_UNIT).get_json()["matches"]["same_perpetrator"] == []
+    assert [(body["actor"], body["row"]) for _seq, body, _hash in _events(app, db)] == [(1, 2), (2, 4)]
+
+
+def test_the_full_read_floor_refuses_without_an_event(bare):  # type: ignore[no-untyped-def]
+    app, db = bare
+    client = app.test_client()
+    assert client.get("/secure/full/cases/1", headers=OTHER_UNIT).status_code == 404  # another unit's case
+    assert client.get("/secure/full/cases/1", headers=WRONG).status_code == 401
+    assert client.get("/secure/full/cases/99", headers=TOKEN).status_code == 404
+    assert _events(app, db) == []
+
+
+def test_the_full_read_floor_discloses_nothing_when_its_event_cannot_be_written(bare):  # type: ignore[no-untyped-def]
+    # One statement in autocommit: the event fails, the statement fails, and nothing is answered.
+    app, db = bare
+    with app.app_context():
+        db.session.execute(text("ALTER TABLE bare_audit ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"))
+        db.session.commit()
+    answer = app.test_client().get("/secure/full/cases/1", headers=TOKEN)
+    assert answer.status_code == 500 and b"Synthetic" not in answer.data
+    with app.app_context():
+        head = db.session.execute(text("SELECT seq FROM bare_audit_head")).scalar()
+        db.session.rollback()
+    assert head == 0  # the head's advance went with the failed statement
+
+
+def test_the_full_read_floor_keeps_case_text_sealed(bare):  # type: ignore[no-untyped-def]
+    app, db = bare
+    app.test_client().get("/secure/full/cases/1", headers=TOKEN)
+    with app.app_context():
+        cases = db.session.execute(text("SELECT * FROM bare_cases")).all()
+        events = db.session.execute(text("SELECT body FROM bare_audit")).scalars().all()
+        db.session.rollback()
+    stored = b"".join(bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode() for row in cases for v in row)
+    assert b"Synthetic" not in stored and not any(b"Synthetic" in bytes(body) for body in events)

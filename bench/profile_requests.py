@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
     .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 200]
-    .venv/bin/python bench/profile_requests.py --stack bare|secure|secure-one [--instructions submit|read]
+    .venv/bin/python bench/profile_requests.py --stack bare|secure|secure-one|secure-full [--instructions submit|read]
     .venv/bin/python bench/profile_requests.py --instructions health|me|validate   # or --profile ...
 
 In process (Flask's test client, no HTTP server) on a fresh PostgreSQL database
@@ -97,8 +97,9 @@ def main() -> None:
                         help="count the app's instructions per request of this kind under callgrind (health: "
                              "GET /healthz, what any request costs; me: GET /api/v1/me, any request with a "
                              "token; validate: the submission's schema alone, no request)")
-    parser.add_argument("--stack", choices=["amanat", "bare", "secure", "secure-one"], default="amanat",
-                        help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints")
+    parser.add_argument("--stack", choices=["amanat", "bare", "secure", "secure-one", "secure-full"], default="amanat",
+                        help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints "
+                             "(secure-full: the full case read's floor; its submit is secure-one's)")
     args = parser.parse_args()
     if args.instructions and not os.environ.get(UNDER_CALLGRIND):
         sys.exit(count_instructions(args))
@@ -240,14 +241,16 @@ def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
         client = app.test_client()
         body = submission_body().encode()
         headers = {"Authorization": f"Bearer {BARE_TOKEN}"} if args.stack != "bare" else {}
-        prefix = {"bare": "", "secure": "/secure", "secure-one": "/secure/one"}[args.stack]
+        # secure-full: the full case read's floor; it has no insert of its own, so its "submit" is secure-one's.
+        prefix = {"bare": "", "secure": "/secure", "secure-one": "/secure/one", "secure-full": "/secure/one"}[args.stack]
         row = client.post(f"{prefix}/insert", data=body, headers=headers).get_json()["id"]
+        read_path = "/secure/full/cases/1" if args.stack == "secure-full" else f"{prefix}/rows/{row}"
 
         def submit(i: int):  # type: ignore[no-untyped-def]
             return client.post(f"{prefix}/insert", data=body, headers=headers)
 
         def read(i: int):  # type: ignore[no-untyped-def]
-            return client.get(f"{prefix}/rows/{row}", headers=headers)
+            return client.get(read_path, headers=headers)
 
         meter = SqlMeter()
         with app.app_context():
@@ -262,6 +265,7 @@ def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
         with app.app_context():
             bare_app.db.session.remove()
             bare_app.db.engine.dispose()
+        app.extensions["full_read_engine"].dispose()
         drop()
 
 

@@ -255,8 +255,9 @@ def measure_bare(args: argparse.Namespace, counting: str | None) -> None:
         meter = SqlMeter()
         with app.app_context():
             engine = bare_app.db.engine
-        event.listen(engine, "before_cursor_execute", meter.before)
-        event.listen(engine, "after_cursor_execute", meter.after)
+        for counted in (engine, app.extensions["full_read_engine"]):  # the full read has its own, in autocommit
+            event.listen(counted, "before_cursor_execute", meter.before)
+            event.listen(counted, "after_cursor_execute", meter.after)
         calls: list[tuple[str, Any, int]] = [("submit", submit, 201), ("read", read, 200)]
         if "health" in (args.instructions, args.profile):  # what any request costs the bare app
             calls.append(("health", lambda i: client.get("/healthz"), 200))

@@ -43,7 +43,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 KEK = AESGCM(b"k" * 32)
 TOKEN = "bench-token"
-OTHER_TOKEN = "bench-token-unit-2"  # a supervisor of another unit (the full read's refusals)
+# The full read's other readers (``_full_read_tables``): another unit's supervisor, an officer of unit 1,
+# oversight with break-glass on one case; and the bench user's tokens that no longer work.
+OTHER_TOKEN, OFFICER_TOKEN, OVERSIGHT_TOKEN = "bench-token-unit-2", "bench-token-officer", "bench-token-oversight"
+EXPIRED_TOKEN, REVOKED_TOKEN = "bench-token-expired", "bench-token-revoked"
 _CHAIN = text(
     "WITH head AS (UPDATE bare_audit_head SET seq = seq + 1, hash = sha256(hash || int8send(seq + 1) || :body) "
     "WHERE id = 1 RETURNING seq, hash) INSERT INTO bare_audit (seq, body, hash) SELECT seq, :body, hash FROM head")
@@ -69,29 +72,45 @@ _READ_ONE = text(
 
 
 # The full case read's floor (``/secure/full/cases/<id>``). ``c`` is the case only if the token's user may
-# read it; ``ev`` (and so the audit row) only if it is.
-SEALED = ("survivor_name", "survivor_phone", "survivor_address", "contact_notes", "narrative",
-          "perpetrator_name", "perpetrator_details")
+# see its content, by Amanat's rule (referral.security.permissions.case_view: the unit's supervisor unless
+# the case is services-only, the assigned officer once accepted, oversight under a live break-glass grant).
+# Every read by a valid token appends one chained event: allowed with the fields disclosed, or denied.
+SEALED = {"survivor_name": "survivor.name", "survivor_phone": "survivor.phone", "survivor_address": "survivor.address",
+          "contact_notes": "survivor.safe_contact.notes", "narrative": "incident.narrative",
+          "perpetrator_name": "perpetrator.name", "perpetrator_details": "perpetrator.details"}
 PLAIN = ("reference", "status", "area", "unit_code", "age_group", "sex", "disability", "language", "gbv_type",
          "flags", "answers", "incident_date", "immediate_danger", "location_type", "relationship", "consent",
-         "created_at", "assigned_officer_id", "outcome", "erased", "closure_pending", "safe_contact_method",
-         "accept_by")
-_MAY_READ = ("((tok.role = 'supervisor' AND tok.unit_id = {c}.unit_id) OR (tok.role = 'officer' "
-             "AND {c}.assigned_officer_id = tok.user_id) OR tok.role = 'oversight')")
+         "created_at", "assigned_officer_id", "outcome", "erased", "closure_pending", "safe_contact_method")
+_MAY_READ = ("((tok.role = 'supervisor' AND tok.unit_id = {c}.unit_id AND {c}.status <> 'services_only') "
+             "OR (tok.role = 'officer' AND {c}.assigned_officer_id = tok.user_id "
+             "AND {c}.status IN ('accepted', 'in_progress', 'closed')) "
+             "OR (tok.role = 'oversight' AND EXISTS (SELECT FROM bare_break_glass g WHERE g.user_id = tok.user_id "
+             "AND g.case_id = {c}.id AND g.expires_at > now())))")
+_TIMELINE = ("(SELECT coalesce(json_agg(json_build_object('at', at, 'kind', kind, 'detail', detail) ORDER BY at), "
+             "'[]') FROM {table} WHERE case_id = (SELECT id FROM c)) AS {name}")
+_DISCLOSED = "array_remove(ARRAY[" + ", ".join(
+    f"CASE WHEN c.{column} IS NOT NULL THEN '{path}' END" for column, path in SEALED.items()) + "], NULL)"
 _READ_FULL = text(
     "WITH tok AS (SELECT t.user_id, u.role, u.unit_id FROM bare_tokens t JOIN bare_users u ON u.id = t.user_id "
-    "WHERE t.token_hash = :h), "
+    "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now()), "
     f"c AS (SELECT bare_cases.* FROM bare_cases, tok WHERE bare_cases.id = :id AND {_MAY_READ.format(c='bare_cases')}), "
     "cons AS (SELECT json_object_agg(scope, json_build_object('active', granted, 'given_by', given_by, "
     "'recorded_at', recorded_at, 'expires_at', expires_at)) AS consents FROM bare_consents "
     "WHERE case_id = (SELECT id FROM c)), "
+    "tl AS (SELECT " + ", ".join(_TIMELINE.format(table=f"bare_{name}", name=name) for name in (
+        "actions", "notes", "protection_orders", "service_referrals")) +
+    ", (SELECT min(deadline) FROM bare_offers WHERE case_id = (SELECT id FROM c) AND status = 'open') AS accept_by), "
     "same AS (SELECT array(SELECT o.reference FROM bare_cases o, tok, c WHERE o.perpetrator_bidx = c.perpetrator_bidx "
     f"AND o.id <> c.id AND {_MAY_READ.format(c='o')} ORDER BY o.id) AS perpetrator, "
     "array(SELECT o.reference FROM bare_cases o, tok, c WHERE o.phone_bidx = c.phone_bidx "
     f"AND o.id <> c.id AND {_MAY_READ.format(c='o')} ORDER BY o.id) AS phone), "
-    f"ev AS (SELECT {_EVENT.replace('r.id', 'c.id').format(action='read')} AS body FROM c, tok), " + _APPEND +
-    "SELECT (SELECT user_id FROM tok) AS reader, c.*, cons.consents, same.perpetrator, same.phone "
-    "FROM (SELECT) one LEFT JOIN c ON true LEFT JOIN cons ON true LEFT JOIN same ON true")
+    "ev AS (SELECT convert_to(json_build_object('ts', now(), 'actor', tok.user_id, 'role', tok.role, "
+    "'action', 'referral.read', 'object', CAST(:id AS int), "
+    "'outcome', CASE WHEN c.id IS NULL THEN 'denied' ELSE 'allowed' END, "
+    f"'ip', CAST(:ip AS text), 'request_id', CAST(:request_id AS text), 'fields', {_DISCLOSED})::text, 'UTF8') AS body "
+    "FROM tok LEFT JOIN c ON true), " + _APPEND +
+    "SELECT (SELECT user_id FROM tok) AS reader, c.*, cons.consents, tl.*, same.perpetrator, same.phone "
+    "FROM (SELECT) one LEFT JOIN c ON true LEFT JOIN cons ON true LEFT JOIN tl ON true LEFT JOIN same ON true")
 
 
 class Base(DeclarativeBase):
@@ -139,20 +158,16 @@ def _open(wrapped_key: bytes, sealed: bytes) -> str:
     return AESGCM(key).decrypt(sealed[:12], sealed[12:], None).decode()
 
 
-def _open_case(case_id: int, wrapped_key: bytes, field: str, sealed: bytes | None) -> str | None:
-    """A case's sealed field, opened under the case's key (bound to the case and the field, as Amanat's)."""
-    if sealed is None:
-        return None
-    key = KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None)
-    return AESGCM(key).decrypt(sealed[:12], sealed[12:], f"{case_id}:{field}".encode()).decode()
-
-
 def _case_answer(case: Any) -> dict[str, Any]:
-    """The full read's answer, in the shape of Amanat's (plain dicts; no schema)."""
-    opened = {field: _open_case(case["id"], case["wrapped_key"], field, case[field]) for field in SEALED}
+    """The full read's answer, in the shape of Amanat's (plain dicts; no schema): the case key unwrapped
+    once, each sealed field opened under it, bound to the case and the field as Amanat's are."""
+    key = AESGCM(KEK.decrypt(case["wrapped_key"][:12], case["wrapped_key"][12:], None))
+    opened = {field: None if case[field] is None else key.decrypt(
+        case[field][:12], case[field][12:], f"{case['id']}:{field}".encode()).decode() for field in SEALED}
     plain = {name: case[name].isoformat() if isinstance(case[name], dt.date) else case[name] for name in PLAIN}
     return {
         "id": case["id"], **{k: v for k, v in plain.items() if k not in ("answers", "consent")},
+        "accept_by": case["accept_by"].isoformat() if case["accept_by"] else None,
         "incident": {"answers": json.loads(plain["answers"]), "date": plain["incident_date"],
                      "immediate_danger": plain["immediate_danger"], "location_type": plain["location_type"],
                      "narrative": opened["narrative"]},
@@ -164,7 +179,8 @@ def _case_answer(case: Any) -> dict[str, Any]:
                         "relationship": plain["relationship"]},
         "consent": json.loads(plain["consent"]), "consents": case["consents"] or {},
         "matches": {"same_perpetrator": list(case["perpetrator"]), "same_phone": list(case["phone"])},
-        "actions": [], "notes": [], "protection_orders": [], "service_referrals": [],
+        "actions": case["actions"], "notes": case["notes"], "protection_orders": case["protection_orders"],
+        "service_referrals": case["service_referrals"],
     }
 
 
@@ -247,10 +263,11 @@ def create_app() -> Flask:
     @app.get("/secure/full/cases/<int:case_id>")
     def secure_read_full(case_id: int):  # type: ignore[no-untyped-def]
         with full_read.connect() as conn:
-            case = conn.execute(_READ_FULL, {"h": _token_digest(), "id": case_id}).one()._mapping
+            case = conn.execute(_READ_FULL, {"h": _token_digest(), "id": case_id, "ip": request.remote_addr,
+                                             "request_id": os.urandom(16).hex()}).one()._mapping
         if case["reader"] is None:
             abort(401)
-        if case["id"] is None:  # no such case, or not the reader's to see: no event, as for the other floors
+        if case["id"] is None:  # no such case, or not the reader's to see: 404, its denied event written
             return jsonify(error="not found"), 404
         return jsonify(_case_answer(case))
 
@@ -268,14 +285,16 @@ def create_app() -> Flask:
 
 
 def _full_read_tables(conn: Any) -> None:
-    """The full read's tables, and (once) its cases: case 1, which ``make bench`` reads (nobody else names its
-    perpetrator or phone, like the case Amanat's bench reads), and cases 2-4, which name one perpetrator,
-    case 4 in another unit. User 1 (the bench token's) supervises unit 1; user 2 (``OTHER_TOKEN``) unit 2."""
+    """The full read's tables, and (once) its data. Case 1, which ``make bench`` reads, is like the case
+    Amanat's bench reads: offered (one open offer), no phone, nobody else naming its perpetrator, no
+    actions, notes, orders or service referrals. Cases 2-5 name one perpetrator and one phone; case 2 has
+    an action and a note, case 3 is accepted by officer 3, case 4 is unit 2's, case 5 is unit 1's but
+    services-only (no police consent: no police user may see it). Users: 1 (the bench token's)
+    supervises unit 1, 2 unit 2; 3 is an officer of unit 1; 4 is oversight, with break-glass on case 2
+    (and an ended one on case 3)."""
+    conn.execute(text("ALTER TABLE bare_tokens ADD COLUMN IF NOT EXISTS expires_at timestamptz NOT NULL "
+                      "DEFAULT 'infinity', ADD COLUMN IF NOT EXISTS revoked_at timestamptz"))
     conn.execute(text("CREATE TABLE IF NOT EXISTS bare_users (id int PRIMARY KEY, role text, unit_id int)"))
-    conn.execute(text("INSERT INTO bare_users VALUES (1, 'supervisor', 1), (2, 'supervisor', 2) "
-                      "ON CONFLICT DO NOTHING"))
-    conn.execute(text("INSERT INTO bare_tokens VALUES (:h, 2) ON CONFLICT DO NOTHING"),
-                 {"h": hashlib.sha256(OTHER_TOKEN.encode()).digest()})
     columns = ", ".join(f"{name} bytea" for name in SEALED)
     conn.execute(text(
         "CREATE TABLE IF NOT EXISTS bare_cases (id int PRIMARY KEY, unit_id int, wrapped_key bytea, "
@@ -283,34 +302,53 @@ def _full_read_tables(conn: Any) -> None:
         "unit_code text, age_group text, sex text, disability boolean, language text, gbv_type text, "
         "flags text, answers text, incident_date date, immediate_danger boolean, location_type text, "
         "relationship text, consent text, created_at timestamptz, assigned_officer_id int, outcome text, "
-        "erased boolean, closure_pending boolean, safe_contact_method text, accept_by timestamptz)"))
+        "erased boolean, closure_pending boolean, safe_contact_method text)"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS bare_cases_perpetrator ON bare_cases (perpetrator_bidx)"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS bare_cases_phone ON bare_cases (phone_bidx)"))
     conn.execute(text(
         "CREATE TABLE IF NOT EXISTS bare_consents (case_id int REFERENCES bare_cases, scope text, granted boolean, "
         "given_by text, recorded_at timestamptz, expires_at timestamptz, PRIMARY KEY (case_id, scope))"))
+    for name in ("actions", "notes", "protection_orders", "service_referrals"):
+        conn.execute(text(f"CREATE TABLE IF NOT EXISTS bare_{name} (id serial PRIMARY KEY, "
+                          "case_id int REFERENCES bare_cases, at timestamptz, kind text, detail text)"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS bare_{name}_case ON bare_{name} (case_id, at)"))
+    conn.execute(text("CREATE TABLE IF NOT EXISTS bare_offers (case_id int REFERENCES bare_cases, officer_id int, "
+                      "status text, deadline timestamptz)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS bare_offers_case ON bare_offers (case_id)"))
+    conn.execute(text("CREATE TABLE IF NOT EXISTS bare_break_glass (user_id int, case_id int, expires_at timestamptz)"))
     if conn.scalar(text("SELECT count(*) FROM bare_cases")):
         return
+    conn.execute(text("INSERT INTO bare_users VALUES (1, 'supervisor', 1), (2, 'supervisor', 2), (3, 'officer', 1), "
+                      "(4, 'oversight', NULL)"))
+    for token, user_id, expires, revoked in ((OTHER_TOKEN, 2, "infinity", None), (OFFICER_TOKEN, 3, "infinity", None),
+                                             (OVERSIGHT_TOKEN, 4, "infinity", None),
+                                             (EXPIRED_TOKEN, 1, "2026-01-01T00:00:00Z", None),
+                                             (REVOKED_TOKEN, 1, "infinity", "2026-01-01T00:00:00Z")):
+        conn.execute(text("INSERT INTO bare_tokens (token_hash, user_id, expires_at, revoked_at) "
+                          "VALUES (:h, :u, CAST(:e AS timestamptz), CAST(:r AS timestamptz))"),
+                     {"h": hashlib.sha256(token.encode()).digest(), "u": user_id, "e": expires, "r": revoked})
     now = dt.datetime(2026, 11, 29, 12, tzinfo=dt.timezone.utc)
-    for case_id, unit_id, perpetrator in ((1, 1, b"p-one"), (2, 1, b"p-shared"), (3, 1, b"p-shared"),
-                                          (4, 2, b"p-shared")):
+    for case_id, unit_id, status, officer in ((1, 1, "offered", None), (2, 1, "offered", None),
+                                              (3, 1, "accepted", 3), (4, 2, "offered", None),
+                                              (5, 1, "services_only", None)):
         key, key_nonce = os.urandom(32), os.urandom(12)
-        values: dict[str, Any] = {"id": case_id, "unit_id": unit_id,
-                                  "wrapped_key": key_nonce + KEK.encrypt(key_nonce, key, None),
-                                  "perpetrator_bidx": hashlib.sha256(perpetrator).digest(),
-                                  "phone_bidx": hashlib.sha256(f"phone-{case_id}".encode()).digest()}
-        for field in SEALED:  # synthetic text, a phone left out as a real case may
-            value = None if field == "survivor_phone" else f"Synthetic {field} of case {case_id}"
+        shared = case_id > 1
+        values: dict[str, Any] = {
+            "id": case_id, "unit_id": unit_id, "wrapped_key": key_nonce + KEK.encrypt(key_nonce, key, None),
+            "perpetrator_bidx": hashlib.sha256(b"p-shared" if shared else b"p-one").digest(),
+            "phone_bidx": hashlib.sha256(b"phone-shared").digest() if shared else None}
+        for field in SEALED:  # synthetic text; case 1 without a phone, as Amanat's bench case
+            value = None if field == "survivor_phone" and not shared else f"Synthetic {field} of case {case_id}"
             nonce = os.urandom(12)
             values[field] = None if value is None else nonce + AESGCM(key).encrypt(
                 nonce, value.encode(), f"{case_id}:{field}".encode())
-        values.update(reference=f"R-BARE-{case_id:04d}", status="offered", area="KG-C-ALM", unit_code=f"U-{unit_id}",
+        values.update(reference=f"R-BARE-{case_id:04d}", status=status, area="KG-C-ALM", unit_code=f"U-{unit_id}",
                       age_group="26-40", sex="female", disability=False, language="ky", gbv_type="physical_assault",
                       flags="intimate_partner", answers=json.dumps({"physical_assault": True, "penetration": False}),
                       incident_date=now.date(), immediate_danger=False, location_type="home",
                       relationship="intimate_partner", consent=json.dumps({"police": True, "services": ["health"]}),
-                      created_at=now, assigned_officer_id=None, outcome=None, erased=False, closure_pending=False,
-                      safe_contact_method="via_focal_point", accept_by=now + dt.timedelta(hours=24))
+                      created_at=now, assigned_officer_id=officer, outcome=None, erased=False, closure_pending=False,
+                      safe_contact_method="via_focal_point")
         conn.execute(text(f"INSERT INTO bare_cases ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})"),
                      values)
         scopes = ("police", "sms_contact", "statistics", *(f"services:{s}" for s in (
@@ -318,6 +356,15 @@ def _full_read_tables(conn: Any) -> None:
         conn.execute(text("INSERT INTO bare_consents VALUES (:case_id, :scope, :granted, 'survivor', :at, NULL)"),
                      [{"case_id": case_id, "scope": scope, "granted": scope in ("police", "statistics", "services:health"),
                        "at": now} for scope in scopes])
+        if status == "offered":
+            conn.execute(text("INSERT INTO bare_offers VALUES (:c, 3, 'open', :d)"),
+                         {"c": case_id, "d": now + dt.timedelta(hours=24)})
+    conn.execute(text("INSERT INTO bare_actions (case_id, at, kind, detail) VALUES (2, :at, 'contact_made', 'by phone')"),
+                 {"at": now})
+    conn.execute(text("INSERT INTO bare_notes (case_id, at, kind, detail) VALUES (2, :at, 'note', 'a sealed note in life')"),
+                 {"at": now})
+    conn.execute(text("INSERT INTO bare_break_glass VALUES (4, 2, :e), (4, 3, :gone)"),  # case 3's grant has ended
+                 {"e": now + dt.timedelta(days=3650), "gone": now - dt.timedelta(days=1)})
 
 
 app = create_app() if os.environ.get("BENCH_DATABASE_URL") else None

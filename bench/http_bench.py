@@ -144,7 +144,8 @@ def backend_pids(database: str) -> list[int]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if title.startswith("postgres: ") and f" {database} " in title:
+            # A client's backend ("… user database 127.0.0.1(port) …" or "[local]"), not autovacuum's.
+            if title.startswith("postgres: ") and f" {database} " in title and ("(" in title or "[local]" in title):
                 pids.append(int(entry.name))
     return pids
 
@@ -310,6 +311,8 @@ def main() -> None:
         bare_read = wrk(f"http://127.0.0.1:{b_port}/rows/1", **b_common)
         floor_read = wrk(f"http://127.0.0.1:{b_port}/secure/rows/1", token=BARE_TOKEN, **b_common)
         floor_read_one = wrk(f"http://127.0.0.1:{b_port}/secure/one/rows/1", token=BARE_TOKEN, **b_common)
+        # Its own engine (autocommit): opened by a warm-up, like the other endpoints' by the earlier runs.
+        wrk(f"http://127.0.0.1:{b_port}/secure/full/cases/1", token=BARE_TOKEN, **{**common, "seconds": 2})
         floor_read_full = wrk(f"http://127.0.0.1:{b_port}/secure/full/cases/1", token=BARE_TOKEN, **b_common)
         read = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"], **a_common)
         # What a request costs before its own work (session 16): no case, no audit event, nothing written.
@@ -320,7 +323,7 @@ def main() -> None:
         soak = max(5, int(args.memory_requests / max(read["rps"], 1)) + 1)
         more = wrk(f"http://127.0.0.1:{a_port}/api/v1/referrals/{case['id']}", token=tokens["supervisor"],
                    **{**common, "seconds": soak})
-        served = (submit["rps"] + read["rps"]) * args.seconds + more["rps"] * soak
+        served = (submit["rps"] + read["rps"] + noop["rps"] + me["rps"]) * args.seconds + more["rps"] * soak
         rss_after = workers_rss_mb(servers[0])
         rows = [("submit (POST /api/v1/referrals)", submit, bare_insert, "submit"),
                 ("audited read (GET /api/v1/referrals/{id})", read, bare_read, "read")]
@@ -376,6 +379,12 @@ def main() -> None:
                     for who, m in measures if m["app_ms"] is not None))
         print(f"worker memory (RSS, MB) after warm-up {', '.join(f'{m:.0f}' for m in rss_before)}; "
               f"after about {served:,.0f} more requests {', '.join(f'{m:.0f}' for m in rss_after)}")
+        measured = (submit, read, more, bare_insert, bare_read, bare_noop, noop, me, floor_insert, floor_insert_one,
+                    floor_read, floor_read_one, floor_read_full)
+        if any(m["errors"] for m in measured):  # the servers' own words on what went wrong, before tmp goes
+            for name, log in logs.items():
+                print(f"--- {name} server's output (last lines):", *log.read_text(errors="replace").splitlines()[-20:],
+                      sep="\n", file=sys.stderr)
         sys.exit(1 if failed and args.strict else 0)
     finally:
         for proc in servers:

@@ -20,7 +20,8 @@ compares Amanat with (bench/bare_app.py: its plain insert and read, or its secur
 statements or in one), so the app's share of a ratio
 can be told apart from PostgreSQL's and the HTTP server's.
 
-``health``, ``me`` and ``validate`` measure parts of a request alone (session 16): ``GET /healthz`` (what
+``--stack secure-full`` reads through the full case read's floor (session 16; its submit is
+``secure-one``'s). ``health``, ``me`` and ``validate`` measure parts of a request alone (session 16): ``GET /healthz`` (what
 any request costs: Flask and Amanat's hooks; with ``--stack bare``, Flask alone), ``GET /api/v1/me`` as the
 auditor (a bearer token and its user in one statement; nothing written), and the submission's schema
 loading the bench's body (no request).
@@ -101,6 +102,10 @@ def main() -> None:
                         help="the app measured: Amanat, or bench/bare_app.py's plain or secure endpoints "
                              "(secure-full: the full case read's floor; its submit is secure-one's)")
     args = parser.parse_args()
+    if args.instructions and args.profile and args.instructions != args.profile:
+        parser.error("--profile and --instructions name one kind of request at a time")
+    if args.stack != "amanat" and {args.instructions, args.profile} & {"me", "validate"}:
+        parser.error("me and validate are Amanat's; the bare app has submit, read and health")
     if args.instructions and not os.environ.get(UNDER_CALLGRIND):
         sys.exit(count_instructions(args))
     counting = args.instructions if os.environ.get(UNDER_CALLGRIND) else None

@@ -108,7 +108,17 @@ def test_a_write_whose_audit_row_fails_is_not_kept(bare, prefix):  # type: ignor
 
 # -- the full case read's floor (session 16) ------------------------------------------------------------
 
-OTHER_UNIT = {"Authorization": f"Bearer {bare_app.OTHER_TOKEN}"}
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _full_events(app, db) -> list[tuple[int, str, int, str, list[str]]]:  # type: ignore[no-untyped-def]
+    """(actor, role, case, outcome, fields disclosed) of every chained event, the chain checked."""
+    return [(b["actor"], b["role"], b["object"], b["outcome"], b["fields"]) for _seq, b, _hash in _events(app, db)]
+
+
+DISCLOSED_1 = ["survivor.name", "survivor.address", "survivor.safe_contact.notes", "incident.narrative",
+               "perpetrator.name", "perpetrator.details"]  # case 1 has no phone
 
 
 def test_the_full_read_floor_answers_the_case_and_appends_one_chained_event(bare):  # type: ignore[no-untyped-def]
@@ -117,31 +127,54 @@ def test_the_full_read_floor_answers_the_case_and_appends_one_chained_event(bare
     assert answer.status_code == 200
     case = answer.get_json()
     assert case["reference"] == "R-BARE-0001" and case["status"] == "offered"
+    assert case["accept_by"] == "2026-11-30T12:00:00+00:00"  # the open offer's deadline
     assert case["survivor"]["name"] == "Synthetic survivor_name of case 1" and case["survivor"]["phone"] is None
     assert case["incident"]["narrative"] == "Synthetic narrative of case 1"
     assert case["perpetrator"]["details"] == "Synthetic perpetrator_details of case 1"
     assert len(case["consents"]) == 9 and case["consents"]["police"]["active"] is True
     assert case["consents"]["services:legal"]["active"] is False
     assert case["matches"] == {"same_perpetrator": [], "same_phone": []}
-    assert [body for _seq, body, _hash in _events(app, db)] == [{"actor": 1, "action": "read", "row": 1}]
+    assert case["actions"] == case["notes"] == case["protection_orders"] == case["service_referrals"] == []
+    assert _full_events(app, db) == [(1, "supervisor", 1, "allowed", DISCLOSED_1)]
 
 
-def test_the_full_read_floor_matches_only_cases_the_reader_may_see(bare):  # type: ignore[no-untyped-def]
-    # Cases 2-4 name one perpetrator; case 4 is another unit's, so unit 1's supervisor sees 3 beside 2, not 4.
+def test_the_full_read_floor_reads_the_timeline_and_matches_only_what_the_reader_may_see(bare):  # type: ignore[no-untyped-def]
+    # Cases 2-5 share a perpetrator and a phone: 3 is unit 1's (accepted by officer 3), 4 unit 2's, 5 is
+    # unit 1's but services-only.
     app, db = bare
     client = app.test_client()
-    assert client.get("/secure/full/cases/2", headers=TOKEN).get_json()["matches"]["same_perpetrator"] == ["R-BARE-0003"]
-    assert client.get("/secure/full/cases/4", headers=OTHER_UNIT).get_json()["matches"]["same_perpetrator"] == []
-    assert [(body["actor"], body["row"]) for _seq, body, _hash in _events(app, db)] == [(1, 2), (2, 4)]
+    case = client.get("/secure/full/cases/2", headers=TOKEN).get_json()
+    assert case["matches"] == {"same_perpetrator": ["R-BARE-0003"], "same_phone": ["R-BARE-0003"]}
+    assert [a["kind"] for a in case["actions"]] == ["contact_made"] and [n["kind"] for n in case["notes"]] == ["note"]
+    assert case["survivor"]["phone"] == "Synthetic survivor_phone of case 2"
+    other = client.get("/secure/full/cases/4", headers=_as(bare_app.OTHER_TOKEN)).get_json()
+    assert other["matches"] == {"same_perpetrator": [], "same_phone": []}
+    assert [(actor, case_id, outcome) for actor, _role, case_id, outcome, _f in _full_events(app, db)] == [
+        (1, 2, "allowed"), (2, 4, "allowed")]
 
 
-def test_the_full_read_floor_refuses_without_an_event(bare):  # type: ignore[no-untyped-def]
+def test_the_full_read_floor_follows_amanats_rule_for_officers_and_oversight(bare):  # type: ignore[no-untyped-def]
     app, db = bare
     client = app.test_client()
-    assert client.get("/secure/full/cases/1", headers=OTHER_UNIT).status_code == 404  # another unit's case
-    assert client.get("/secure/full/cases/1", headers=WRONG).status_code == 401
+    officer, oversight = _as(bare_app.OFFICER_TOKEN), _as(bare_app.OVERSIGHT_TOKEN)
+    assert client.get("/secure/full/cases/3", headers=officer).status_code == 200  # assigned, accepted
+    assert client.get("/secure/full/cases/2", headers=officer).status_code == 404  # offered to them at most
+    assert client.get("/secure/full/cases/2", headers=oversight).status_code == 200  # under break-glass
+    assert client.get("/secure/full/cases/3", headers=oversight).status_code == 404  # without it
+    assert [(role, case_id, outcome) for _a, role, case_id, outcome, _f in _full_events(app, db)] == [
+        ("officer", 3, "allowed"), ("officer", 2, "denied"), ("oversight", 2, "allowed"), ("oversight", 3, "denied")]
+
+
+def test_the_full_read_floor_answers_404_with_a_denied_event_and_401_without_one(bare):  # type: ignore[no-untyped-def]
+    app, db = bare
+    client = app.test_client()
+    assert client.get("/secure/full/cases/1", headers=_as(bare_app.OTHER_TOKEN)).status_code == 404  # another unit's
     assert client.get("/secure/full/cases/99", headers=TOKEN).status_code == 404
-    assert _events(app, db) == []
+    assert client.get("/secure/full/cases/5", headers=TOKEN).status_code == 404  # services-only, in their unit
+    for token in ("not-the-token", bare_app.EXPIRED_TOKEN, bare_app.REVOKED_TOKEN):
+        assert client.get("/secure/full/cases/1", headers=_as(token)).status_code == 401
+    assert _full_events(app, db) == [(2, "supervisor", 1, "denied", []), (1, "supervisor", 99, "denied", []),
+                                     (1, "supervisor", 5, "denied", [])]
 
 
 def test_the_full_read_floor_discloses_nothing_when_its_event_cannot_be_written(bare):  # type: ignore[no-untyped-def]
@@ -158,12 +191,15 @@ def test_the_full_read_floor_discloses_nothing_when_its_event_cannot_be_written(
     assert head == 0  # the head's advance went with the failed statement
 
 
-def test_the_full_read_floor_keeps_case_text_sealed(bare):  # type: ignore[no-untyped-def]
+def test_the_full_read_floors_events_carry_no_case_text(bare):  # type: ignore[no-untyped-def]
     app, db = bare
-    app.test_client().get("/secure/full/cases/1", headers=TOKEN)
+    client = app.test_client()
+    for case_id in (1, 2):
+        assert b"Synthetic" in client.get(f"/secure/full/cases/{case_id}", headers=TOKEN).data
     with app.app_context():
         cases = db.session.execute(text("SELECT * FROM bare_cases")).all()
         events = db.session.execute(text("SELECT body FROM bare_audit")).scalars().all()
         db.session.rollback()
+    assert len(events) == 2 and not any(b"Synthetic" in bytes(body) for body in events)
     stored = b"".join(bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode() for row in cases for v in row)
-    assert b"Synthetic" not in stored and not any(b"Synthetic" in bytes(body) for body in events)
+    assert b"Synthetic" not in stored  # the case text lives only in the sealed columns

@@ -18,14 +18,16 @@ role, outcome, source or indexes), so Amanat's own event costs somewhat more.
 ``/secure/full/cases/<id>`` (session 16) is the floor of a *full* case read as
 Amanat's API answers it, written as leanly as SPEC §7 allows: one statement in
 autocommit (so no BEGIN or COMMIT: the statement is its own transaction, its
-audit row with it) that checks the token and the reader's right to the case in
-SQL (the unit's supervisor, the assigned officer, oversight), reads the case's
-plain columns, its nine consents as JSON, the other cases naming the same
-perpetrator or phone that the reader may see, and appends the chained audit row
-only when it discloses; then seven sealed fields opened under the case's
-unwrapped key and the answer built as plain dicts. No ORM objects, marshmallow,
-Flask-Login or hooks: what a rewrite of Amanat's read outside the stack's rules
-could at best reach.
+audit event with it) that checks the token (known, not expired, not revoked)
+and the reader's right to the case by Amanat's rule, in SQL; reads the case's
+plain columns, its nine consents, its actions, notes, protection orders and
+service referrals, its open offer's deadline, and the other cases naming the
+same perpetrator or phone that the reader may see; and appends one chained
+event with Amanat's fields (time, actor, role, action, case, outcome, source,
+request id, the fields disclosed), denied for a case the reader may not see.
+Then seven sealed fields opened under the case's key, unwrapped once, and the
+answer built as plain dicts. No ORM objects, schemas, Flask-Login or hooks:
+what a rewrite of Amanat's read outside the stack's rules could at best reach.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Where a request's time goes: statements, SQL time and Python time per request, and a pyinstrument profile.
 
     .venv/bin/python bench/profile_requests.py [--database-url URL] [--requests 300] [--profile read|submit]
-    .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 200]
+    .venv/bin/python bench/profile_requests.py --instructions submit|read [--requests 400]
     .venv/bin/python bench/profile_requests.py --stack bare|secure|secure-one|secure-full [--instructions submit|read]
     .venv/bin/python bench/profile_requests.py --instructions health|me|validate   # or --profile ...
 

@@ -19,12 +19,16 @@ role, outcome, source or indexes), so Amanat's own event costs somewhat more.
 Amanat's API answers it, written as leanly as SPEC §7 allows: one statement in
 autocommit (so no BEGIN or COMMIT: the statement is its own transaction, its
 audit event with it) that checks the token (known, not expired, not revoked)
-and the reader's right to the case by Amanat's rule, in SQL; reads the case's
+and the reader's right to the case's content by Amanat's rule, in SQL (the
+offer summary an officer sees of a case offered to them and a focal point's
+status view are not modelled: 404 here); reads the case's
 plain columns, its nine consents, its actions, notes, protection orders and
 service referrals, its open offer's deadline, and the other cases naming the
 same perpetrator or phone that the reader may see; and appends one chained
-event with Amanat's fields (time, actor, role, action, case, outcome, source,
-request id, the fields disclosed), denied for a case the reader may not see.
+event with most of Amanat's fields (time, actor, role, action, case, outcome,
+source, request id, the fields disclosed; no reason or object type, and none of
+the secondary indexes Amanat's audit table keeps), denied for a case the reader
+may not see.
 Then seven sealed fields opened under the case's key, unwrapped once, and the
 answer built as plain dicts. No ORM objects, schemas, Flask-Login or hooks:
 what a rewrite of Amanat's read outside the stack's rules could at best reach.
@@ -49,6 +53,7 @@ TOKEN = "bench-token"
 # oversight with break-glass on one case; and the bench user's tokens that no longer work.
 OTHER_TOKEN, OFFICER_TOKEN, OVERSIGHT_TOKEN = "bench-token-unit-2", "bench-token-officer", "bench-token-oversight"
 EXPIRED_TOKEN, REVOKED_TOKEN = "bench-token-expired", "bench-token-revoked"
+DEACTIVATED_TOKEN = "bench-token-deactivated"  # a live token of a unit-1 supervisor whose account was deactivated
 _CHAIN = text(
     "WITH head AS (UPDATE bare_audit_head SET seq = seq + 1, hash = sha256(hash || int8send(seq + 1) || :body) "
     "WHERE id = 1 RETURNING seq, hash) INSERT INTO bare_audit (seq, body, hash) SELECT seq, :body, hash FROM head")
@@ -94,7 +99,7 @@ _DISCLOSED = "array_remove(ARRAY[" + ", ".join(
     f"CASE WHEN c.{column} IS NOT NULL THEN '{path}' END" for column, path in SEALED.items()) + "], NULL)"
 _READ_FULL = text(
     "WITH tok AS (SELECT t.user_id, u.role, u.unit_id FROM bare_tokens t JOIN bare_users u ON u.id = t.user_id "
-    "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now()), "
+    "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active), "
     f"c AS (SELECT bare_cases.* FROM bare_cases, tok WHERE bare_cases.id = :id AND {_MAY_READ.format(c='bare_cases')}), "
     "cons AS (SELECT json_object_agg(scope, json_build_object('active', granted, 'given_by', given_by, "
     "'recorded_at', recorded_at, 'expires_at', expires_at)) AS consents FROM bare_consents "
@@ -111,7 +116,9 @@ _READ_FULL = text(
     "'outcome', CASE WHEN c.id IS NULL THEN 'denied' ELSE 'allowed' END, "
     f"'ip', CAST(:ip AS text), 'request_id', CAST(:request_id AS text), 'fields', {_DISCLOSED})::text, 'UTF8') AS body "
     "FROM tok LEFT JOIN c ON true), " + _APPEND +
-    "SELECT (SELECT user_id FROM tok) AS reader, c.*, cons.consents, tl.*, same.perpetrator, same.phone "
+    "SELECT (SELECT user_id FROM tok) AS reader, c.id, c.wrapped_key, "
+    + ", ".join(f"c.{name}" for name in (*SEALED, *PLAIN)) +
+    ", cons.consents, tl.*, same.perpetrator, same.phone "
     "FROM (SELECT) one LEFT JOIN c ON true LEFT JOIN cons ON true LEFT JOIN tl ON true LEFT JOIN same ON true")
 
 
@@ -168,7 +175,11 @@ def _case_answer(case: Any) -> dict[str, Any]:
         case[field][:12], case[field][12:], f"{case['id']}:{field}".encode()).decode() for field in SEALED}
     plain = {name: case[name].isoformat() if isinstance(case[name], dt.date) else case[name] for name in PLAIN}
     return {
-        "id": case["id"], **{k: v for k, v in plain.items() if k not in ("answers", "consent")},
+        "id": case["id"], "reference": plain["reference"], "status": plain["status"], "area": plain["area"],
+        "unit": plain["unit_code"], "age_group": plain["age_group"], "gbv_type": plain["gbv_type"],
+        "flags": plain["flags"].split(",") if plain["flags"] else [], "created_at": plain["created_at"],
+        "assigned_officer_id": plain["assigned_officer_id"], "outcome": plain["outcome"], "erased": plain["erased"],
+        "closure_pending": plain["closure_pending"],
         "accept_by": case["accept_by"].isoformat() if case["accept_by"] else None,
         "incident": {"answers": json.loads(plain["answers"]), "date": plain["incident_date"],
                      "immediate_danger": plain["immediate_danger"], "location_type": plain["location_type"],
@@ -290,13 +301,14 @@ def _full_read_tables(conn: Any) -> None:
     """The full read's tables, and (once) its data. Case 1, which ``make bench`` reads, is like the case
     Amanat's bench reads: offered (one open offer), no phone, nobody else naming its perpetrator, no
     actions, notes, orders or service referrals. Cases 2-5 name one perpetrator and one phone; case 2 has
-    an action and a note, case 3 is accepted by officer 3, case 4 is unit 2's, case 5 is unit 1's but
+    one timeline entry of each kind, case 3 is accepted by officer 3, case 4 is unit 2's, case 5 is unit 1's but
     services-only (no police consent: no police user may see it). Users: 1 (the bench token's)
     supervises unit 1, 2 unit 2; 3 is an officer of unit 1; 4 is oversight, with break-glass on case 2
-    (and an ended one on case 3)."""
+    (and an ended one on case 3); 5 supervised unit 1 until deactivated."""
     conn.execute(text("ALTER TABLE bare_tokens ADD COLUMN IF NOT EXISTS expires_at timestamptz NOT NULL "
                       "DEFAULT 'infinity', ADD COLUMN IF NOT EXISTS revoked_at timestamptz"))
-    conn.execute(text("CREATE TABLE IF NOT EXISTS bare_users (id int PRIMARY KEY, role text, unit_id int)"))
+    conn.execute(text("CREATE TABLE IF NOT EXISTS bare_users (id int PRIMARY KEY, role text, unit_id int, "
+                      "active boolean NOT NULL DEFAULT true)"))
     columns = ", ".join(f"{name} bytea" for name in SEALED)
     conn.execute(text(
         "CREATE TABLE IF NOT EXISTS bare_cases (id int PRIMARY KEY, unit_id int, wrapped_key bytea, "
@@ -320,12 +332,13 @@ def _full_read_tables(conn: Any) -> None:
     conn.execute(text("CREATE TABLE IF NOT EXISTS bare_break_glass (user_id int, case_id int, expires_at timestamptz)"))
     if conn.scalar(text("SELECT count(*) FROM bare_cases")):
         return
-    conn.execute(text("INSERT INTO bare_users VALUES (1, 'supervisor', 1), (2, 'supervisor', 2), (3, 'officer', 1), "
-                      "(4, 'oversight', NULL)"))
+    conn.execute(text("INSERT INTO bare_users VALUES (1, 'supervisor', 1, true), (2, 'supervisor', 2, true), "
+                      "(3, 'officer', 1, true), (4, 'oversight', NULL, true), (5, 'supervisor', 1, false)"))
     for token, user_id, expires, revoked in ((OTHER_TOKEN, 2, "infinity", None), (OFFICER_TOKEN, 3, "infinity", None),
                                              (OVERSIGHT_TOKEN, 4, "infinity", None),
                                              (EXPIRED_TOKEN, 1, "2026-01-01T00:00:00Z", None),
-                                             (REVOKED_TOKEN, 1, "infinity", "2026-01-01T00:00:00Z")):
+                                             (REVOKED_TOKEN, 1, "infinity", "2026-01-01T00:00:00Z"),
+                                             (DEACTIVATED_TOKEN, 5, "infinity", None)):
         conn.execute(text("INSERT INTO bare_tokens (token_hash, user_id, expires_at, revoked_at) "
                           "VALUES (:h, :u, CAST(:e AS timestamptz), CAST(:r AS timestamptz))"),
                      {"h": hashlib.sha256(token.encode()).digest(), "u": user_id, "e": expires, "r": revoked})
@@ -361,10 +374,12 @@ def _full_read_tables(conn: Any) -> None:
         if status == "offered":
             conn.execute(text("INSERT INTO bare_offers VALUES (:c, 3, 'open', :d)"),
                          {"c": case_id, "d": now + dt.timedelta(hours=24)})
-    conn.execute(text("INSERT INTO bare_actions (case_id, at, kind, detail) VALUES (2, :at, 'contact_made', 'by phone')"),
-                 {"at": now})
-    conn.execute(text("INSERT INTO bare_notes (case_id, at, kind, detail) VALUES (2, :at, 'note', 'a sealed note in life')"),
-                 {"at": now})
+    # Case 2's timeline, one entry of each kind. Its text is the bench's own, not a case's: Amanat seals a
+    # note's text, which this floor does not model (case 1, the one measured, has no timeline).
+    for table, kind in (("actions", "contact_made"), ("notes", "note"), ("protection_orders", "temporary"),
+                        ("service_referrals", "health")):
+        conn.execute(text(f"INSERT INTO bare_{table} (case_id, at, kind, detail) VALUES (2, :at, :kind, 'bench entry')"),
+                     {"at": now, "kind": kind})
     conn.execute(text("INSERT INTO bare_break_glass VALUES (4, 2, :e), (4, 3, :gone)"),  # case 3's grant has ended
                  {"e": now + dt.timedelta(days=3650), "gone": now - dt.timedelta(days=1)})
 

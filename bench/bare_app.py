@@ -16,9 +16,9 @@ own. Both append a bare minimum of an audit row (actor, action, row; no time,
 role, outcome, source or indexes), so Amanat's own event costs somewhat more.
 
 ``/secure/full/cases/<id>`` (session 16) is the floor of a *full* case read as
-Amanat's API answers it, written as leanly as SPEC §7 allows: one statement in
+Amanat's API answers it, rewritten outside the stack's rules: one statement in
 autocommit (so no BEGIN or COMMIT: the statement is its own transaction, its
-audit event with it) that checks the token (known, not expired, not revoked)
+audit event with it) that checks the token (known, unexpired, unrevoked, its account active)
 and the reader's right to the case's content by Amanat's rule, in SQL (the
 offer summary an officer sees of a case offered to them and a focal point's
 status view are not modelled: 404 here); reads the case's
@@ -31,7 +31,8 @@ the secondary indexes Amanat's audit table keeps), denied for a case the reader
 may not see.
 Then seven sealed fields opened under the case's key, unwrapped once, and the
 answer built as plain dicts. No ORM objects, schemas, Flask-Login or hooks:
-what a rewrite of Amanat's read outside the stack's rules could at best reach.
+a rewrite of Amanat's read that keeps its answer (a smaller answer, fewer
+framework layers or another worker setup are not measured).
 """
 from __future__ import annotations
 

@@ -345,9 +345,9 @@ def main() -> None:
         print("context, not goals: the floor of any secure version (token hash lookup, AES-GCM envelope, one chained")
         print("audit row, commit; no validation, routing, permissions or timeline) on the bare stack, as a plain ORM")
         print("version writes it (token, row and audit append as 3 statements) and as 1 statement (BEGIN, the")
-        print("statement, COMMIT: as many round trips as the bare call's own); and a full case read as leanly as")
-        print("SPEC 7 allows: Amanat's answer (its read rule, consents, timeline, matches, seven sealed fields,")
-        print("its audit event) from one statement in autocommit, plain dicts, no ORM objects, schemas or hooks:")
+        print("statement, COMMIT: as many round trips as the bare call's own); and Amanat's full case read")
+        print("rewritten outside the stack's rules: its answer (its content rule, consents, timeline, matches, seven")
+        print("sealed fields, its audit event) from one statement in autocommit, plain dicts, no ORM, schemas or hooks:")
         for _label, mine, bare, floors in kinds:
             for label, floor in floors:
                 print(f"  {label:42} {floor['rps']:9.0f}/s = {floor['rps'] / bare['rps']:4.2f}x bare;"

@@ -1,7 +1,8 @@
 """The bench's secure floors (bench/bare_app.py) do what ``make bench`` says they do: every call that
 discloses or writes appends exactly one chained audit row, in three statements or in one; a call refused
-(unknown token, no such row) writes neither row nor event. A floor that skipped its audit row would be
-measured faster than any compliant version could be, and the report would mislead (issue 10)."""
+(unknown token, no such row) writes neither row nor event; the full case read's floor (session 16), as
+Amanat does, writes a denied event for a case its reader may not see. A floor that skipped its audit row
+would be measured faster than any compliant version could be, and the report would mislead (issue 10)."""
 from __future__ import annotations
 
 import datetime as dt

@@ -157,21 +157,30 @@ def _token_digest() -> bytes:
     return hashlib.sha256(request.headers.get("Authorization", "").removeprefix("Bearer ").encode()).digest()
 
 
+def _wrap(key: bytes) -> bytes:
+    """A row's or case's key wrapped by the KEK, its nonce in front."""
+    nonce = os.urandom(12)
+    return nonce + KEK.encrypt(nonce, key, None)
+
+
+def _unwrap(wrapped_key: bytes) -> AESGCM:
+    return AESGCM(KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None))
+
+
 def _seal(data: bytes) -> tuple[bytes, bytes]:
     """(the new row key wrapped by the KEK, ``data`` sealed under that key), each with its nonce in front."""
-    key, nonce, key_nonce = os.urandom(32), os.urandom(12), os.urandom(12)
-    return key_nonce + KEK.encrypt(key_nonce, key, None), nonce + AESGCM(key).encrypt(nonce, data, None)
+    key, nonce = os.urandom(32), os.urandom(12)
+    return _wrap(key), nonce + AESGCM(key).encrypt(nonce, data, None)
 
 
 def _open(wrapped_key: bytes, sealed: bytes) -> str:
-    key = KEK.decrypt(wrapped_key[:12], wrapped_key[12:], None)
-    return AESGCM(key).decrypt(sealed[:12], sealed[12:], None).decode()
+    return _unwrap(wrapped_key).decrypt(sealed[:12], sealed[12:], None).decode()
 
 
 def _case_answer(case: Any) -> dict[str, Any]:
     """The full read's answer, in the shape of Amanat's (plain dicts; no schema): the case key unwrapped
     once, each sealed field opened under it, bound to the case and the field as Amanat's are."""
-    key = AESGCM(KEK.decrypt(case["wrapped_key"][:12], case["wrapped_key"][12:], None))
+    key = _unwrap(case["wrapped_key"])
     opened = {field: None if case[field] is None else key.decrypt(
         case[field][:12], case[field][12:], f"{case['id']}:{field}".encode()).decode() for field in SEALED}
     plain = {name: case[name].isoformat() if isinstance(case[name], dt.date) else case[name] for name in PLAIN}
@@ -347,10 +356,10 @@ def _full_read_tables(conn: Any) -> None:
     for case_id, unit_id, status, officer in ((1, 1, "offered", None), (2, 1, "offered", None),
                                               (3, 1, "accepted", 3), (4, 2, "offered", None),
                                               (5, 1, "services_only", None)):
-        key, key_nonce = os.urandom(32), os.urandom(12)
+        key = os.urandom(32)
         shared = case_id > 1
         values: dict[str, Any] = {
-            "id": case_id, "unit_id": unit_id, "wrapped_key": key_nonce + KEK.encrypt(key_nonce, key, None),
+            "id": case_id, "unit_id": unit_id, "wrapped_key": _wrap(key),
             "perpetrator_bidx": hashlib.sha256(b"p-shared" if shared else b"p-one").digest(),
             "phone_bidx": hashlib.sha256(b"phone-shared").digest() if shared else None}
         for field in SEALED:  # synthetic text; case 1 without a phone, as Amanat's bench case

@@ -77,6 +77,13 @@ def gunicorn(app: str, env: dict[str, str], port: int, workers: int, log: Path |
             out.close()  # the child has its own descriptor
 
 
+def print_server_logs(logs: dict[str, Path]) -> None:
+    """The last lines each server wrote (``gunicorn(..., log)``), to stderr."""
+    for name, log in logs.items():
+        print(f"--- {name} server's output (last lines):", *log.read_text(errors="replace").splitlines()[-20:],
+              sep="\n", file=sys.stderr)
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -284,9 +291,7 @@ def main() -> None:
             wait_up(f"http://127.0.0.1:{a_port}/healthz")
             wait_up(f"http://127.0.0.1:{b_port}/rows/0", ok_statuses=(404,))
         except SystemExit:
-            for name, log in logs.items():  # why a server did not start: its last words
-                print(f"--- {name} server's output (last lines):", *log.read_text(errors="replace").splitlines()[-20:],
-                      sep="\n", file=sys.stderr)
+            print_server_logs(logs)  # why a server did not start: its last words
             raise
         body = submission_body()
         common = {"seconds": args.seconds, "connections": args.connections, "tmp": tmp}
@@ -382,9 +387,7 @@ def main() -> None:
         measured = (submit, read, more, bare_insert, bare_read, bare_noop, noop, me, floor_insert, floor_insert_one,
                     floor_read, floor_read_one, floor_read_full)
         if any(m["errors"] for m in measured):  # the servers' own words on what went wrong, before tmp goes
-            for name, log in logs.items():
-                print(f"--- {name} server's output (last lines):", *log.read_text(errors="replace").splitlines()[-20:],
-                      sep="\n", file=sys.stderr)
+            print_server_logs(logs)
         sys.exit(1 if failed and args.strict else 0)
     finally:
         for proc in servers:

@@ -17,8 +17,12 @@ from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.postgres
 
-TOKEN = {"Authorization": "Bearer bench-token"}
-WRONG = {"Authorization": "Bearer not-the-token"}
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+TOKEN = _as(bare_app.TOKEN)
+WRONG = _as("not-the-token")
 
 
 @pytest.fixture()
@@ -109,10 +113,6 @@ def test_a_write_whose_audit_row_fails_is_not_kept(bare, prefix):  # type: ignor
 
 
 # -- the full case read's floor (session 16) ------------------------------------------------------------
-
-def _as(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
 
 def _full_events(app, db) -> list[tuple[int, str, int, str, list[str]]]:  # type: ignore[no-untyped-def]
     """(actor, role, case, outcome, fields disclosed) of every chained event, the chain checked."""
